@@ -1,0 +1,44 @@
+# Siesta: the two commands are `make run` (the main job) and `make test` (what CI runs).
+SHELL := /bin/bash
+CLUSTER := tests/cluster/cluster.sh
+CARGO ?= cargo
+export SIESTA_LOG ?= info
+
+.PHONY: run test deps build cluster-up cluster-down lint unit integration bench promtool-check clean
+
+## deps: Debian packages and the local control plane (built once, cached outside the repo)
+deps:
+	@tests/deps.sh
+
+build:
+	$(CARGO) build --release --locked
+
+cluster-up: deps
+	$(CLUSTER) up
+
+cluster-down:
+	$(CLUSTER) down
+
+## run: the local cluster when KUBECONFIG is unset, then controller, proxy and a demo namespace
+run: deps build
+	@scripts/run.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --locked --lib --bins
+
+## integration: real control plane; tests start their own controller and proxy processes
+integration:
+	$(CLUSTER) up
+	set -o pipefail; trap '$(CLUSTER) down' EXIT; $(CARGO) test --locked --tests --test '*' -- --test-threads 4
+
+test: deps lint unit integration
+
+bench: deps
+	benches/run.sh
+
+clean: cluster-down
+	$(CARGO) clean

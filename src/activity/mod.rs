@@ -1,0 +1,298 @@
+//! Activity: the newest counted request per namespace, from the audit ingest and
+//! from the proxy, kept in memory and persisted to the namespace's Activity Lease.
+//!
+//! The [`Reporter`] coalesces: an awake namespace's Lease is written at most once
+//! per flush interval; a sleeping (or waking) namespace's Lease is written at
+//! once, exactly once per sleep however many reports arrive together, because
+//! that write is the wake request.
+pub mod lease;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::annotations::{MAX_DESCRIPTION, State, truncate};
+pub use lease::Seen;
+
+/// Where activity was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    Api,
+    Http,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One counted request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activity {
+    pub namespace: String,
+    pub at: DateTime<Utc>,
+    pub source: Source,
+    /// Short and bounded: user and verb, or host. Never a metric label.
+    pub detail: String,
+}
+
+/// Where a reporter learns whether a namespace sleeps: its recorded state and
+/// when that began. The controller and the proxy back it with a Namespace watch.
+pub trait NamespaceStates: Send + Sync + 'static {
+    fn state(&self, namespace: &str) -> Option<(State, Option<DateTime<Utc>>)>;
+}
+
+/// Nobody sleeps: for replay and tests without a cluster.
+pub struct AllAwake;
+
+impl NamespaceStates for AllAwake {
+    fn state(&self, _namespace: &str) -> Option<(State, Option<DateTime<Utc>>)> {
+        None
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    seen: Seen,
+    /// Newer than what the Lease holds.
+    dirty: bool,
+    /// The sleep (by its start) for which a wake write has been made or is under way.
+    wake_requested_for: Option<Option<DateTime<Utc>>>,
+}
+
+/// Writes activity somewhere durable; the Lease in a cluster.
+pub trait Sink: Send + Sync + 'static {
+    fn write(&self, namespace: String, seen: Seen) -> futures::future::BoxFuture<'static, Result<(), String>>;
+}
+
+/// The Activity Lease sink.
+pub struct LeaseSink(pub kube::Client);
+
+impl Sink for LeaseSink {
+    fn write(&self, namespace: String, seen: Seen) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let client = self.0.clone();
+        Box::pin(async move { lease::record(&client, &namespace, &seen).await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+}
+
+/// The shared, cloneable activity book of one process.
+#[derive(Clone)]
+pub struct Reporter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    entries: Mutex<HashMap<String, Entry>>,
+    states: Arc<dyn NamespaceStates>,
+    sink: Option<Arc<dyn Sink>>,
+    /// Namespaces whose sleep may end now: the in-process controller listens.
+    wake_tx: Option<mpsc::UnboundedSender<String>>,
+}
+
+impl Reporter {
+    pub fn new(
+        states: Arc<dyn NamespaceStates>,
+        sink: Option<Arc<dyn Sink>>,
+        wake_tx: Option<mpsc::UnboundedSender<String>>,
+    ) -> Reporter {
+        Reporter { inner: Arc::new(Inner { entries: Mutex::default(), states, sink, wake_tx }) }
+    }
+
+    /// Count one request. Cheap: a map update under a short lock, and a spawned
+    /// write only when it is a wake request.
+    pub fn report(&self, activity: Activity) {
+        let Activity { namespace, at, source, detail } = activity;
+        let at = at.min(Utc::now());
+        let mut update = Seen { api: None, http: None, detail: None };
+        match source {
+            Source::Api => update.api = Some(at),
+            Source::Http => update.http = Some(at),
+        }
+        let state = self.inner.states.state(&namespace);
+        let wake_write = {
+            let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = entries.entry(namespace.clone()).or_default();
+            if !entry.seen.merge(&update) {
+                return;
+            }
+            entry.seen.detail = Some(truncate(&format!("{source} {detail}"), MAX_DESCRIPTION));
+            entry.dirty = true;
+            match state {
+                Some((State::Asleep | State::Waking, since))
+                    if since.is_none_or(|s| at > s) && entry.wake_requested_for != Some(since) =>
+                {
+                    entry.wake_requested_for = Some(since);
+                    entry.dirty = false;
+                    Some(entry.seen.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(seen) = wake_write {
+            if let Some(tx) = &self.inner.wake_tx {
+                let _ = tx.send(namespace.clone());
+            }
+            if let Some(sink) = self.inner.sink.clone() {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = sink.write(namespace.clone(), seen).await {
+                        tracing::warn!(%namespace, error = %e, "wake request: activity lease write failed");
+                        crate::metrics::error("lease_write");
+                        me.forget_wake_request(&namespace);
+                    }
+                });
+            }
+        }
+    }
+
+    fn forget_wake_request(&self, namespace: &str) {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = entries.get_mut(namespace) {
+            e.wake_requested_for = None;
+            e.dirty = true;
+        }
+    }
+
+    /// The newest activity this process saw for a namespace.
+    pub fn seen(&self, namespace: &str) -> Option<Seen> {
+        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner()).get(namespace).map(|e| e.seen.clone())
+    }
+
+    /// Fold in what a Lease says (from a watch), so this process knows what
+    /// other reporters saw.
+    pub fn observe_lease(&self, namespace: &str, seen: &Seen) {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.entry(namespace.to_string()).or_default();
+        entry.seen.merge(seen);
+    }
+
+    /// Write every namespace whose activity is newer than its Lease. Returns
+    /// how many writes failed (they are retried at the next flush).
+    pub async fn flush(&self) -> usize {
+        let Some(sink) = self.inner.sink.clone() else { return 0 };
+        let dirty: Vec<(String, Seen)> = {
+            let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries
+                .iter_mut()
+                .filter(|(_, e)| e.dirty)
+                .map(|(ns, e)| {
+                    e.dirty = false;
+                    (ns.clone(), e.seen.clone())
+                })
+                .collect()
+        };
+        let mut failed = 0;
+        for (namespace, seen) in dirty {
+            if let Err(e) = sink.write(namespace.clone(), seen).await {
+                tracing::warn!(%namespace, error = %e, "activity lease write failed");
+                crate::metrics::error("lease_write");
+                failed += 1;
+                if let Some(entry) = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&namespace) {
+                    entry.dirty = true;
+                }
+            }
+        }
+        failed
+    }
+
+    /// Flush every `interval` until the process ends.
+    pub async fn run_flusher(self, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.flush().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Sleeping(DateTime<Utc>);
+    impl NamespaceStates for Sleeping {
+        fn state(&self, _ns: &str) -> Option<(State, Option<DateTime<Utc>>)> {
+            Some((State::Asleep, Some(self.0)))
+        }
+    }
+
+    #[derive(Default)]
+    struct CountingSink(AtomicUsize, Mutex<Vec<(String, Seen)>>);
+    impl Sink for Arc<CountingSink> {
+        fn write(&self, ns: String, seen: Seen) -> futures::future::BoxFuture<'static, Result<(), String>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            self.1.lock().unwrap().push((ns, seen));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn http(ns: &str, at: DateTime<Utc>) -> Activity {
+        Activity { namespace: ns.into(), at, source: Source::Http, detail: "app.example.test".into() }
+    }
+
+    #[tokio::test]
+    async fn awake_activity_is_coalesced_until_flush() {
+        let sink = Arc::new(CountingSink::default());
+        let r = Reporter::new(Arc::new(AllAwake), Some(Arc::new(sink.clone())), None);
+        let t0 = Utc::now() - chrono::Duration::seconds(10);
+        for i in 0..100 {
+            r.report(http("team-a", t0 + chrono::Duration::milliseconds(i)));
+        }
+        assert_eq!(sink.0.load(Ordering::SeqCst), 0);
+        assert_eq!(r.flush().await, 0);
+        assert_eq!(sink.0.load(Ordering::SeqCst), 1);
+        let written = sink.1.lock().unwrap()[0].1.http;
+        assert_eq!(written, Some(t0 + chrono::Duration::milliseconds(99)));
+        r.flush().await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 1, "nothing new, nothing written");
+    }
+
+    #[tokio::test]
+    async fn many_requests_to_a_sleeping_namespace_make_exactly_one_wake_write() {
+        let sink = Arc::new(CountingSink::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let slept = Utc::now() - chrono::Duration::minutes(5);
+        let r = Reporter::new(Arc::new(Sleeping(slept)), Some(Arc::new(sink.clone())), Some(tx));
+        for i in 0..1000 {
+            r.report(http("team-a", slept + chrono::Duration::milliseconds(10 + i)));
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 1);
+        assert_eq!(rx.recv().await.as_deref(), Some("team-a"));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn activity_older_than_the_sleep_is_no_wake_request() {
+        let sink = Arc::new(CountingSink::default());
+        let slept = Utc::now() - chrono::Duration::minutes(5);
+        let r = Reporter::new(Arc::new(Sleeping(slept)), Some(Arc::new(sink.clone())), None);
+        r.report(http("team-a", slept - chrono::Duration::seconds(1)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn activity_time_is_never_in_the_future() {
+        let r = Reporter::new(Arc::new(AllAwake), None, None);
+        r.report(http("team-a", Utc::now() + chrono::Duration::hours(1)));
+        assert!(r.seen("team-a").unwrap().http.unwrap() <= Utc::now());
+    }
+}

@@ -1,0 +1,404 @@
+//! The `siesta.dev/*` annotation contract of DESIGN.md: names, parsing of what
+//! users write on a Namespace, and rendering of what the controller writes.
+//!
+//! Parsing never fails half-way: every malformed annotation is returned as an
+//! [`AnnotationError`] naming the annotation, so the controller can report all of
+//! them and leave the namespace exactly as it is.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::schedule::Schedule;
+
+pub const PREFIX: &str = "siesta.dev/";
+pub const ENABLED: &str = "siesta.dev/enabled";
+pub const IDLE_AFTER: &str = "siesta.dev/idle-after";
+pub const SCHEDULE: &str = "siesta.dev/schedule";
+pub const AWAKE_HOURS: &str = "siesta.dev/awake-hours";
+pub const WAKE_ON: &str = "siesta.dev/wake-on";
+pub const WAKE_PAGE: &str = "siesta.dev/wake-page";
+pub const KEEP_AWAKE_UNTIL: &str = "siesta.dev/keep-awake-until";
+pub const ACTION: &str = "siesta.dev/action";
+pub const EXCLUDE: &str = "siesta.dev/exclude";
+
+pub const STATE: &str = "siesta.dev/state";
+pub const STATE_SINCE: &str = "siesta.dev/state-since";
+pub const REASON: &str = "siesta.dev/reason";
+pub const LAST_ACTIVITY: &str = "siesta.dev/last-activity";
+pub const ORIGINAL_REPLICAS: &str = "siesta.dev/original-replicas";
+pub const ORIGINAL_SUSPEND: &str = "siesta.dev/original-suspend";
+
+/// The longest activity description written to an annotation.
+pub const MAX_DESCRIPTION: usize = 120;
+
+/// A namespace's sleep state as the controller records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum State {
+    #[default]
+    Awake,
+    Asleep,
+    Waking,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Awake => "awake",
+            State::Asleep => "asleep",
+            State::Waking => "waking",
+        }
+    }
+    pub fn parse(s: &str) -> Option<State> {
+        match s {
+            "awake" => Some(State::Awake),
+            "asleep" => Some(State::Asleep),
+            "waking" => Some(State::Waking),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a namespace sleeps or woke (`siesta.dev/reason`, metric labels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Idle,
+    Schedule,
+    Manual,
+    Api,
+    Http,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 5] = [Reason::Idle, Reason::Schedule, Reason::Manual, Reason::Api, Reason::Http];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Idle => "idle",
+            Reason::Schedule => "schedule",
+            Reason::Manual => "manual",
+            Reason::Api => "api",
+            Reason::Http => "http",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `siesta.dev/idle-after`: a duration, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdleAfter {
+    Off,
+    After(Duration),
+}
+
+impl IdleAfter {
+    pub fn parse(s: &str) -> Result<IdleAfter, String> {
+        if s.trim() == "off" {
+            return Ok(IdleAfter::Off);
+        }
+        crate::duration::parse(s).map(IdleAfter::After)
+    }
+}
+
+/// `siesta.dev/wake-on`: which activity wakes a sleeping namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WakeOn {
+    pub api: bool,
+    pub http: bool,
+}
+
+impl Default for WakeOn {
+    fn default() -> Self {
+        WakeOn { api: true, http: true }
+    }
+}
+
+impl WakeOn {
+    pub fn parse(s: &str) -> Result<WakeOn, String> {
+        let s = s.trim();
+        if s == "none" {
+            return Ok(WakeOn { api: false, http: false });
+        }
+        let mut w = WakeOn { api: false, http: false };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "api" => w.api = true,
+                "http" => w.http = true,
+                other => {
+                    return Err(format!("{other:?} is not one of api, http (comma separated) or none"));
+                }
+            }
+        }
+        Ok(w)
+    }
+    pub fn allows(self, source: crate::activity::Source) -> bool {
+        match source {
+            crate::activity::Source::Api => self.api,
+            crate::activity::Source::Http => self.http,
+        }
+    }
+}
+
+/// `siesta.dev/wake-page`: what a browser sees while the namespace wakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WakePage {
+    #[default]
+    Auto,
+    Never,
+}
+
+impl WakePage {
+    pub fn parse(s: &str) -> Result<WakePage, String> {
+        match s.trim() {
+            "auto" => Ok(WakePage::Auto),
+            "never" => Ok(WakePage::Never),
+            other => Err(format!("{other:?} is not auto or never")),
+        }
+    }
+}
+
+/// `siesta.dev/action`: a one-shot command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Sleep,
+    Wake,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Result<Action, String> {
+        match s.trim() {
+            "sleep" => Ok(Action::Sleep),
+            "wake" => Ok(Action::Wake),
+            other => Err(format!("{other:?} is not sleep or wake")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Sleep => "sleep",
+            Action::Wake => "wake",
+        }
+    }
+}
+
+/// A strict boolean: `"true"` or `"false"`, nothing else, so that a typo is
+/// reported instead of silently meaning false.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
+pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2026-12-01T18:00:00Z: {e}"))
+}
+
+pub fn format_instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// One malformed annotation: which one, what it said, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotationError {
+    pub annotation: &'static str,
+    pub value: String,
+    pub message: String,
+}
+
+impl fmt::Display for AnnotationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "annotation {}: {}", self.annotation, self.message)
+    }
+}
+
+/// What a namespace's own annotations say; `None` means "not set here", so the
+/// admin policy or the defaults apply.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub enabled: Option<bool>,
+    pub idle_after: Option<IdleAfter>,
+    pub schedule: Option<String>,
+    pub awake_hours: Option<Schedule>,
+    pub wake_on: Option<WakeOn>,
+    pub wake_page: Option<WakePage>,
+    pub keep_awake_until: Option<DateTime<Utc>>,
+    pub action: Option<Action>,
+}
+
+impl Overrides {
+    /// Read every user-set annotation, collecting every error.
+    pub fn parse(annotations: &BTreeMap<String, String>) -> (Overrides, Vec<AnnotationError>) {
+        let mut errors = Vec::new();
+        let get = |name: &'static str| annotations.get(name).map(|v| (name, v.as_str()));
+        fn field<T>(
+            errors: &mut Vec<AnnotationError>,
+            entry: Option<(&'static str, &str)>,
+            parse: impl Fn(&str) -> Result<T, String>,
+        ) -> Option<T> {
+            let (name, value) = entry?;
+            match parse(value) {
+                Ok(v) => Some(v),
+                Err(message) => {
+                    errors.push(AnnotationError {
+                        annotation: name,
+                        value: truncate(value, MAX_DESCRIPTION),
+                        message,
+                    });
+                    None
+                }
+            }
+        }
+        let enabled = get(ENABLED);
+        let idle = get(IDLE_AFTER);
+        let schedule = get(SCHEDULE);
+        let awake = get(AWAKE_HOURS);
+        let wake_on = get(WAKE_ON);
+        let wake_page = get(WAKE_PAGE);
+        let keep = get(KEEP_AWAKE_UNTIL);
+        let action = get(ACTION);
+        let o = Overrides {
+            enabled: field(&mut errors, enabled, parse_bool),
+            idle_after: field(&mut errors, idle, IdleAfter::parse),
+            schedule: field(&mut errors, schedule, |s| {
+                let s = s.trim();
+                if s.is_empty() { Err("empty schedule name".to_string()) } else { Ok(s.to_string()) }
+            }),
+            awake_hours: field(&mut errors, awake, |s| Schedule::parse_awake_hours(s).map_err(|e| e.to_string())),
+            wake_on: field(&mut errors, wake_on, WakeOn::parse),
+            wake_page: field(&mut errors, wake_page, WakePage::parse),
+            keep_awake_until: field(&mut errors, keep, parse_instant),
+            action: field(&mut errors, action, Action::parse),
+        };
+        (o, errors)
+    }
+}
+
+/// What the controller last wrote on a namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recorded {
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub reason: Option<Reason>,
+    pub last_activity: Option<String>,
+}
+
+impl Recorded {
+    /// Controller-written annotations; unreadable ones count as absent (the
+    /// controller rewrites them at the next transition).
+    pub fn parse(annotations: &BTreeMap<String, String>) -> Recorded {
+        Recorded {
+            state: annotations.get(STATE).and_then(|s| State::parse(s)).unwrap_or_default(),
+            since: annotations.get(STATE_SINCE).and_then(|s| parse_instant(s).ok()),
+            reason: annotations.get(REASON).and_then(|s| Reason::parse(s)),
+            last_activity: annotations.get(LAST_ACTIVITY).cloned(),
+        }
+    }
+}
+
+/// Cut a description to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_fully_annotated_namespace_reads_back() {
+        let (o, errors) = Overrides::parse(&ann(&[
+            (ENABLED, "true"),
+            (IDLE_AFTER, "1h30m"),
+            (SCHEDULE, "office-hours"),
+            (WAKE_ON, "http"),
+            (WAKE_PAGE, "never"),
+            (KEEP_AWAKE_UNTIL, "2026-12-01T18:00:00Z"),
+            (ACTION, "wake"),
+        ]));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(o.enabled, Some(true));
+        assert_eq!(o.idle_after, Some(IdleAfter::After(Duration::from_secs(5400))));
+        assert_eq!(o.schedule.as_deref(), Some("office-hours"));
+        assert_eq!(o.wake_on, Some(WakeOn { api: false, http: true }));
+        assert_eq!(o.wake_page, Some(WakePage::Never));
+        assert_eq!(o.action, Some(Action::Wake));
+        assert_eq!(o.keep_awake_until.map(format_instant).as_deref(), Some("2026-12-01T18:00:00Z"));
+    }
+
+    #[test]
+    fn every_bad_annotation_is_named() {
+        let (o, errors) = Overrides::parse(&ann(&[
+            (ENABLED, "yes"),
+            (IDLE_AFTER, "banana"),
+            (WAKE_ON, "api,smtp"),
+            (KEEP_AWAKE_UNTIL, "tomorrow"),
+            (ACTION, "nap"),
+        ]));
+        let named: Vec<_> = errors.iter().map(|e| e.annotation).collect();
+        assert_eq!(named, vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION]);
+        assert!(errors[1].to_string().contains("siesta.dev/idle-after"));
+        assert_eq!(o.enabled, None);
+    }
+
+    #[test]
+    fn idle_after_off_and_wake_on_none() {
+        assert_eq!(IdleAfter::parse("off"), Ok(IdleAfter::Off));
+        assert_eq!(WakeOn::parse("none"), Ok(WakeOn { api: false, http: false }));
+        assert_eq!(WakeOn::parse("api, http"), Ok(WakeOn::default()));
+    }
+
+    #[test]
+    fn recorded_state_defaults_to_awake() {
+        let r = Recorded::parse(&ann(&[(STATE, "asleep"), (REASON, "idle"), (STATE_SINCE, "2026-01-01T00:00:00Z")]));
+        assert_eq!(r.state, State::Asleep);
+        assert_eq!(r.reason, Some(Reason::Idle));
+        assert_eq!(Recorded::parse(&ann(&[(STATE, "garbage")])).state, State::Awake);
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_random_annotations_never_panics(
+            vals in proptest::collection::vec("\\PC{0,40}", 8)
+        ) {
+            let names = [ENABLED, IDLE_AFTER, SCHEDULE, AWAKE_HOURS, WAKE_ON, WAKE_PAGE, KEEP_AWAKE_UNTIL, ACTION];
+            let map: BTreeMap<String, String> = names.iter().zip(vals.iter()).map(|(k, v)| (k.to_string(), v.clone())).collect();
+            let (_o, errors) = Overrides::parse(&map);
+            for e in errors { prop_assert!(e.annotation.starts_with(PREFIX)); }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! API activity from the API server's audit events (webhook, log file, JSON lines).
+//! Lands with the audit issue.

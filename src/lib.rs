@@ -1,0 +1,61 @@
+//! Siesta puts idle Kubernetes namespaces to sleep and wakes them on the first request.
+//!
+//! The data flow, in the order a request travels:
+//!
+//! - [`audit`] turns API-server audit events into activity; [`proxy`] does the same
+//!   for HTTP requests and holds them while a namespace wakes.
+//! - [`activity`] keeps the newest activity per namespace in memory and persists it,
+//!   coalesced, to the namespace's Activity Lease (the wake request when asleep).
+//! - [`annotations`] and [`config`] say what a namespace wants; [`schedule`] says
+//!   whether a schedule is awake at an instant; [`decide`] is the pure function that
+//!   turns all of it into sleep, wake or keep, and when to look again.
+//! - [`controller`] watches the cluster and runs [`decide`]; [`scaler`] is the only
+//!   writer of workload replicas, and records originals in the same request.
+//! - [`metrics`] and [`admin`] expose what happens to Prometheus.
+#![forbid(unsafe_code)]
+
+pub mod activity;
+pub mod admin;
+pub mod annotations;
+pub mod audit;
+pub mod config;
+pub mod controller;
+pub mod decide;
+pub mod duration;
+pub mod metrics;
+pub mod proxy;
+pub mod scaler;
+pub mod schedule;
+pub mod status;
+
+/// The user agent of every API request Siesta makes; the audit ingest ignores it.
+pub const USER_AGENT: &str = concat!("siesta/", env!("CARGO_PKG_VERSION"));
+/// The field manager of every write Siesta makes (for GitOps `ignoreDifferences`).
+pub const FIELD_MANAGER: &str = "siesta";
+
+/// The crate's error type; `anyhow` is used only in `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes api: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A kube client whose requests carry Siesta's user agent, from `KUBECONFIG` or
+/// the in-cluster service account.
+pub async fn kube_client() -> Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
+    config
+        .headers
+        .push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+    Ok(kube::Client::try_from(config)?)
+}

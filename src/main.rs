@@ -1,0 +1,101 @@
+//! `siesta`: parse the command line, start logging, run the chosen subcommand.
+#![forbid(unsafe_code)]
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use siesta::{controller, proxy};
+
+#[derive(Parser)]
+#[command(name = "siesta", version, about = "Sleep mode for Kubernetes namespaces")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch namespaces, decide, sleep and wake them; serve the audit webhook and metrics.
+    Controller(controller::Args),
+    /// The ingress proxy: count HTTP activity, hold requests while a namespace wakes.
+    Proxy(proxy::Args),
+    /// Print each opted-in namespace's state, reason, last activity, next change and savings.
+    Status {
+        /// Only this namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Put a namespace to sleep now (through siesta.dev/action).
+    Sleep { namespace: String },
+    /// Wake a namespace now (through siesta.dev/action).
+    Wake { namespace: String },
+    /// Validate an admin config file; exit 1 listing every error with its location.
+    CheckConfig { file: PathBuf },
+    /// Audit tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Evaluate a weekly awake-hours SPEC (or a named schedule of --config) at an instant.
+    Schedule {
+        /// The siesta.dev/awake-hours syntax, or a schedule name with --config.
+        spec: String,
+        /// The instant to evaluate (RFC 3339); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Read SPEC as a schedule name from this admin config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Feed an audit JSON-lines file through the ingest path; print throughput and totals.
+    Replay {
+        file: PathBuf,
+        /// Admin config whose audit ignore lists apply.
+        #[arg(long, env = "SIESTA_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SIESTA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn not_built(what: &str) -> ExitCode {
+    eprintln!("siesta: `{what}` is not built yet");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("siesta: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        match cli.command {
+            Command::Controller(args) => controller::run(args).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Proxy(args) => proxy::run(args).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Status { namespace } => siesta::status::run(namespace.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Sleep { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Sleep).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Wake { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Wake).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::CheckConfig { .. } => Ok(not_built("check-config")),
+            Command::Audit(AuditCommand::Replay { .. }) => Ok(not_built("audit replay")),
+            Command::Schedule { .. } => Ok(not_built("schedule")),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("siesta: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install what `make run`, `make test` and `make bench` need on a fresh machine:
+# Debian packages (only the missing ones), then the control plane from Go modules.
+set -euo pipefail
+need=()
+for pair in openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "[deps] installing Debian packages: ${need[*]}" >&2
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+  $sudo_ apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # the prometheus package starts a service; tests run their own on loopback
+  $sudo_ systemctl disable --now prometheus prometheus-node-exporter nginx >/dev/null 2>&1 || true
+  pkill -x prometheus 2>/dev/null || true
+  pkill -f 'nginx: master' 2>/dev/null || true
+fi
+command -v go >/dev/null || { echo "[deps] Go is required to build the control plane" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "[deps] cargo (Rust) is required" >&2; exit 1; }
+"$(dirname "$0")/cluster/build.sh" >/dev/null
