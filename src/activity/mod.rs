@@ -65,6 +65,16 @@ impl NamespaceStates for AllAwake {
     }
 }
 
+/// A Namespace watch (reflector store) answers from the controller-written
+/// `siesta.dev/state` and `siesta.dev/state-since` annotations.
+impl NamespaceStates for kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Namespace> {
+    fn state(&self, namespace: &str) -> Option<(State, Option<DateTime<Utc>>)> {
+        let ns = self.get(&kube::runtime::reflector::ObjectRef::new(namespace))?;
+        let recorded = crate::annotations::Recorded::parse(ns.metadata.annotations.as_ref()?);
+        Some((recorded.state, recorded.since))
+    }
+}
+
 #[derive(Default)]
 struct Entry {
     seen: Seen,
