@@ -23,7 +23,9 @@ pub mod controller;
 pub mod decide;
 pub mod duration;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
+pub mod resources;
 pub mod scaler;
 pub mod schedule;
 pub mod status;
@@ -54,8 +56,39 @@ pub async fn kube_client() -> Result<kube::Client> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
-    config
-        .headers
-        .push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     Ok(kube::Client::try_from(config)?)
+}
+
+/// Resolves when the process should stop: SIGTERM, Ctrl-C, or, when
+/// `SIESTA_EXIT_WITH_STDIN=1` (tests), when standard input closes, so that a
+/// child process never outlives the test that started it.
+pub async fn shutdown_signal() {
+    let stdin_closed = async {
+        if std::env::var("SIESTA_EXIT_WITH_STDIN").as_deref() == Ok("1") {
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            })
+            .await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+        _ = stdin_closed => {}
+    }
 }

@@ -1,1 +1,540 @@
-//! The only writer of workload replicas.
+//! The only writer of workload replicas. Sleep scales every managed workload
+//! to zero (CronJobs: suspends them) in a request that also records what it
+//! had; wake restores from that record alone, in a request that also removes it.
+//! Both passes are idempotent, so a controller killed at any instant and
+//! restarted finishes the job: there is no instant where an original count
+//! exists nowhere.
+//!
+//! Someone else's change wins: a recorded workload found running during sleep
+//! (a person or a GitOps agent scaled it up) is released: its record is
+//! replaced by `siesta.dev/released`, an Event says so, and Siesta leaves it
+//! alone until the namespace wakes. At wake, a recorded workload that is no
+//! longer at zero keeps its replicas; only the record goes.
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::annotations::{EXCLUDE, ORIGINAL_REPLICAS, ORIGINAL_SUSPEND, parse_bool};
+
+/// Marks a workload someone else took over while its namespace slept.
+pub const RELEASED: &str = "siesta.dev/released";
+
+/// A workload as the scaler sees it: how many it runs (CronJob: 1 unless
+/// suspended), whether it is managed, and what it had before sleep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    pub kind: &'static str,
+    pub name: String,
+    pub resource_version: String,
+    /// Replicas, or for a CronJob 0 when suspended and 1 when not.
+    pub running: i32,
+    pub ready: bool,
+    pub excluded: bool,
+    pub owned: bool,
+    pub released: bool,
+    /// The record: `Some(Ok(n))` original replicas (CronJob: 0 suspended, 1 not),
+    /// `Some(Err(value))` unreadable, `None` absent.
+    pub record: Option<Result<i32, String>>,
+    pub reference: ObjectReference,
+    /// Pod template requests: (CPU cores, memory bytes) per replica.
+    pub requests: (f64, f64),
+}
+
+/// What a pass would change on one workload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Set running to `to` and write the record of `from`.
+    Sleep {
+        from: i32,
+    },
+    /// Restore `to` and remove the record.
+    Restore {
+        to: i32,
+    },
+    /// Someone else changed it while asleep: drop the record, mark released.
+    Release,
+    /// At wake: someone else changed it; drop the record and leave it as it is.
+    DropRecord,
+    /// At wake: remove the released marker.
+    Unmark,
+    Nothing,
+}
+
+/// The pure sleep rule for one workload in a sleeping namespace.
+pub fn sleep_step(item: &Item) -> Step {
+    if item.excluded || item.owned || item.released {
+        return Step::Nothing;
+    }
+    match &item.record {
+        None if item.running > 0 => Step::Sleep { from: item.running },
+        Some(Ok(_)) if item.running > 0 => Step::Release,
+        _ => Step::Nothing,
+    }
+}
+
+/// The pure wake rule for one workload.
+pub fn wake_step(item: &Item) -> Step {
+    // Owned ReplicaSets follow their Deployment (which copies its annotations,
+    // records included, onto them): never touch them.
+    if item.owned {
+        return Step::Nothing;
+    }
+    if item.released {
+        return Step::Unmark;
+    }
+    match &item.record {
+        Some(Ok(n)) if item.running == 0 => Step::Restore { to: *n },
+        Some(Ok(_)) => Step::DropRecord,
+        // An unreadable record is never removed: a person must look at it.
+        _ => Step::Nothing,
+    }
+}
+
+/// The merge patch for a step, guarded by the resourceVersion it was decided on.
+pub fn patch_for(item: &Item, step: &Step) -> Option<Value> {
+    let cron = item.kind == "CronJob";
+    let record_key = if cron {
+        ORIGINAL_SUSPEND
+    } else {
+        ORIGINAL_REPLICAS
+    };
+    let spec = |running: i32| {
+        if cron {
+            json!({ "suspend": running == 0 })
+        } else {
+            json!({ "replicas": running })
+        }
+    };
+    let record_value = |n: i32| -> String {
+        if cron {
+            (n == 0).to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let rv = &item.resource_version;
+    let patch = match step {
+        Step::Sleep { from } => json!({
+            "metadata": { "resourceVersion": rv, "annotations": { record_key: record_value(*from) } },
+            "spec": spec(0),
+        }),
+        Step::Restore { to } => json!({
+            "metadata": { "resourceVersion": rv, "annotations": { record_key: null } },
+            "spec": spec(*to),
+        }),
+        Step::Release => json!({
+            "metadata": { "resourceVersion": rv, "annotations": { record_key: null, RELEASED: "true" } },
+        }),
+        Step::DropRecord => json!({
+            "metadata": { "resourceVersion": rv, "annotations": { record_key: null } },
+        }),
+        Step::Unmark => json!({
+            "metadata": { "resourceVersion": rv, "annotations": { RELEASED: null } },
+        }),
+        Step::Nothing => return None,
+    };
+    Some(patch)
+}
+
+/// The kinds the scaler manages, read into [`Item`]s.
+pub trait Workload:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const NAME: &'static str;
+    fn running(&self) -> i32;
+    fn ready(&self) -> bool;
+    fn record_of(ann: &BTreeMap<String, String>) -> Option<Result<i32, String>> {
+        ann.get(ORIGINAL_REPLICAS).map(|v| {
+            v.trim()
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| v.clone())
+        })
+    }
+    fn pod_requests(&self) -> (f64, f64);
+    fn item(&self) -> Item {
+        let meta = self.meta();
+        let ann = meta.annotations.clone().unwrap_or_default();
+        Item {
+            kind: Self::NAME,
+            name: self.name_any(),
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            running: self.running(),
+            ready: self.ready(),
+            excluded: ann.get(EXCLUDE).is_some_and(|v| parse_bool(v) == Ok(true)),
+            owned: meta
+                .owner_references
+                .as_ref()
+                .is_some_and(|o| !o.is_empty()),
+            released: ann.contains_key(RELEASED),
+            record: Self::record_of(&ann),
+            reference: self.object_ref(&()),
+            requests: self.pod_requests(),
+        }
+    }
+}
+
+fn template_requests(spec: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> (f64, f64) {
+    spec.and_then(|t| t.spec.as_ref())
+        .map(crate::resources::pod_requests)
+        .unwrap_or((0.0, 0.0))
+}
+
+fn ready_replicas(
+    spec: Option<i32>,
+    ready: Option<i32>,
+    generation: Option<i64>,
+    observed: Option<i64>,
+) -> bool {
+    let want = spec.unwrap_or(1);
+    want == 0 || (ready.unwrap_or(0) >= want && observed.unwrap_or(0) >= generation.unwrap_or(0))
+}
+
+impl Workload for Deployment {
+    const NAME: &'static str = "Deployment";
+    fn running(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn ready(&self) -> bool {
+        let st = self.status.as_ref();
+        ready_replicas(
+            self.spec.as_ref().and_then(|s| s.replicas),
+            st.and_then(|s| s.ready_replicas),
+            self.metadata.generation,
+            st.and_then(|s| s.observed_generation),
+        )
+    }
+    fn pod_requests(&self) -> (f64, f64) {
+        template_requests(self.spec.as_ref().map(|s| &s.template))
+    }
+}
+
+impl Workload for StatefulSet {
+    const NAME: &'static str = "StatefulSet";
+    fn running(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn ready(&self) -> bool {
+        let st = self.status.as_ref();
+        ready_replicas(
+            self.spec.as_ref().and_then(|s| s.replicas),
+            st.and_then(|s| s.ready_replicas),
+            self.metadata.generation,
+            st.and_then(|s| s.observed_generation),
+        )
+    }
+    fn pod_requests(&self) -> (f64, f64) {
+        template_requests(self.spec.as_ref().map(|s| &s.template))
+    }
+}
+
+impl Workload for ReplicaSet {
+    const NAME: &'static str = "ReplicaSet";
+    fn running(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn ready(&self) -> bool {
+        let st = self.status.as_ref();
+        ready_replicas(
+            self.spec.as_ref().and_then(|s| s.replicas),
+            st.and_then(|s| s.ready_replicas),
+            self.metadata.generation,
+            st.and_then(|s| s.observed_generation),
+        )
+    }
+    fn pod_requests(&self) -> (f64, f64) {
+        template_requests(self.spec.as_ref().and_then(|s| s.template.as_ref()))
+    }
+}
+
+impl Workload for CronJob {
+    const NAME: &'static str = "CronJob";
+    fn running(&self) -> i32 {
+        i32::from(!self.spec.suspend.unwrap_or(false))
+    }
+    fn ready(&self) -> bool {
+        true
+    }
+    fn record_of(ann: &BTreeMap<String, String>) -> Option<Result<i32, String>> {
+        ann.get(ORIGINAL_SUSPEND).map(|v| match parse_bool(v) {
+            Ok(suspended) => Ok(i32::from(!suspended)),
+            Err(_) => Err(v.clone()),
+        })
+    }
+    fn pod_requests(&self) -> (f64, f64) {
+        // A CronJob's pods run now and then; they are not counted as savings.
+        (0.0, 0.0)
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Workloads changed (slept or restored), by kind.
+    pub changed: BTreeMap<&'static str, u32>,
+    /// Workloads someone else took over (released or record dropped).
+    pub conflicts: Vec<ObjectReference>,
+    /// Unreadable records left for a person.
+    pub unreadable: Vec<(ObjectReference, String)>,
+    /// Managed workloads that are running but not all ready (wake pass).
+    pub not_ready: u32,
+    /// Replicas held at zero after the pass, by kind (CronJobs: suspended count).
+    pub asleep: BTreeMap<&'static str, i64>,
+    /// Sum over sleeping workloads of original replicas x pod requests.
+    pub cpu_cores: f64,
+    pub memory_bytes: f64,
+    /// Sleeping workloads whose pods request nothing.
+    pub without_requests: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Sleep,
+    Wake,
+}
+
+/// Run one pass over every managed kind of a namespace.
+pub async fn run(client: &kube::Client, namespace: &str, pass: Pass) -> kube::Result<Report> {
+    let mut report = Report::default();
+    pass_kind::<Deployment>(client, namespace, pass, &mut report).await?;
+    pass_kind::<StatefulSet>(client, namespace, pass, &mut report).await?;
+    pass_kind::<ReplicaSet>(client, namespace, pass, &mut report).await?;
+    pass_kind::<CronJob>(client, namespace, pass, &mut report).await?;
+    Ok(report)
+}
+
+/// Read a namespace's workloads without changing anything (for `siesta status`).
+pub async fn inspect(client: &kube::Client, namespace: &str) -> kube::Result<Report> {
+    let mut report = Report::default();
+    inspect_kind::<Deployment>(client, namespace, &mut report).await?;
+    inspect_kind::<StatefulSet>(client, namespace, &mut report).await?;
+    inspect_kind::<ReplicaSet>(client, namespace, &mut report).await?;
+    inspect_kind::<CronJob>(client, namespace, &mut report).await?;
+    Ok(report)
+}
+
+async fn inspect_kind<K: Workload>(
+    client: &kube::Client,
+    ns: &str,
+    report: &mut Report,
+) -> kube::Result<()> {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    for obj in api.list(&ListParams::default()).await? {
+        account(&obj.item(), report);
+    }
+    Ok(())
+}
+
+/// Add one workload's sleeping requests to a report.
+fn account(item: &Item, report: &mut Report) {
+    if item.owned || item.excluded {
+        return;
+    }
+    if let Some(Ok(n)) = item.record
+        && item.running == 0
+    {
+        *report.asleep.entry(item.kind).or_default() += i64::from(n);
+        report.cpu_cores += item.requests.0 * f64::from(n);
+        report.memory_bytes += item.requests.1 * f64::from(n);
+        if item.requests == (0.0, 0.0) && item.kind != "CronJob" {
+            report.without_requests += 1;
+        }
+    }
+}
+
+async fn pass_kind<K: Workload>(
+    client: &kube::Client,
+    ns: &str,
+    pass: Pass,
+    report: &mut Report,
+) -> kube::Result<()> {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    for obj in api.list(&ListParams::default()).await? {
+        let mut item = obj.item();
+        for attempt in 1..=5 {
+            let step = match pass {
+                Pass::Sleep => sleep_step(&item),
+                Pass::Wake => wake_step(&item),
+            };
+            let Some(patch) = patch_for(&item, &step) else {
+                break;
+            };
+            match api.patch(&item.name, &pp, &Patch::Merge(&patch)).await {
+                Ok(updated) => {
+                    if matches!(step, Step::Sleep { .. } | Step::Restore { .. }) {
+                        *report.changed.entry(K::NAME).or_default() += 1;
+                    }
+                    if matches!(step, Step::Release | Step::DropRecord) {
+                        report.conflicts.push(item.reference.clone());
+                    }
+                    item = updated.item();
+                    break;
+                }
+                // Changed since we read it: read again and decide again.
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < 5 => {
+                    item = api.get(&item.name).await?.item();
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(Err(v)) = &item.record {
+            report.unreadable.push((item.reference.clone(), v.clone()));
+        }
+        let managed = !item.excluded && !item.owned;
+        if managed && pass == Pass::Wake && item.running > 0 && !item.ready {
+            report.not_ready += 1;
+        }
+        account(&item, report);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(kind: &'static str, running: i32, record: Option<i32>) -> Item {
+        Item {
+            kind,
+            name: "web".into(),
+            resource_version: "42".into(),
+            running,
+            ready: true,
+            excluded: false,
+            owned: false,
+            released: false,
+            record: record.map(Ok),
+            reference: ObjectReference::default(),
+            requests: (0.1, 1e8),
+        }
+    }
+
+    #[test]
+    fn sleep_records_the_original_in_the_same_patch_that_scales_to_zero() {
+        let it = item("Deployment", 3, None);
+        assert_eq!(sleep_step(&it), Step::Sleep { from: 3 });
+        let patch = patch_for(&it, &Step::Sleep { from: 3 }).unwrap();
+        assert_eq!(
+            patch,
+            json!({"metadata": {"resourceVersion": "42", "annotations": {ORIGINAL_REPLICAS: "3"}}, "spec": {"replicas": 0}})
+        );
+    }
+
+    #[test]
+    fn wake_restores_exactly_the_record_and_removes_it() {
+        let it = item("StatefulSet", 0, Some(5));
+        assert_eq!(wake_step(&it), Step::Restore { to: 5 });
+        assert_eq!(
+            patch_for(&it, &Step::Restore { to: 5 }).unwrap(),
+            json!({"metadata": {"resourceVersion": "42", "annotations": {ORIGINAL_REPLICAS: null}}, "spec": {"replicas": 5}})
+        );
+    }
+
+    #[test]
+    fn cronjobs_are_suspended_and_restored() {
+        let it = item("CronJob", 1, None);
+        assert_eq!(
+            patch_for(&it, &sleep_step(&it)).unwrap(),
+            json!({"metadata": {"resourceVersion": "42", "annotations": {ORIGINAL_SUSPEND: "false"}}, "spec": {"suspend": true}})
+        );
+        let it = item("CronJob", 0, Some(1));
+        assert_eq!(
+            patch_for(&it, &wake_step(&it)).unwrap(),
+            json!({"metadata": {"resourceVersion": "42", "annotations": {ORIGINAL_SUSPEND: null}}, "spec": {"suspend": false}})
+        );
+    }
+
+    #[test]
+    fn someone_elses_scale_up_during_sleep_wins() {
+        let it = item("Deployment", 3, Some(2));
+        assert_eq!(sleep_step(&it), Step::Release);
+        let released = Item {
+            released: true,
+            record: None,
+            ..it.clone()
+        };
+        assert_eq!(
+            sleep_step(&released),
+            Step::Nothing,
+            "released workloads are not scaled down again"
+        );
+        assert_eq!(wake_step(&released), Step::Unmark);
+        assert_eq!(
+            wake_step(&it),
+            Step::DropRecord,
+            "at wake their replicas are kept"
+        );
+    }
+
+    #[test]
+    fn excluded_owned_and_idle_workloads_are_left_alone() {
+        assert_eq!(
+            sleep_step(&Item {
+                excluded: true,
+                ..item("Deployment", 3, None)
+            }),
+            Step::Nothing
+        );
+        assert_eq!(
+            sleep_step(&Item {
+                owned: true,
+                ..item("ReplicaSet", 3, None)
+            }),
+            Step::Nothing
+        );
+        // a Deployment copies its annotations, records included, onto its ReplicaSets
+        assert_eq!(
+            wake_step(&Item {
+                owned: true,
+                ..item("ReplicaSet", 3, Some(3))
+            }),
+            Step::Nothing
+        );
+        assert_eq!(sleep_step(&item("Deployment", 0, None)), Step::Nothing);
+        assert_eq!(
+            sleep_step(&item("Deployment", 0, Some(2))),
+            Step::Nothing,
+            "already asleep"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_record_is_never_removed() {
+        let it = Item {
+            record: Some(Err("three".into())),
+            ..item("Deployment", 0, None)
+        };
+        assert_eq!(wake_step(&it), Step::Nothing);
+        assert_eq!(sleep_step(&it), Step::Nothing);
+    }
+
+    #[test]
+    fn record_parsing_rejects_negative_and_garbage() {
+        let ann = |v: &str| BTreeMap::from([(ORIGINAL_REPLICAS.to_string(), v.to_string())]);
+        assert_eq!(Deployment::record_of(&ann("3")), Some(Ok(3)));
+        assert_eq!(Deployment::record_of(&ann("-1")), Some(Err("-1".into())));
+        assert_eq!(Deployment::record_of(&ann("x")), Some(Err("x".into())));
+        let cron = BTreeMap::from([(ORIGINAL_SUSPEND.to_string(), "true".to_string())]);
+        assert_eq!(CronJob::record_of(&cron), Some(Ok(0)));
+    }
+}

@@ -1,10 +1,216 @@
 //! `siesta status`, `siesta sleep` and `siesta wake`: what users run.
-use crate::annotations::Action;
+//!
+//! `sleep` and `wake` only set `siesta.dev/action`; the controller acts on it
+//! and removes it, so the command works the same from a laptop and from CI.
+use std::collections::BTreeMap;
 
-pub async fn run(_namespace: Option<&str>) -> crate::Result<()> {
-    Err(crate::Error::Other("`status` is not built yet".into()))
+use chrono::Utc;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::annotations::{self, ACTION, Action, ENABLED, Overrides, Recorded, STATE, State};
+use crate::config::AdminConfig;
+use crate::decide::{self, Observed};
+use crate::scaler;
+
+/// One row of the status table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub namespace: String,
+    pub state: String,
+    pub since: String,
+    pub reason: String,
+    pub last_activity: String,
+    pub next_change: String,
+    pub savings: String,
 }
 
-pub async fn command(_namespace: &str, _action: Action) -> crate::Result<()> {
-    Err(crate::Error::Other("`sleep`/`wake` are not built yet".into()))
+pub async fn command(namespace: &str, action: Action) -> crate::Result<()> {
+    let client = crate::kube_client().await?;
+    let api: Api<Namespace> = Api::all(client);
+    let ns = api.get(namespace).await?;
+    let ann = ns.metadata.annotations.clone().unwrap_or_default();
+    if !ann.contains_key(ENABLED) && !ann.contains_key(STATE) {
+        eprintln!(
+            "note: {namespace} has no {ENABLED} annotation; the controller acts only if an admin policy opts it in"
+        );
+    }
+    let pp = PatchParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(
+        namespace,
+        &pp,
+        &Patch::Merge(json!({"metadata": {"annotations": {ACTION: action.as_str()}}})),
+    )
+    .await?;
+    println!(
+        "{namespace}: {} requested ({ACTION}={})",
+        action.as_str(),
+        action.as_str()
+    );
+    Ok(())
+}
+
+pub async fn run(only: Option<&str>) -> crate::Result<()> {
+    let client = crate::kube_client().await?;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let namespaces = match only {
+        Some(n) => vec![api.get(n).await?],
+        None => api.list(&ListParams::default()).await?.items,
+    };
+    let config = AdminConfig::default();
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for ns in namespaces {
+        let empty = BTreeMap::new();
+        let ann = ns.metadata.annotations.as_ref().unwrap_or(&empty);
+        if only.is_none() && !ann.keys().any(|k| k.starts_with(annotations::PREFIX)) {
+            continue;
+        }
+        let name = ns.name_any();
+        let recorded = Recorded::parse(ann);
+        let lease = Api::<Lease>::namespaced(client.clone(), &name)
+            .get_opt(crate::activity::lease::NAME)
+            .await
+            .ok()
+            .flatten()
+            .map(|l| crate::activity::lease::read(&l))
+            .unwrap_or_default();
+        let (own, errors) = Overrides::parse(ann);
+        let next_change = match crate::policy::effective(&config, ns.labels(), &own) {
+            Ok(policy) if errors.is_empty() => {
+                let observed = Observed {
+                    state: recorded.state,
+                    since: recorded.since,
+                    action: own.action,
+                    last_api: lease.api,
+                    last_http: lease.http,
+                    first_seen: recorded.since.unwrap_or(now),
+                };
+                decide::decide(&policy, &observed, now)
+                    .next_check
+                    .map(annotations::format_instant)
+                    .unwrap_or_else(|| "-".into())
+            }
+            _ => "invalid annotations".into(),
+        };
+        let savings = if recorded.state == State::Asleep {
+            let report = scaler::inspect(&client, &name).await?;
+            let hours = recorded
+                .since
+                .map(|s| (now - s).num_seconds().max(0) as f64 / 3600.0)
+                .unwrap_or(0.0);
+            let prices = &config.prices;
+            let money = hours
+                * (report.cpu_cores * prices.cpu_core_hour
+                    + report.memory_bytes / (1024.0 * 1024.0 * 1024.0) * prices.memory_gib_hour);
+            format!(
+                "{money:.4} {} ({:.2} cores, {:.2} GiB)",
+                prices.currency,
+                report.cpu_cores,
+                report.memory_bytes / 1073741824.0
+            )
+        } else {
+            "-".into()
+        };
+        rows.push(Row {
+            namespace: name,
+            state: ann.get(STATE).cloned().unwrap_or_else(|| "awake".into()),
+            since: recorded
+                .since
+                .map(annotations::format_instant)
+                .unwrap_or_else(|| "-".into()),
+            reason: recorded
+                .reason
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_else(|| "-".into()),
+            last_activity: recorded.last_activity.clone().unwrap_or_else(|| {
+                lease
+                    .newest()
+                    .map(annotations::format_instant)
+                    .unwrap_or_else(|| "-".into())
+            }),
+            next_change,
+            savings,
+        });
+    }
+    print!("{}", render(&rows));
+    Ok(())
+}
+
+/// A plain, aligned table.
+pub fn render(rows: &[Row]) -> String {
+    let header = [
+        "NAMESPACE",
+        "STATE",
+        "SINCE",
+        "REASON",
+        "LAST ACTIVITY",
+        "NEXT CHANGE",
+        "SAVINGS",
+    ];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.namespace.clone(),
+                r.state.clone(),
+                r.since.clone(),
+                r.reason.clone(),
+                r.last_activity.clone(),
+                r.next_change.clone(),
+                r.savings.clone(),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: Vec<&str>| -> String {
+        let mut s = cols
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(header.to_vec());
+    for row in &cells {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_aligned() {
+        let row = Row {
+            namespace: "team-a".into(),
+            state: "asleep".into(),
+            since: "2026-11-22T10:00:00Z".into(),
+            reason: "idle".into(),
+            last_activity: "2026-11-22T09:30:00Z api alice get pods".into(),
+            next_change: "-".into(),
+            savings: "0.0316 USD".into(),
+        };
+        let t = render(&[row]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].find("STATE"), lines[1].find("asleep"));
+        assert_eq!(lines[0].find("SAVINGS"), lines[1].find("0.0316"));
+    }
 }

@@ -1,7 +1,296 @@
 //! The controller: watches namespaces, their Activity Leases and workloads,
 //! runs [`crate::decide`] for each opted-in namespace, and asks
 //! [`crate::scaler`] to sleep or wake it. Only the leader writes.
+
+pub mod leader;
+pub mod reconcile;
+pub mod savings;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter as EventReporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::{mpsc, watch};
+use tokio_stream_shim::UnboundedReceiverStream;
+
+use crate::activity::{self, LeaseSink, NamespaceStates, Reporter};
+use crate::annotations::State;
+use crate::config::AdminConfig;
+
+/// Forwards triggers to the controller only while this replica leads.
+#[derive(Clone)]
+struct Triggers {
+    leader: Arc<AtomicBool>,
+    tx: mpsc::UnboundedSender<ObjectRef<Namespace>>,
+}
+
+impl Triggers {
+    fn send(&self, namespace: &str) {
+        if self.leader.load(Ordering::Relaxed) {
+            let _ = self.tx.send(ObjectRef::new(namespace));
+        }
+    }
+}
+
+/// Watch one workload kind's metadata (no spec, no status: cheap) and poke
+/// its namespace while that namespace sleeps or wakes, so new workloads go to
+/// sleep too and waking namespaces notice readiness.
+fn watch_workloads<K>(
+    client: &kube::Client,
+    states: reflector::Store<Namespace>,
+    triggers: Triggers,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
+    tokio::spawn(async move {
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .touched_objects()
+            .for_each(|obj| {
+                if let Ok(meta) = obj
+                    && let Some(ns) = meta.metadata.namespace.as_deref()
+                    && matches!(
+                        NamespaceStates::state(&states, ns),
+                        Some((State::Asleep | State::Waking, _))
+                    )
+                {
+                    triggers.send(ns);
+                }
+                std::future::ready(())
+            })
+            .await;
+    });
+}
+
+pub async fn run(args: Args) -> crate::Result<()> {
+    let client = crate::kube_client().await?;
+    let config: Arc<AdminConfig> = Arc::new(AdminConfig::default());
+    let (_config_tx, config_rx) = watch::channel(config.clone());
+    let ready = crate::admin::Readiness::default();
+    let admin = crate::admin::bind(args.admin_listen).await?;
+    tokio::spawn(crate::admin::serve(admin, ready.clone()));
+
+    // Namespaces: one watch, always running, so standbys know which
+    // namespaces sleep (for audit wake requests) and can take over at once.
+    let (states, writer) = reflector::store::<Namespace>();
+    let leader = Arc::new(AtomicBool::new(false));
+    let (ns_tx, ns_rx) = mpsc::unbounded_channel::<Result<Namespace, watcher::Error>>();
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<Namespace>>();
+    let triggers = Triggers {
+        leader: leader.clone(),
+        tx: trigger_tx,
+    };
+    {
+        let leader = leader.clone();
+        let selector = args.namespace_selector.clone();
+        let api: Api<Namespace> = Api::all(client.clone());
+        tokio::spawn(async move {
+            let mut cfg = watcher::Config::default().any_semantic();
+            if let Some(sel) = &selector {
+                cfg = cfg.labels(sel);
+            }
+            watcher(api, cfg)
+                .default_backoff()
+                .modify(|ns| ns.managed_fields_mut().clear())
+                .reflect(writer)
+                .applied_objects()
+                .for_each(|ns| {
+                    if leader.load(Ordering::Relaxed) {
+                        let _ = ns_tx.send(ns);
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        });
+    }
+
+    // Activity: in-process reports (audit) and every reporter's Lease.
+    let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<String>();
+    let reporter = Reporter::new(
+        Arc::new(states.clone()),
+        Some(Arc::new(LeaseSink(client.clone()))),
+        Some(wake_tx),
+    );
+    tokio::spawn(reporter.clone().run_flusher(config.defaults.flush_interval));
+    {
+        let triggers = triggers.clone();
+        tokio::spawn(async move {
+            while let Some(ns) = wake_rx.recv().await {
+                triggers.send(&ns);
+            }
+        });
+    }
+    {
+        let reporter = reporter.clone();
+        let triggers = triggers.clone();
+        let states = states.clone();
+        let api: Api<Lease> = Api::all(client.clone());
+        let selector = format!(
+            "{}={}",
+            activity::lease::MANAGED_BY.0,
+            activity::lease::MANAGED_BY.1
+        );
+        tokio::spawn(async move {
+            watcher(
+                api,
+                watcher::Config::default().labels(&selector).any_semantic(),
+            )
+            .default_backoff()
+            .applied_objects()
+            .for_each(|lease| {
+                if let Ok(lease) = lease
+                    && lease.name_any() == activity::lease::NAME
+                    && let Some(ns) = lease.namespace()
+                {
+                    reporter.observe_lease(&ns, &activity::lease::read(&lease));
+                    if matches!(
+                        NamespaceStates::state(&states, &ns),
+                        Some((State::Asleep, _))
+                    ) {
+                        triggers.send(&ns);
+                    }
+                }
+                std::future::ready(())
+            })
+            .await;
+        });
+    }
+    watch_workloads::<Deployment>(&client, states.clone(), triggers.clone());
+    watch_workloads::<StatefulSet>(&client, states.clone(), triggers.clone());
+    watch_workloads::<ReplicaSet>(&client, states.clone(), triggers.clone());
+    watch_workloads::<CronJob>(&client, states.clone(), triggers.clone());
+
+    // TODO(audit): serve the audit webhook here once it lands.
+    let _ = states.wait_until_ready().await;
+    ready.set(true);
+
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let mut settings =
+        leader::Settings::new(args.leader_election_namespace.clone(), identity.clone());
+    settings.lease_duration = args.leader_lease_duration;
+    settings.renew_every =
+        (args.leader_lease_duration / 4).max(std::time::Duration::from_millis(500));
+    let shutdown = futures::FutureExt::shared(Box::pin(crate::shutdown_signal()));
+    tokio::select! {
+        _ = leader::acquire(&client, &settings) => {}
+        _ = shutdown.clone() => return Ok(()),
+    }
+    leader.store(true, Ordering::SeqCst);
+
+    let recorder = Recorder::new(
+        client.clone(),
+        EventReporter {
+            controller: "siesta".into(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(reconcile::Context {
+        client: client.clone(),
+        config: config_rx.clone(),
+        reporter,
+        namespaces: states.clone(),
+        recorder,
+        first_seen: Default::default(),
+        reported: Default::default(),
+        savings: Default::default(),
+    });
+    {
+        let ctx = ctx.clone();
+        let config_rx = config_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let prices = config_rx.borrow().prices.clone();
+                savings::publish(&ctx.savings.tick(chrono::Utc::now()), &prices);
+            }
+        });
+    }
+    // Everything known so far gets one reconcile; then changes, timers and triggers.
+    let initial: Vec<Result<Namespace, watcher::Error>> =
+        states.state().iter().map(|ns| Ok((**ns).clone())).collect();
+    let ns_stream = futures::stream::iter(initial).chain(UnboundedReceiverStream::new(ns_rx));
+    #[derive(Clone, Copy, PartialEq)]
+    enum Stop {
+        LostLease,
+        Shutdown,
+    }
+    let stop = {
+        let client = client.clone();
+        let settings = settings.clone();
+        futures::FutureExt::shared(Box::pin(async move {
+            tokio::select! {
+                _ = leader::hold(&client, &settings) => Stop::LostLease,
+                _ = shutdown => Stop::Shutdown,
+            }
+        }))
+    };
+    Controller::for_stream(ns_stream, states)
+        .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|_| std::future::ready(()))
+        .await;
+    if stop.await == Stop::Shutdown {
+        leader::release(&client, &settings).await;
+        tracing::info!("stopped; leader lease released");
+        return Ok(());
+    }
+    Err(crate::Error::Other(
+        "lost the leader lease; exiting so that another replica leads".into(),
+    ))
+}
+
+fn default_identity() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("siesta-{}", std::process::id()))
+}
+
+mod tokio_stream_shim {
+    //! An mpsc receiver as a `Stream` (what tokio-stream's wrapper does).
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    pub struct UnboundedReceiverStream<T>(UnboundedReceiver<T>);
+
+    impl<T> UnboundedReceiverStream<T> {
+        pub fn new(rx: UnboundedReceiver<T>) -> Self {
+            Self(rx)
+        }
+    }
+
+    impl<T> futures::Stream for UnboundedReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
 use std::path::PathBuf;
 
 /// `siesta controller` settings; each flag is also `SIESTA_<NAME>`.
@@ -35,13 +324,26 @@ pub struct Args {
     #[arg(long, env = "SIESTA_AUDIT_MAX_BODY", default_value_t = 16 * 1024 * 1024)]
     pub audit_max_body: usize,
     /// Namespace of the leader-election Lease.
-    #[arg(long, env = "SIESTA_LEADER_ELECTION_NAMESPACE", default_value = "siesta-system")]
+    #[arg(
+        long,
+        env = "SIESTA_LEADER_ELECTION_NAMESPACE",
+        default_value = "siesta-system"
+    )]
     pub leader_election_namespace: String,
     /// This replica's identity in the leader Lease (default: the host name).
     #[arg(long, env = "SIESTA_IDENTITY")]
     pub identity: Option<String>,
+    /// How long a leader Lease lasts without renewal; a standby takes over after it.
+    #[arg(long, env = "SIESTA_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_lease_duration: std::time::Duration,
+    /// Only manage namespaces whose labels match this selector (default: all).
+    #[arg(long, env = "SIESTA_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
+    /// Reconciles at once (each is a handful of API requests).
+    #[arg(long, env = "SIESTA_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: u16,
 }
 
-pub async fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Other("`controller` is not built yet".into()))
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(s)
 }

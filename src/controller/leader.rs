@@ -1,0 +1,164 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease (`siesta-controller`).
+//! Only the leader reconciles; standbys wait, ready to take over when the
+//! leader's lease expires. A leader that cannot renew before its lease runs out
+//! stops the process, so two replicas never both believe they lead for long.
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
+
+use crate::activity::lease::{from_micro, to_micro};
+
+pub const LEASE_NAME: &str = "siesta-controller";
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub namespace: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_every: Duration,
+}
+
+impl Settings {
+    pub fn new(namespace: String, identity: String) -> Settings {
+        Settings {
+            namespace,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Try once to take or keep the lease. Ok(true) if we hold it afterwards.
+pub async fn try_acquire(api: &Api<Lease>, s: &Settings) -> kube::Result<bool> {
+    let now = Utc::now();
+    let pp = PostParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let spec = |transitions: i32, acquired| LeaseSpec {
+        holder_identity: Some(s.identity.clone()),
+        lease_duration_seconds: Some(s.lease_duration.as_secs() as i32),
+        acquire_time: Some(acquired),
+        renew_time: Some(to_micro(now)),
+        lease_transitions: Some(transitions),
+        ..Default::default()
+    };
+    let result = match api.get_opt(LEASE_NAME).await? {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(LEASE_NAME.into()),
+                    ..Default::default()
+                },
+                spec: Some(spec(0, to_micro(now))),
+            };
+            api.create(&pp, &lease).await
+        }
+        Some(mut lease) => {
+            let current = lease.spec.clone().unwrap_or_default();
+            let ours = current.holder_identity.as_deref() == Some(s.identity.as_str());
+            let expires = current.renew_time.as_ref().and_then(from_micro).map(|t| {
+                t + chrono::Duration::seconds(i64::from(
+                    current.lease_duration_seconds.unwrap_or(15),
+                ))
+            });
+            let free = current.holder_identity.as_deref().unwrap_or("").is_empty()
+                || expires.is_none_or(|e| e < now);
+            if !ours && !free {
+                return Ok(false);
+            }
+            let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
+            let acquired = if ours {
+                current.acquire_time.unwrap_or_else(|| to_micro(now))
+            } else {
+                to_micro(now)
+            };
+            lease.spec = Some(spec(transitions, acquired));
+            api.replace(LEASE_NAME, &pp, &lease).await
+        }
+    };
+    match result {
+        Ok(_) => Ok(true),
+        // Someone else wrote first: not ours this round.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wait until this replica leads.
+pub async fn acquire(client: &kube::Client, s: &Settings) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &s.namespace);
+    let mut logged = false;
+    loop {
+        match try_acquire(&api, s).await {
+            Ok(true) => {
+                tracing::info!(identity = %s.identity, namespace = %s.namespace, "became the leader");
+                crate::metrics::get()
+                    .leader
+                    .with_label_values(&[] as &[&str])
+                    .set(1);
+                return;
+            }
+            Ok(false) if !logged => {
+                tracing::info!(identity = %s.identity, "standing by: another replica leads");
+                logged = true;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                crate::metrics::error("leader_election");
+                tracing::warn!(error = %e, "leader election");
+            }
+        }
+        tokio::time::sleep(s.renew_every).await;
+    }
+}
+
+/// Renew until we fail to for a whole lease duration, or lose the lease; then return.
+pub async fn hold(client: &kube::Client, s: &Settings) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &s.namespace);
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(s.renew_every).await;
+        match try_acquire(&api, s).await {
+            Ok(true) => last_ok = tokio::time::Instant::now(),
+            Ok(false) => {
+                tracing::error!("lost the leader lease to another replica");
+                break;
+            }
+            Err(e) => {
+                crate::metrics::error("leader_election");
+                tracing::warn!(error = %e, "could not renew the leader lease");
+                // stop before the lease can expire and another replica takes over
+                if last_ok.elapsed() + s.renew_every >= s.lease_duration {
+                    tracing::error!("could not renew the leader lease in time");
+                    break;
+                }
+            }
+        }
+    }
+    crate::metrics::get()
+        .leader
+        .with_label_values(&[] as &[&str])
+        .set(0);
+}
+
+/// Give the lease up (on a clean shutdown), so a standby takes over at once.
+pub async fn release(client: &kube::Client, s: &Settings) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &s.namespace);
+    if let Ok(Some(mut lease)) = api.get_opt(LEASE_NAME).await
+        && let Some(spec) = lease.spec.as_mut()
+        && spec.holder_identity.as_deref() == Some(s.identity.as_str())
+    {
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        let pp = PostParams {
+            field_manager: Some(crate::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let _ = api.replace(LEASE_NAME, &pp, &lease).await;
+    }
+}

@@ -1,0 +1,404 @@
+//! One namespace's reconcile: read what it wants and what happened, run
+//! [`decide`], and carry the verdict out through [`scaler`]. Called by the
+//! kube-runtime controller, never twice at once for the same namespace.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::activity::Reporter;
+use crate::annotations::{
+    self, ACTION, LAST_ACTIVITY, Overrides, REASON, Reason, Recorded, STATE, STATE_SINCE, State,
+    format_instant,
+};
+use crate::config::AdminConfig;
+use crate::decide::{self, Observed, Verdict};
+use crate::metrics;
+use crate::scaler::{self, Pass};
+
+/// How long a namespace may stay `waking` before it is declared awake anyway.
+pub const WAKE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often a waking namespace is looked at, besides workload events.
+const WAKING_RECHECK: Duration = Duration::from_secs(2);
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    pub client: kube::Client,
+    pub config: watch::Receiver<Arc<AdminConfig>>,
+    pub reporter: Reporter,
+    pub namespaces: Store<Namespace>,
+    pub recorder: Recorder,
+    /// When this process first saw each namespace opted in: the idle clock's
+    /// floor, so a controller start never sleeps a namespace at once.
+    pub first_seen: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The last annotation problems reported per namespace, so an Event is
+    /// emitted once per distinct problem, not per reconcile.
+    pub reported: Mutex<HashMap<String, String>>,
+    pub savings: crate::controller::savings::Savings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("kubernetes api: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Context {
+    async fn event(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+            metrics::error("kube_api");
+        }
+    }
+
+    fn describe_activity(&self, ns: &str) -> String {
+        match self.reporter.seen(ns) {
+            Some(seen) => match (seen.newest(), seen.detail) {
+                (Some(t), Some(d)) => {
+                    annotations::truncate(&format!("{} {d}", format_instant(t)), 200)
+                }
+                (Some(t), None) => format_instant(t),
+                _ => "none".into(),
+            },
+            None => "none".into(),
+        }
+    }
+}
+
+pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let name = ns.name_any();
+    let empty = BTreeMap::new();
+    let ann = ns.metadata.annotations.as_ref().unwrap_or(&empty);
+    let labels = ns.metadata.labels.as_ref().unwrap_or(&empty);
+    let recorded = Recorded::parse(ann);
+    let managed_before = ann.contains_key(STATE);
+    let config = ctx.config.borrow().clone();
+    let (own, mut problems) = Overrides::parse(ann);
+    let mut problems: Vec<String> = problems.drain(..).map(|e| e.to_string()).collect();
+    let policy = match crate::policy::effective(&config, labels, &own) {
+        Ok(p) => Some(p),
+        Err(errs) => {
+            problems.extend(errs);
+            None
+        }
+    };
+    // The namespace's own Events live in the namespace, where its users look.
+    let mut ns_ref = ns.object_ref(&());
+    ns_ref.namespace = Some(name.clone());
+
+    // Bad input changes nothing: report it (once per distinct problem) and wait
+    // for the namespace to change.
+    if !problems.is_empty() {
+        let text = problems.join("; ");
+        let first = lock(&ctx.reported).insert(name.clone(), text.clone()) != Some(text.clone());
+        if first {
+            tracing::error!(namespace = %name, problems = %text, "invalid siesta annotations; namespace left as it is");
+            metrics::error("bad_annotation");
+            ctx.event(
+                &ns_ref,
+                EventType::Warning,
+                "InvalidAnnotation",
+                format!("{text}; nothing was changed"),
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+    lock(&ctx.reported).remove(&name);
+    let Some(policy) = policy else {
+        return Ok(Action::await_change());
+    };
+    if !policy.enabled && !managed_before {
+        lock(&ctx.first_seen).remove(&name);
+        return Ok(Action::await_change());
+    }
+
+    let now = Utc::now();
+    let first_seen = *lock(&ctx.first_seen).entry(name.clone()).or_insert(now);
+    let seen = ctx.reporter.seen(&name).unwrap_or_default();
+    let observed = Observed {
+        state: recorded.state,
+        since: recorded.since,
+        action: own.action,
+        last_api: seen.api,
+        last_http: seen.http,
+        first_seen,
+    };
+    let decision = decide::decide(&policy, &observed, now);
+    tracing::debug!(namespace = %name, ?decision, "decided");
+    let m = metrics::get();
+    if let Some(t) = seen.api {
+        m.last_activity
+            .with_label_values(&[&name, "api"])
+            .set(t.timestamp() as f64);
+    }
+    if let Some(t) = seen.http {
+        m.last_activity
+            .with_label_values(&[&name, "http"])
+            .set(t.timestamp() as f64);
+    }
+
+    let action = match decision.verdict {
+        Verdict::Sleep(reason) => {
+            transition(&ctx, &name, State::Asleep, reason, now).await?;
+            let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
+            after_pass(&ctx, &name, &report, Pass::Sleep).await;
+            m.sleeps.with_label_values(&[&name, reason.as_str()]).inc();
+            ctx.savings.start(&name, now, &report);
+            let changed: u32 = report.changed.values().sum();
+            ctx.event(
+                &ns_ref,
+                EventType::Normal,
+                "Sleeping",
+                format!("asleep ({reason}): {changed} workload(s) scaled to zero or suspended; last activity: {}", ctx.describe_activity(&name)),
+            )
+            .await;
+            tracing::info!(namespace = %name, %reason, changed, "namespace asleep");
+            next(decision.next_check, now)
+        }
+        Verdict::Wake(reason) => {
+            transition(&ctx, &name, State::Waking, reason, now).await?;
+            ctx.savings.stop(&name, now);
+            let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
+            after_pass(&ctx, &name, &report, Pass::Wake).await;
+            m.wakes.with_label_values(&[&name, reason.as_str()]).inc();
+            let changed: u32 = report.changed.values().sum();
+            ctx.event(
+                &ns_ref,
+                EventType::Normal,
+                "Waking",
+                format!(
+                    "woken ({reason}) by {}: {changed} workload(s) restored",
+                    ctx.describe_activity(&name)
+                ),
+            )
+            .await;
+            tracing::info!(namespace = %name, %reason, changed, "namespace waking");
+            finish_waking(&ctx, &name, &ns_ref, now, report.not_ready).await?
+        }
+        Verdict::Keep => {
+            if decision.clear_action {
+                patch_namespace(&ctx, &name, json!({ ACTION: null })).await?;
+            }
+            match recorded.state {
+                State::Asleep => {
+                    // Keep the promise "asleep means every managed workload at
+                    // zero": workloads created meanwhile go to sleep too, and
+                    // someone else's scale-up is released.
+                    let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
+                    after_pass(&ctx, &name, &report, Pass::Sleep).await;
+                    ctx.savings
+                        .start(&name, recorded.since.unwrap_or(now), &report);
+                    next(decision.next_check, now)
+                }
+                State::Waking => {
+                    let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
+                    after_pass(&ctx, &name, &report, Pass::Wake).await;
+                    finish_waking(
+                        &ctx,
+                        &name,
+                        &ns_ref,
+                        recorded.since.unwrap_or(now),
+                        report.not_ready,
+                    )
+                    .await?
+                }
+                State::Awake => next(decision.next_check, now),
+            }
+        }
+    };
+    let asleep = matches!(decision.verdict, Verdict::Sleep(_))
+        || (decision.verdict == Verdict::Keep && recorded.state == State::Asleep);
+    m.namespace_asleep
+        .with_label_values(&[&name])
+        .set(i64::from(asleep));
+    Ok(action)
+}
+
+fn next(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
+    match at {
+        // a little late rather than early, so the deadline has passed when we look
+        Some(t) => Action::requeue(decide::until(now, t) + Duration::from_millis(50)),
+        None => Action::await_change(),
+    }
+}
+
+async fn finish_waking(
+    ctx: &Context,
+    name: &str,
+    ns_ref: &ObjectReference,
+    since: DateTime<Utc>,
+    not_ready: u32,
+) -> Result<Action, ReconcileError> {
+    let now = Utc::now();
+    let waited = (now - since).to_std().unwrap_or_default();
+    if not_ready > 0 && waited < WAKE_TIMEOUT {
+        return Ok(Action::requeue(WAKING_RECHECK));
+    }
+    patch_namespace(
+        ctx,
+        name,
+        json!({ STATE: State::Awake.as_str(), STATE_SINCE: format_instant(now) }),
+    )
+    .await?;
+    metrics::get()
+        .wake_duration
+        .with_label_values(&[name])
+        .observe(waited.as_secs_f64());
+    metrics::get()
+        .namespace_asleep
+        .with_label_values(&[name])
+        .set(0);
+    if not_ready > 0 {
+        ctx.event(
+            ns_ref,
+            EventType::Warning,
+            "WakeTimeout",
+            format!(
+                "{not_ready} workload(s) still not ready after {}s; marked awake anyway",
+                waited.as_secs()
+            ),
+        )
+        .await;
+    } else {
+        ctx.event(
+            ns_ref,
+            EventType::Normal,
+            "Awake",
+            format!(
+                "every restored workload is ready after {:.1}s",
+                waited.as_secs_f64()
+            ),
+        )
+        .await;
+    }
+    tracing::info!(namespace = %name, seconds = waited.as_secs_f64(), "namespace awake");
+    Ok(Action::await_change())
+}
+
+async fn transition(
+    ctx: &Context,
+    name: &str,
+    to: State,
+    reason: Reason,
+    now: DateTime<Utc>,
+) -> Result<(), ReconcileError> {
+    let activity = ctx.describe_activity(name);
+    patch_namespace(
+        ctx,
+        name,
+        json!({
+            STATE: to.as_str(),
+            STATE_SINCE: format_instant(now),
+            REASON: reason.as_str(),
+            LAST_ACTIVITY: activity,
+            ACTION: null,
+        }),
+    )
+    .await
+}
+
+async fn patch_namespace(
+    ctx: &Context,
+    name: &str,
+    annotations: serde_json::Value,
+) -> Result<(), ReconcileError> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let pp = PatchParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(
+        name,
+        &pp,
+        &Patch::Merge(json!({ "metadata": { "annotations": annotations } })),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn after_pass(ctx: &Context, name: &str, report: &scaler::Report, pass: Pass) {
+    let m = metrics::get();
+    for kind in ["Deployment", "StatefulSet", "ReplicaSet", "CronJob"] {
+        let n = if pass == Pass::Sleep {
+            report.asleep.get(kind).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        m.replicas_asleep.with_label_values(&[name, kind]).set(n);
+    }
+    m.workloads_without_requests
+        .with_label_values(&[name])
+        .set(if pass == Pass::Sleep {
+            report.without_requests
+        } else {
+            0
+        });
+    for reference in &report.conflicts {
+        m.conflicts.with_label_values(&[name]).inc();
+        let what = format!(
+            "{}/{}",
+            reference.kind.as_deref().unwrap_or("workload"),
+            reference.name.as_deref().unwrap_or("")
+        );
+        let note = match pass {
+            Pass::Sleep => format!(
+                "{what} was scaled up by someone else while the namespace slept; Siesta lets that change win and leaves it alone until the namespace wakes"
+            ),
+            Pass::Wake => format!(
+                "{what} was changed by someone else while the namespace slept; Siesta kept their change and dropped its record"
+            ),
+        };
+        tracing::warn!(namespace = %name, workload = %what, "someone else changed a sleeping workload; their change wins");
+        ctx.event(reference, EventType::Warning, "ChangedWhileAsleep", note)
+            .await;
+    }
+    for (reference, value) in &report.unreadable {
+        metrics::error("scale");
+        let what = format!(
+            "{}/{}",
+            reference.kind.as_deref().unwrap_or("workload"),
+            reference.name.as_deref().unwrap_or("")
+        );
+        tracing::error!(namespace = %name, workload = %what, value, "unreadable siesta.dev/original-* record; left for a person");
+        ctx.event(
+            reference,
+            EventType::Warning,
+            "UnreadableRecord",
+            format!("the record {value:?} cannot be read; Siesta leaves this workload as it is"),
+        )
+        .await;
+    }
+}
+
+pub fn error_policy(ns: Arc<Namespace>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(namespace = %ns.name_any(), %error, "reconcile failed; retrying");
+    metrics::error("kube_api");
+    Action::requeue(Duration::from_secs(2))
+}
