@@ -205,62 +205,34 @@ fn ready_replicas(
     want == 0 || (ready.unwrap_or(0) >= want && observed.unwrap_or(0) >= generation.unwrap_or(0))
 }
 
-impl Workload for Deployment {
-    const NAME: &'static str = "Deployment";
-    fn running(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn ready(&self) -> bool {
-        let st = self.status.as_ref();
-        ready_replicas(
-            self.spec.as_ref().and_then(|s| s.replicas),
-            st.and_then(|s| s.ready_replicas),
-            self.metadata.generation,
-            st.and_then(|s| s.observed_generation),
-        )
-    }
-    fn pod_requests(&self) -> (f64, f64) {
-        template_requests(self.spec.as_ref().map(|s| &s.template))
-    }
+/// Deployments, StatefulSets and ReplicaSets share `spec.replicas` and
+/// `status.readyReplicas`; only where the pod template sits differs.
+macro_rules! replica_workload {
+    ($kind:ty, $name:literal, |$s:ident| $template:expr) => {
+        impl Workload for $kind {
+            const NAME: &'static str = $name;
+            fn running(&self) -> i32 {
+                self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+            }
+            fn ready(&self) -> bool {
+                let st = self.status.as_ref();
+                ready_replicas(
+                    self.spec.as_ref().and_then(|s| s.replicas),
+                    st.and_then(|s| s.ready_replicas),
+                    self.metadata.generation,
+                    st.and_then(|s| s.observed_generation),
+                )
+            }
+            fn pod_requests(&self) -> (f64, f64) {
+                template_requests(self.spec.as_ref().and_then(|$s| $template))
+            }
+        }
+    };
 }
 
-impl Workload for StatefulSet {
-    const NAME: &'static str = "StatefulSet";
-    fn running(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn ready(&self) -> bool {
-        let st = self.status.as_ref();
-        ready_replicas(
-            self.spec.as_ref().and_then(|s| s.replicas),
-            st.and_then(|s| s.ready_replicas),
-            self.metadata.generation,
-            st.and_then(|s| s.observed_generation),
-        )
-    }
-    fn pod_requests(&self) -> (f64, f64) {
-        template_requests(self.spec.as_ref().map(|s| &s.template))
-    }
-}
-
-impl Workload for ReplicaSet {
-    const NAME: &'static str = "ReplicaSet";
-    fn running(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn ready(&self) -> bool {
-        let st = self.status.as_ref();
-        ready_replicas(
-            self.spec.as_ref().and_then(|s| s.replicas),
-            st.and_then(|s| s.ready_replicas),
-            self.metadata.generation,
-            st.and_then(|s| s.observed_generation),
-        )
-    }
-    fn pod_requests(&self) -> (f64, f64) {
-        template_requests(self.spec.as_ref().and_then(|s| s.template.as_ref()))
-    }
-}
+replica_workload!(Deployment, "Deployment", |s| Some(&s.template));
+replica_workload!(StatefulSet, "StatefulSet", |s| Some(&s.template));
+replica_workload!(ReplicaSet, "ReplicaSet", |s| s.template.as_ref());
 
 impl Workload for CronJob {
     const NAME: &'static str = "CronJob";
