@@ -33,7 +33,7 @@ unit:
 ## integration: real control plane; tests start their own controller and proxy processes
 integration:
 	$(CLUSTER) up
-	set -o pipefail; trap '$(CLUSTER) down' EXIT; $(CARGO) test --locked --tests --test '*' -- --test-threads 4
+	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --tests --test '*' -- --test-threads 4
 
 test: deps lint unit integration
 

@@ -1,0 +1,211 @@
+//! Faults: the controller SIGKILLed at random points during many sleep and wake
+//! transitions, and leader failover. Every workload must end exactly at its
+//! original count with no record left behind.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::CronJob;
+use kube::Api;
+use serde_json::json;
+
+/// A small deterministic generator; the seed is printed so a failure can be replayed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn all_states(c: &kube::Client, names: &[String], want: &str) -> bool {
+    for ns in names {
+        if ns_annotation(c, ns, "siesta.dev/state").await.as_deref() != Some(want) {
+            return false;
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkilled_controller_never_loses_a_replica_count() {
+    let c = client().await;
+    let group = "faults-kill";
+    let seed = std::env::var("SIESTA_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("fault seed: {seed} (set SIESTA_FAULT_SEED to replay)");
+    let mut rng = Rng(seed);
+
+    // 10 namespaces, each with Deployments, a StatefulSet and a CronJob.
+    let mut expected: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..10 {
+        let ns = namespace(
+            &c,
+            &format!("kill{i}"),
+            group,
+            &[
+                ("siesta.dev/enabled", "true"),
+                ("siesta.dev/idle-after", "off"),
+            ],
+        )
+        .await;
+        let mut ws = Vec::new();
+        for d in 0..2 {
+            let r = 1 + rng.below(4) as i32;
+            create(
+                &c,
+                &ns,
+                &workload(&format!("d{d}")).replicas(r).deployment(),
+            )
+            .await;
+            ws.push((format!("d{d}"), r));
+        }
+        let r = 1 + rng.below(3) as i32;
+        create(&c, &ns, &workload("s0").replicas(r).statefulset()).await;
+        ws.push(("s0".into(), r));
+        create(&c, &ns, &workload("cron").cronjob(false)).await;
+        names.push(ns.clone());
+        expected.push((ns, ws));
+    }
+
+    // Rounds: ask every namespace to sleep (or wake), kill the controller at a
+    // random instant, restart it (same identity: a restarted container).
+    let rounds = 20;
+    let (mut requested, mut completed) = (0, 0);
+    for round in 0..rounds {
+        let (action, target) = if round % 2 == 0 {
+            ("sleep", "asleep")
+        } else {
+            ("wake", "awake")
+        };
+        let mut ctl = Siesta::controller(group, &["--identity", "fault-test"]);
+        ctl.wait_ready().await;
+        for ns in &names {
+            annotate_namespace(&c, ns, json!({"siesta.dev/action": action})).await;
+            requested += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(1200))).await;
+        ctl.kill();
+        for ns in &names {
+            if ns_annotation(&c, ns, "siesta.dev/state").await.as_deref() == Some(target) {
+                completed += 1;
+            }
+        }
+    }
+    println!(
+        "{requested} transitions requested, {completed} reached their target state before a SIGKILL, over {rounds} killed controllers"
+    );
+    assert!(
+        completed > 0,
+        "the controller had time to act in some rounds"
+    );
+
+    // A last controller finishes whatever was half done, then wakes everything.
+    let ctl = Siesta::controller(group, &["--identity", "fault-test"]);
+    for ns in &names {
+        annotate_namespace(&c, ns, json!({"siesta.dev/action": "wake"})).await;
+    }
+    eventually("every namespace awake", Duration::from_secs(90), || {
+        all_states(&c, &names, "awake")
+    })
+    .await;
+    for (ns, ws) in &expected {
+        for (name, want) in ws {
+            let got = if name.starts_with('s') {
+                replicas_of::<StatefulSet>(&c, ns, name).await
+            } else {
+                replicas_of::<Deployment>(&c, ns, name).await
+            };
+            assert_eq!(
+                got,
+                Some(*want),
+                "{ns}/{name}: original count restored exactly"
+            );
+            let record = if name.starts_with('s') {
+                annotation_of::<StatefulSet>(&c, ns, name, "siesta.dev/original-replicas").await
+            } else {
+                annotation_of::<Deployment>(&c, ns, name, "siesta.dev/original-replicas").await
+            };
+            assert_eq!(record, None, "{ns}/{name}: no record left behind");
+        }
+        let cj = Api::<CronJob>::namespaced(c.clone(), ns)
+            .get("cron")
+            .await
+            .unwrap();
+        assert_eq!(cj.spec.suspend, Some(false), "{ns}/cron resumed");
+        assert_eq!(
+            annotation_of::<CronJob>(&c, ns, "cron", "siesta.dev/original-suspend").await,
+            None
+        );
+    }
+    // Nothing was released: no transition was taken for someone else's change.
+    assert!(
+        !ctl.metrics().await.contains("siesta_conflicts_total{"),
+        "no workload was seen as changed by someone else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_takes_over_when_the_leader_dies() {
+    let c = client().await;
+    let group = "faults-failover";
+    let mut a = Siesta::controller(group, &["--identity", "replica-a"]);
+    a.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // a leads first
+    let b = Siesta::controller(group, &["--identity", "replica-b"]);
+    b.wait_ready().await;
+    let ns = namespace(
+        &c,
+        "failover",
+        group,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
+    create(&c, &ns, &workload("web").replicas(2).deployment()).await;
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    eventually(
+        "asleep under replica a",
+        Duration::from_secs(20),
+        || async { ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref() == Some("asleep") },
+    )
+    .await;
+    assert!(
+        a.metrics().await.contains("siesta_leader 1"),
+        "replica a leads"
+    );
+    assert!(
+        b.metrics().await.contains("siesta_leader 0")
+            || !b.metrics().await.contains("siesta_leader 1")
+    );
+
+    a.kill(); // SIGKILL: no release; b must wait for the lease to expire
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "wake"})).await;
+    eventually("woken by replica b", Duration::from_secs(30), || async {
+        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref() == Some("awake")
+    })
+    .await;
+    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
+    assert!(
+        b.metrics().await.contains("siesta_leader 1"),
+        "replica b leads now"
+    );
+}
