@@ -60,7 +60,14 @@ pub async fn kube_client() -> Result<kube::Client> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(USER_AGENT),
     ));
-    Ok(kube::Client::try_from(config)?)
+    // Count every request by verb, so Siesta's own load on the API server is visible.
+    let counted = tower::util::MapRequestLayer::new(|req: http::Request<kube::client::Body>| {
+        let watch = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+        let verb = if watch { "watch" } else { req.method().as_str() };
+        crate::metrics::get().kube_requests.with_label_values(&[verb]).inc();
+        req
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&counted).build())
 }
 
 /// Resolves when the process should stop: SIGTERM, Ctrl-C, or, when

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub leader: IntGaugeVec,
+    pub kube_requests: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -63,6 +64,7 @@ impl Metrics {
             errors: reg(&r, IntCounterVec::new(Opts::new("siesta_errors_total", "Errors, by kind (a fixed set)."), &["kind"]).unwrap()),
             config_reloads: reg(&r, IntCounterVec::new(Opts::new("siesta_config_reloads_total", "Admin config loads, by result (ok, rejected)."), &["result"]).unwrap()),
             leader: reg(&r, IntGaugeVec::new(Opts::new("siesta_leader", "1 while this controller replica holds the leader Lease."), &[]).unwrap()),
+            kube_requests: reg(&r, IntCounterVec::new(Opts::new("siesta_kube_requests_total", "Requests Siesta sent to the Kubernetes API, by HTTP method (watch for watches)."), &["verb"]).unwrap()),
             registry: r,
         }
     }

@@ -32,8 +32,9 @@ impl Settings {
     }
 }
 
-/// Try once to take or keep the lease. Ok(true) if we hold it afterwards.
-pub async fn try_acquire(api: &Api<Lease>, s: &Settings) -> kube::Result<bool> {
+/// Try once to take or keep the lease; `known` is the lease as we last wrote
+/// it (renewal then costs one request, not two). Ok(Some(lease)) if we hold it.
+pub async fn try_acquire(api: &Api<Lease>, s: &Settings, known: Option<Lease>) -> kube::Result<Option<Lease>> {
     let now = Utc::now();
     let pp = PostParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
@@ -47,7 +48,11 @@ pub async fn try_acquire(api: &Api<Lease>, s: &Settings) -> kube::Result<bool> {
         lease_transitions: Some(transitions),
         ..Default::default()
     };
-    let result = match api.get_opt(LEASE_NAME).await? {
+    let current = match known {
+        Some(lease) => Some(lease),
+        None => api.get_opt(LEASE_NAME).await?,
+    };
+    let result = match current {
         None => {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -69,7 +74,7 @@ pub async fn try_acquire(api: &Api<Lease>, s: &Settings) -> kube::Result<bool> {
             let free = current.holder_identity.as_deref().unwrap_or("").is_empty()
                 || expires.is_none_or(|e| e < now);
             if !ours && !free {
-                return Ok(false);
+                return Ok(None);
             }
             let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
             let acquired = if ours {
@@ -82,9 +87,9 @@ pub async fn try_acquire(api: &Api<Lease>, s: &Settings) -> kube::Result<bool> {
         }
     };
     match result {
-        Ok(_) => Ok(true),
-        // Someone else wrote first: not ours this round.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Ok(lease) => Ok(Some(lease)),
+        // Someone else wrote first (or our copy is stale): not ours this round.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -94,8 +99,8 @@ pub async fn acquire(client: &kube::Client, s: &Settings) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &s.namespace);
     let mut logged = false;
     loop {
-        match try_acquire(&api, s).await {
-            Ok(true) => {
+        match try_acquire(&api, s, None).await {
+            Ok(Some(_)) => {
                 tracing::info!(identity = %s.identity, namespace = %s.namespace, "became the leader");
                 crate::metrics::get()
                     .leader
@@ -103,11 +108,11 @@ pub async fn acquire(client: &kube::Client, s: &Settings) {
                     .set(1);
                 return;
             }
-            Ok(false) if !logged => {
+            Ok(None) if !logged => {
                 tracing::info!(identity = %s.identity, "standing by: another replica leads");
                 logged = true;
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => {
                 crate::metrics::error("leader_election");
                 tracing::warn!(error = %e, "leader election");
@@ -121,11 +126,18 @@ pub async fn acquire(client: &kube::Client, s: &Settings) {
 pub async fn hold(client: &kube::Client, s: &Settings) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &s.namespace);
     let mut last_ok = tokio::time::Instant::now();
+    let mut known: Option<Lease> = None;
     loop {
         tokio::time::sleep(s.renew_every).await;
-        match try_acquire(&api, s).await {
-            Ok(true) => last_ok = tokio::time::Instant::now(),
-            Ok(false) => {
+        let used_copy = known.is_some();
+        match try_acquire(&api, s, known.take()).await {
+            Ok(Some(lease)) => {
+                last_ok = tokio::time::Instant::now();
+                known = Some(lease);
+            }
+            // Our copy may just be stale: read the lease next time before giving up.
+            Ok(None) if used_copy => {}
+            Ok(None) => {
                 tracing::error!("lost the leader lease to another replica");
                 break;
             }
