@@ -14,7 +14,14 @@ log() { printf '[helm] %s\n' "$*" >&2; }
 if [ ! -x "$dir/helm" ] || [ ! -e "$dir/.done" ]; then
   mkdir -p "$dir"
   log "building helm $version into $dir"
+  # The ldflags of helm's own Makefile: its version, and the Kubernetes version
+  # `helm template` assumes without --kube-version (that of its client-go).
+  gomod=$(cd "$dir" && go mod download -json "helm.sh/helm/v3@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  minor=$(awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]}' "$gomod")
   ld="-s -w -X helm.sh/helm/v3/internal/version.version=$version"
+  for p in pkg/chartutil pkg/lint/rules; do
+    ld="$ld -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=${minor:-30}"
+  done
   if ! GOBIN=$dir go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$version" 2>"$dir/install.log"; then
     # `go install mod@v` is refused when the module's go.mod has replace
     # directives; build it from a tiny generated module instead.
