@@ -66,20 +66,35 @@ fn cluster() -> &'static Cluster {
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     let shown = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     if let Some(input) = stdin {
-        child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
-    child.wait_with_output().unwrap_or_else(|e| panic!("{shown}: {e}"))
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{shown}: {e}"))
 }
 
 fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
     let c = cluster();
     let mut cmd = Command::new(&c.kubectl);
-    cmd.env("KUBECONFIG", &c.kubeconfig).current_dir(repo()).args(args);
+    cmd.env("KUBECONFIG", &c.kubeconfig)
+        .current_dir(repo())
+        .args(args);
     run(&mut cmd, stdin)
 }
 
@@ -107,7 +122,11 @@ fn documents(yaml: &str) -> Vec<Value> {
 
 fn key(obj: &Value) -> (String, String, String) {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    (s(&obj["kind"]), s(&obj["metadata"]["namespace"]), s(&obj["metadata"]["name"]))
+    (
+        s(&obj["kind"]),
+        s(&obj["metadata"]["namespace"]),
+        s(&obj["metadata"]["name"]),
+    )
 }
 
 fn kustomize_base() -> Vec<Value> {
@@ -118,14 +137,19 @@ fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {
         let out = run(&mut Command::new(repo().join("tests/deploy/helm.sh")), None);
-        assert!(out.status.success(), "tests/deploy/helm.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tests/deploy/helm.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
 }
 
 /// The Kubernetes version of the local cluster, for `helm template --kube-version`.
 fn kube_version() -> String {
-    let env = std::fs::read_to_string(repo().join("tests/cluster/versions.env")).expect("versions.env");
+    let env =
+        std::fs::read_to_string(repo().join("tests/cluster/versions.env")).expect("versions.env");
     env.lines()
         .find_map(|l| l.strip_prefix("K8S_VERSION="))
         .expect("K8S_VERSION in versions.env")
@@ -150,7 +174,11 @@ fn helm_template(sets: &[&str]) -> String {
         cmd.args(["--set", s]);
     }
     let out = run(&mut cmd, None);
-    assert!(out.status.success(), "helm template {sets:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm template {sets:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
@@ -170,46 +198,89 @@ fn rbac_rules(objects: &[Value]) -> Vec<(String, &Value)> {
         .iter()
         .filter(|o| matches!(o["kind"].as_str(), Some("ClusterRole" | "Role")))
         .flat_map(|o| {
-            let name = format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""));
-            o["rules"].as_array().into_iter().flatten().map(move |r| (name.clone(), r))
+            let name = format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or(""),
+                o["metadata"]["name"].as_str().unwrap_or("")
+            );
+            o["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |r| (name.clone(), r))
         })
         .collect()
 }
 
 fn strings(v: &Value) -> Vec<&str> {
-    v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
 }
 
 #[test]
 fn kustomize_base_passes_a_server_side_dry_run() {
     let out = kubectl_ok(&["apply", "-k", "deploy", "--dry-run=server"], None);
-    for kind in ["deployment.apps/siesta-controller", "deployment.apps/siesta-proxy", "ingressclass.networking.k8s.io/siesta"] {
-        assert!(out.contains(kind), "{kind} missing from the dry run:\n{out}");
+    for kind in [
+        "deployment.apps/siesta-controller",
+        "deployment.apps/siesta-proxy",
+        "ingressclass.networking.k8s.io/siesta",
+    ] {
+        assert!(
+            out.contains(kind),
+            "{kind} missing from the dry run:\n{out}"
+        );
     }
 }
 
 #[test]
 fn helm_chart_renders_the_same_objects_as_the_kustomize_base() {
     let lint = run(
-        Command::new(helm()).current_dir(repo()).args(["lint", "deploy/helm/siesta", "--kube-version", &kube_version()]),
+        Command::new(helm()).current_dir(repo()).args([
+            "lint",
+            "deploy/helm/siesta",
+            "--kube-version",
+            &kube_version(),
+        ]),
         None,
     );
-    assert!(lint.status.success(), "helm lint failed:\n{}", String::from_utf8_lossy(&lint.stdout));
+    assert!(
+        lint.status.success(),
+        "helm lint failed:\n{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
 
     let rendered = helm_template(&[]);
-    let chart: BTreeMap<_, _> = documents(&rendered).into_iter().map(|o| (key(&o), comparable(o))).collect();
-    let base: BTreeMap<_, _> = kustomize_base().into_iter().map(|o| (key(&o), comparable(o))).collect();
+    let chart: BTreeMap<_, _> = documents(&rendered)
+        .into_iter()
+        .map(|o| (key(&o), comparable(o)))
+        .collect();
+    let base: BTreeMap<_, _> = kustomize_base()
+        .into_iter()
+        .map(|o| (key(&o), comparable(o)))
+        .collect();
 
     // Helm installs into a namespace it is given (--create-namespace); the base creates its own.
     let base_only: Vec<_> = base.keys().filter(|k| !chart.contains_key(*k)).collect();
     let chart_only: Vec<_> = chart.keys().filter(|k| !base.contains_key(*k)).collect();
-    assert_eq!(base_only, [&("Namespace".to_string(), String::new(), SYSTEM_NAMESPACE.to_string())]);
-    assert!(chart_only.is_empty(), "only in the Helm chart: {chart_only:?}");
+    assert_eq!(
+        base_only,
+        [&(
+            "Namespace".to_string(),
+            String::new(),
+            SYSTEM_NAMESPACE.to_string()
+        )]
+    );
+    assert!(
+        chart_only.is_empty(),
+        "only in the Helm chart: {chart_only:?}"
+    );
     for (k, obj) in &base {
         if let Some(other) = chart.get(k) {
             assert_eq!(
-                obj,
-                other,
+                obj, other,
                 "{k:?} differs between deploy/ and the Helm chart:\nkustomize: {obj:#}\nhelm:      {other:#}"
             );
         }
@@ -223,37 +294,88 @@ fn helm_chart_renders_the_same_objects_as_the_kustomize_base() {
 fn helm_values_switch_audit_auth_service_type_and_ingress_status() {
     let env_names = |yaml: &str, deployment: &str| -> Vec<String> {
         let docs = documents(yaml);
-        let d = docs.iter().find(|o| key(o) == ("Deployment".into(), SYSTEM_NAMESPACE.into(), deployment.into()));
+        let d = docs.iter().find(|o| {
+            key(o)
+                == (
+                    "Deployment".into(),
+                    SYSTEM_NAMESPACE.into(),
+                    deployment.into(),
+                )
+        });
         let d = d.unwrap_or_else(|| panic!("no Deployment {deployment}"));
         d["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|e| format!("{}={}", e["name"].as_str().unwrap_or(""), e["value"].as_str().unwrap_or("<from>")))
+            .map(|e| {
+                format!(
+                    "{}={}",
+                    e["name"].as_str().unwrap_or(""),
+                    e["value"].as_str().unwrap_or("<from>")
+                )
+            })
             .collect()
     };
 
     let mtls = helm_template(&["audit.auth=clientCA"]);
     let env = env_names(&mtls, "siesta-controller");
-    assert!(env.contains(&"SIESTA_AUDIT_CLIENT_CA=/var/run/secrets/siesta/audit-auth/ca.crt".into()), "{env:?}");
-    assert!(!env.iter().any(|e| e.starts_with("SIESTA_AUDIT_TOKEN_FILE=")), "{env:?}");
+    assert!(
+        env.contains(&"SIESTA_AUDIT_CLIENT_CA=/var/run/secrets/siesta/audit-auth/ca.crt".into()),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("SIESTA_AUDIT_TOKEN_FILE=")),
+        "{env:?}"
+    );
 
     let no_audit = helm_template(&["audit.enabled=false"]);
     let env = env_names(&no_audit, "siesta-controller");
-    assert!(env.contains(&"SIESTA_AUDIT_LISTEN=127.0.0.1:8443".into()), "{env:?}");
-    assert!(!documents(&no_audit).iter().any(|o| key(o).2 == "siesta-audit"), "audit Service rendered while disabled");
+    assert!(
+        env.contains(&"SIESTA_AUDIT_LISTEN=127.0.0.1:8443".into()),
+        "{env:?}"
+    );
+    assert!(
+        !documents(&no_audit)
+            .iter()
+            .any(|o| key(o).2 == "siesta-audit"),
+        "audit Service rendered while disabled"
+    );
 
-    let internal = helm_template(&["proxy.service.type=ClusterIP", "proxy.publishIngressStatus=true"]);
+    let internal = helm_template(&[
+        "proxy.service.type=ClusterIP",
+        "proxy.publishIngressStatus=true",
+    ]);
     let docs = documents(&internal);
-    let svc = docs.iter().find(|o| key(o) == ("Service".into(), SYSTEM_NAMESPACE.into(), "siesta-proxy".into())).unwrap();
+    let svc = docs
+        .iter()
+        .find(|o| {
+            key(o)
+                == (
+                    "Service".into(),
+                    SYSTEM_NAMESPACE.into(),
+                    "siesta-proxy".into(),
+                )
+        })
+        .unwrap();
     assert_eq!(svc["spec"]["type"], "ClusterIP");
-    assert!(svc["spec"].get("externalTrafficPolicy").is_none(), "externalTrafficPolicy on a ClusterIP Service");
+    assert!(
+        svc["spec"].get("externalTrafficPolicy").is_none(),
+        "externalTrafficPolicy on a ClusterIP Service"
+    );
     let rules = rbac_rules(&docs);
-    assert!(rules.iter().any(|(n, r)| n == "ClusterRole/siesta-proxy" && strings(&r["resources"]) == ["ingresses/status"]));
+    assert!(rules.iter().any(|(n, r)| n == "ClusterRole/siesta-proxy"
+        && strings(&r["resources"]) == ["ingresses/status"]));
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&internal));
 
     let bad = run(
-        Command::new(helm()).current_dir(repo()).args(["template", "siesta", "deploy/helm/siesta", "--set", "audit.auth=basic"]),
+        Command::new(helm()).current_dir(repo()).args([
+            "template",
+            "siesta",
+            "deploy/helm/siesta",
+            "--set",
+            "audit.auth=basic",
+        ]),
         None,
     );
     assert!(!bad.status.success(), "audit.auth=basic should be refused");
@@ -263,23 +385,50 @@ fn helm_values_switch_audit_auth_service_type_and_ingress_status() {
 fn rbac_has_no_wildcard_no_secrets_and_no_escalation() {
     let objects = kustomize_base();
     let rules = rbac_rules(&objects);
-    assert!(rules.len() >= 10, "expected the controller's and the proxy's rules, got {}", rules.len());
+    assert!(
+        rules.len() >= 10,
+        "expected the controller's and the proxy's rules, got {}",
+        rules.len()
+    );
     for (role, rule) in &rules {
         for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
-            assert!(!strings(&rule[field]).contains(&"*"), "{role}: wildcard in {field}: {rule}");
+            assert!(
+                !strings(&rule[field]).contains(&"*"),
+                "{role}: wildcard in {field}: {rule}"
+            );
         }
-        assert!(rule.get("nonResourceURLs").is_none(), "{role}: nonResourceURLs: {rule}");
-        assert!(!strings(&rule["resources"]).contains(&"secrets"), "{role}: access to Secrets: {rule}");
-        for verb in ["delete", "deletecollection", "escalate", "bind", "impersonate"] {
-            assert!(!strings(&rule["verbs"]).contains(&verb), "{role}: verb {verb}: {rule}");
+        assert!(
+            rule.get("nonResourceURLs").is_none(),
+            "{role}: nonResourceURLs: {rule}"
+        );
+        assert!(
+            !strings(&rule["resources"]).contains(&"secrets"),
+            "{role}: access to Secrets: {rule}"
+        );
+        for verb in [
+            "delete",
+            "deletecollection",
+            "escalate",
+            "bind",
+            "impersonate",
+        ] {
+            assert!(
+                !strings(&rule["verbs"]).contains(&verb),
+                "{role}: verb {verb}: {rule}"
+            );
         }
     }
     // Only the controller touches workloads.
     for (role, rule) in rules.iter().filter(|(n, _)| n.contains("siesta-proxy")) {
-        let writes = strings(&rule["verbs"]).iter().any(|v| matches!(*v, "create" | "update" | "patch"));
+        let writes = strings(&rule["verbs"])
+            .iter()
+            .any(|v| matches!(*v, "create" | "update" | "patch"));
         let on = strings(&rule["resources"]);
         assert!(
-            !writes || on.iter().all(|r| matches!(*r, "leases" | "ingresses/status")),
+            !writes
+                || on
+                    .iter()
+                    .all(|r| matches!(*r, "leases" | "ingresses/status")),
             "{role} writes something other than Leases: {rule}"
         );
     }
@@ -290,12 +439,54 @@ fn admin_config_in_the_configmap_is_valid() {
     let objects = kustomize_base();
     let cm = objects
         .iter()
-        .find(|o| key(o) == ("ConfigMap".into(), SYSTEM_NAMESPACE.into(), "siesta-config".into()))
+        .find(|o| {
+            key(o)
+                == (
+                    "ConfigMap".into(),
+                    SYSTEM_NAMESPACE.into(),
+                    "siesta-config".into(),
+                )
+        })
         .expect("ConfigMap siesta-config");
-    let text = cm["data"]["siesta.yaml"].as_str().expect("data.siesta.yaml");
-    let config: siesta::config::RawConfig =
-        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("siesta.yaml in the ConfigMap: {e}\n{text}"));
+    let text = cm["data"]["siesta.yaml"]
+        .as_str()
+        .expect("data.siesta.yaml");
+    let config: siesta::config::RawConfig = serde_yaml::from_str(text)
+        .unwrap_or_else(|e| panic!("siesta.yaml in the ConfigMap: {e}\n{text}"));
     assert_eq!(config.defaults.idle_after.as_deref(), Some("30m"));
+}
+
+/// The example audit policy drops at least what the local cluster's drops, in
+/// the same order, and ends with the same catch-all.
+#[test]
+fn example_audit_policy_keeps_the_local_cluster_rules() {
+    let read = |path: &str| -> Value {
+        let text =
+            std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let local = read("tests/cluster/audit-policy.yaml");
+    let example = read("config/audit-policy.yaml");
+    for field in ["apiVersion", "kind", "omitStages"] {
+        assert_eq!(local[field], example[field], "{field}");
+    }
+    let (local, example) = (
+        local["rules"].as_array().unwrap(),
+        example["rules"].as_array().unwrap(),
+    );
+    let (local_catch_all, local_drops) = local.split_last().unwrap();
+    assert_eq!(
+        &example[..local_drops.len()],
+        local_drops,
+        "the local cluster's rules come first"
+    );
+    assert_eq!(example.last(), Some(local_catch_all));
+    assert_eq!(local_catch_all, &serde_json::json!({"level": "Metadata"}));
+    let extra = &example[local_drops.len()..example.len() - 1];
+    assert!(
+        extra.iter().all(|r| r["level"] == "None"),
+        "extra rules only drop: {extra:?}"
+    );
 }
 
 /// Every `SIESTA_*` variable the Deployments set is a flag of the subcommand
@@ -304,12 +495,17 @@ fn admin_config_in_the_configmap_is_valid() {
 fn deployments_set_only_environment_variables_the_binary_reads() {
     use clap::{Args, Command as Cli};
     let known = |cli: Cli| -> BTreeSet<String> {
-        let mut names: BTreeSet<String> =
-            cli.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+        let mut names: BTreeSet<String> = cli
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
         names.insert("SIESTA_LOG".into()); // the log filter, read by main
         names
     };
-    let controller = known(siesta::controller::Args::augment_args(Cli::new("controller")));
+    let controller = known(siesta::controller::Args::augment_args(Cli::new(
+        "controller",
+    )));
     let proxy = known(siesta::proxy::Args::augment_args(Cli::new("proxy")));
     // Every variable any chart variant may set.
     let mut docs = kustomize_base();
@@ -317,7 +513,11 @@ fn deployments_set_only_environment_variables_the_binary_reads() {
     docs.extend(documents(&helm_template(&["audit.enabled=false"])));
     for d in docs.iter().filter(|o| o["kind"] == "Deployment") {
         let container = &d["spec"]["template"]["spec"]["containers"][0];
-        let sub = strings(&container["args"]).first().copied().unwrap_or_default().to_string();
+        let sub = strings(&container["args"])
+            .first()
+            .copied()
+            .unwrap_or_default()
+            .to_string();
         let flags = match sub.as_str() {
             "controller" => &controller,
             "proxy" => &proxy,
@@ -325,7 +525,11 @@ fn deployments_set_only_environment_variables_the_binary_reads() {
         };
         for e in container["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().unwrap_or_default();
-            assert!(flags.contains(name), "{:?} sets {name}, which `siesta {sub}` does not read", key(d));
+            assert!(
+                flags.contains(name),
+                "{:?} sets {name}, which `siesta {sub}` does not read",
+                key(d)
+            );
         }
     }
 }
@@ -340,30 +544,45 @@ struct RbacUnderTest {
 
 impl RbacUnderTest {
     fn apply() -> Self {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let id = format!("{}-{nanos}", std::process::id());
         let namespace = format!("siesta-rbac-{id}");
         let label = format!("siesta.dev/deploy-test={id}");
         let suffix = format!("-test-{id}");
         kubectl_ok(&["create", "namespace", &namespace], None);
-        let guard = RbacUnderTest { namespace: namespace.clone(), label };
+        let guard = RbacUnderTest {
+            namespace: namespace.clone(),
+            label,
+        };
 
         let mut objects = Vec::new();
         for mut o in kustomize_base() {
             let kind = o["kind"].as_str().unwrap_or_default().to_string();
-            if !matches!(kind.as_str(), "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding") {
+            if !matches!(
+                kind.as_str(),
+                "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding"
+            ) {
                 continue;
             }
             o["metadata"]["labels"]["siesta.dev/deploy-test"] = Value::String(id.clone());
             if kind.starts_with("Cluster") {
-                let name = format!("{}{suffix}", o["metadata"]["name"].as_str().unwrap_or_default());
+                let name = format!(
+                    "{}{suffix}",
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                );
                 o["metadata"]["name"] = Value::String(name);
             } else {
                 o["metadata"]["namespace"] = Value::String(namespace.clone());
             }
             if kind.ends_with("Binding") {
                 if o["roleRef"]["kind"] == "ClusterRole" {
-                    let name = format!("{}{suffix}", o["roleRef"]["name"].as_str().unwrap_or_default());
+                    let name = format!(
+                        "{}{suffix}",
+                        o["roleRef"]["name"].as_str().unwrap_or_default()
+                    );
                     o["roleRef"]["name"] = Value::String(name);
                 }
                 for s in o["subjects"].as_array_mut().into_iter().flatten() {
@@ -372,7 +591,11 @@ impl RbacUnderTest {
             }
             objects.push(o);
         }
-        assert_eq!(objects.len(), 8, "2 ServiceAccounts, 2 ClusterRoles and bindings, 1 Role and binding");
+        assert_eq!(
+            objects.len(),
+            8,
+            "2 ServiceAccounts, 2 ClusterRoles and bindings, 1 Role and binding"
+        );
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
         kubectl_ok(&["apply", "-f", "-"], Some(&list.to_string()));
         guard
@@ -402,7 +625,11 @@ impl RbacUnderTest {
         match answer.as_str() {
             "yes" => true,
             "no" => false,
-            _ => panic!("kubectl {}: {answer}{}", args.join(" "), String::from_utf8_lossy(&out.stderr)),
+            _ => panic!(
+                "kubectl {}: {answer}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ),
         }
     }
 
@@ -410,7 +637,12 @@ impl RbacUnderTest {
     fn wait_until_bound(&self) {
         for _ in 0..50 {
             if self.can("siesta-controller", "patch", "deployments.apps", Some("*"))
-                && self.can("siesta-proxy", "list", "ingresses.networking.k8s.io", Some("*"))
+                && self.can(
+                    "siesta-proxy",
+                    "list",
+                    "ingresses.networking.k8s.io",
+                    Some("*"),
+                )
             {
                 return;
             }
@@ -422,8 +654,20 @@ impl RbacUnderTest {
 
 impl Drop for RbacUnderTest {
     fn drop(&mut self) {
-        let _ = kubectl(&["delete", "clusterrolebinding,clusterrole", "-l", &self.label, "--wait=false"], None);
-        let _ = kubectl(&["delete", "namespace", &self.namespace, "--wait=false"], None);
+        let _ = kubectl(
+            &[
+                "delete",
+                "clusterrolebinding,clusterrole",
+                "-l",
+                &self.label,
+                "--wait=false",
+            ],
+            None,
+        );
+        let _ = kubectl(
+            &["delete", "namespace", &self.namespace, "--wait=false"],
+            None,
+        );
     }
 }
 
@@ -439,7 +683,11 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
             got,
             allowed,
             "{account} {} `{verb} {resource}` in {}",
-            if allowed { "should be allowed" } else { "must not be allowed" },
+            if allowed {
+                "should be allowed"
+            } else {
+                "must not be allowed"
+            },
             ns.unwrap_or("its own namespace")
         );
     };
@@ -448,22 +696,63 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     // Its job: watch and annotate namespaces, scale workloads by patching them, suspend CronJobs.
     check(c, true, "watch", "namespaces", None);
     check(c, true, "patch", "namespaces", None);
-    for workload in ["deployments.apps", "statefulsets.apps", "replicasets.apps", "cronjobs.batch"] {
+    for workload in [
+        "deployments.apps",
+        "statefulsets.apps",
+        "replicasets.apps",
+        "cronjobs.batch",
+    ] {
         check(c, true, "list", workload, all);
         check(c, true, "patch", workload, all);
         check(c, false, "delete", workload, all);
         check(c, false, "create", workload, all);
     }
-    check(c, true, "watch", "horizontalpodautoscalers.autoscaling", all);
-    check(c, false, "patch", "horizontalpodautoscalers.autoscaling", all);
+    check(
+        c,
+        true,
+        "watch",
+        "horizontalpodautoscalers.autoscaling",
+        all,
+    );
+    check(
+        c,
+        false,
+        "patch",
+        "horizontalpodautoscalers.autoscaling",
+        all,
+    );
     check(c, false, "update", "deployments.apps:scale", all);
     // Activity Leases anywhere, the leader Lease at home, no one else's Lease.
     check(c, true, "watch", "leases.coordination.k8s.io", all);
     check(c, true, "create", "leases.coordination.k8s.io", elsewhere);
-    check(c, true, "update", "leases.coordination.k8s.io/siesta-activity", elsewhere);
-    check(c, true, "update", "leases.coordination.k8s.io/siesta-controller", None);
-    check(c, false, "update", "leases.coordination.k8s.io/kube-controller-manager", Some("kube-system"));
-    check(c, false, "delete", "leases.coordination.k8s.io/siesta-activity", elsewhere);
+    check(
+        c,
+        true,
+        "update",
+        "leases.coordination.k8s.io/siesta-activity",
+        elsewhere,
+    );
+    check(
+        c,
+        true,
+        "update",
+        "leases.coordination.k8s.io/siesta-controller",
+        None,
+    );
+    check(
+        c,
+        false,
+        "update",
+        "leases.coordination.k8s.io/kube-controller-manager",
+        Some("kube-system"),
+    );
+    check(
+        c,
+        false,
+        "delete",
+        "leases.coordination.k8s.io/siesta-activity",
+        elsewhere,
+    );
     check(c, true, "create", "events", elsewhere);
     check(c, true, "create", "events.events.k8s.io", elsewhere);
     // Never Secrets, Pods or anything it does not need.
@@ -482,17 +771,46 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     check(p, true, "watch", "endpointslices.discovery.k8s.io", all);
     check(p, true, "watch", "namespaces", None);
     check(p, true, "create", "leases.coordination.k8s.io", elsewhere);
-    check(p, true, "get", "leases.coordination.k8s.io/siesta-activity", elsewhere);
-    check(p, true, "update", "leases.coordination.k8s.io/siesta-activity", elsewhere);
+    check(
+        p,
+        true,
+        "get",
+        "leases.coordination.k8s.io/siesta-activity",
+        elsewhere,
+    );
+    check(
+        p,
+        true,
+        "update",
+        "leases.coordination.k8s.io/siesta-activity",
+        elsewhere,
+    );
     // Only the controller scales.
-    for workload in ["deployments.apps", "statefulsets.apps", "replicasets.apps", "cronjobs.batch"] {
+    for workload in [
+        "deployments.apps",
+        "statefulsets.apps",
+        "replicasets.apps",
+        "cronjobs.batch",
+    ] {
         check(p, false, "patch", workload, all);
         check(p, false, "update", workload, all);
     }
     check(p, false, "update", "deployments.apps:scale", all);
     check(p, false, "patch", "namespaces", None);
-    check(p, false, "update", "leases.coordination.k8s.io/kube-scheduler", Some("kube-system"));
-    check(p, false, "update", "ingresses.networking.k8s.io:status", all);
+    check(
+        p,
+        false,
+        "update",
+        "leases.coordination.k8s.io/kube-scheduler",
+        Some("kube-system"),
+    );
+    check(
+        p,
+        false,
+        "update",
+        "ingresses.networking.k8s.io:status",
+        all,
+    );
     check(p, false, "get", "secrets", all);
     check(p, false, "list", "pods", all);
 }
