@@ -235,6 +235,39 @@ fn kustomize_base_passes_a_server_side_dry_run() {
     }
 }
 
+/// Kustomize and Helm render the same objects: the same kinds and names, and
+/// equal objects but for their own labels and annotations. Helm installs into
+/// a namespace it is given (--create-namespace); the base creates its own.
+fn assert_same_objects(chart: &[Value], base: &[Value]) {
+    let index = |objects: &[Value]| -> BTreeMap<_, _> {
+        objects
+            .iter()
+            .map(|o| (key(o), comparable(o.clone())))
+            .collect()
+    };
+    let (chart, base) = (index(chart), index(base));
+    let base_only: Vec<_> = base.keys().filter(|k| !chart.contains_key(*k)).collect();
+    let chart_only: Vec<_> = chart.keys().filter(|k| !base.contains_key(*k)).collect();
+    let namespace = (
+        "Namespace".to_string(),
+        String::new(),
+        SYSTEM_NAMESPACE.to_string(),
+    );
+    assert_eq!(base_only, [&namespace], "only in the Kustomize base");
+    assert!(
+        chart_only.is_empty(),
+        "only in the Helm chart: {chart_only:?}"
+    );
+    for (k, obj) in &base {
+        if let Some(other) = chart.get(k) {
+            assert_eq!(
+                obj, other,
+                "{k:?} differs between Kustomize and Helm:\nkustomize: {obj:#}\nhelm:      {other:#}"
+            );
+        }
+    }
+}
+
 #[test]
 fn helm_chart_renders_the_same_objects_as_the_kustomize_base() {
     let lint = run(
@@ -253,41 +286,30 @@ fn helm_chart_renders_the_same_objects_as_the_kustomize_base() {
     );
 
     let rendered = helm_template(&[]);
-    let chart: BTreeMap<_, _> = documents(&rendered)
-        .into_iter()
-        .map(|o| (key(&o), comparable(o)))
-        .collect();
-    let base: BTreeMap<_, _> = kustomize_base()
-        .into_iter()
-        .map(|o| (key(&o), comparable(o)))
-        .collect();
-
-    // Helm installs into a namespace it is given (--create-namespace); the base creates its own.
-    let base_only: Vec<_> = base.keys().filter(|k| !chart.contains_key(*k)).collect();
-    let chart_only: Vec<_> = chart.keys().filter(|k| !base.contains_key(*k)).collect();
-    assert_eq!(
-        base_only,
-        [&(
-            "Namespace".to_string(),
-            String::new(),
-            SYSTEM_NAMESPACE.to_string()
-        )]
-    );
-    assert!(
-        chart_only.is_empty(),
-        "only in the Helm chart: {chart_only:?}"
-    );
-    for (k, obj) in &base {
-        if let Some(other) = chart.get(k) {
-            assert_eq!(
-                obj, other,
-                "{k:?} differs between deploy/ and the Helm chart:\nkustomize: {obj:#}\nhelm:      {other:#}"
-            );
-        }
-    }
-
+    assert_same_objects(&documents(&rendered), &kustomize_base());
     // And the API server accepts what Helm renders.
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+}
+
+#[test]
+fn client_certificate_component_matches_helm_with_client_ca() {
+    let overlay = documents(&kubectl_ok(
+        &["kustomize", "tests/deploy/overlay-client-ca"],
+        None,
+    ));
+    assert_same_objects(
+        &documents(&helm_template(&["audit.auth=clientCA"])),
+        &overlay,
+    );
+    kubectl_ok(
+        &[
+            "apply",
+            "-k",
+            "tests/deploy/overlay-client-ca",
+            "--dry-run=server",
+        ],
+        None,
+    );
 }
 
 #[test]
