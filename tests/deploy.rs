@@ -836,3 +836,89 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     check(p, false, "get", "secrets", all);
     check(p, false, "list", "pods", all);
 }
+
+/// Remove `field` from `obj` if it is an object that has it.
+fn remove(obj: &mut Value, field: &str) {
+    if let Some(map) = obj.as_object_mut() {
+        map.remove(field);
+    }
+}
+
+/// A namespace of this test's own, deleted when dropped.
+struct TempNamespace(String);
+
+impl TempNamespace {
+    fn create(prefix: &str, labels: &[&str]) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("{prefix}-{}-{nanos}", std::process::id());
+        kubectl_ok(&["create", "namespace", &name], None);
+        let ns = TempNamespace(name);
+        if !labels.is_empty() {
+            let mut args = vec!["label", "namespace", ns.0.as_str()];
+            args.extend(labels);
+            kubectl_ok(&args, None);
+        }
+        ns
+    }
+}
+
+impl Drop for TempNamespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"], None);
+    }
+}
+
+/// The pods of both Deployments pass Pod Security admission at the
+/// `restricted` level, which siesta-system enforces (and a pod without
+/// Siesta's security context does not, so the check is real).
+#[test]
+fn pods_meet_the_restricted_pod_security_standard() {
+    let ns = TempNamespace::create(
+        "siesta-psa",
+        &[
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest",
+        ],
+    );
+    let pod = |name: &str, mut spec: Value| {
+        // The ServiceAccounts do not exist here; Pod Security does not look at them.
+        remove(&mut spec, "serviceAccountName");
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns.0},
+            "spec": spec,
+        })
+        .to_string()
+    };
+    let deployments: Vec<Value> = kustomize_base()
+        .into_iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .collect();
+    assert_eq!(deployments.len(), 2);
+    for d in &deployments {
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        let spec = d["spec"]["template"]["spec"].clone();
+        kubectl_ok(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&pod(name, spec.clone())),
+        );
+
+        let mut bare = spec;
+        remove(&mut bare, "securityContext");
+        remove(&mut bare["containers"][0], "securityContext");
+        let refused = kubectl(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&pod(name, bare)),
+        );
+        assert!(
+            !refused.status.success()
+                && String::from_utf8_lossy(&refused.stderr).contains("PodSecurity"),
+            "a {name} pod without security contexts should be refused: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+}
