@@ -1536,6 +1536,20 @@ policies:
         assert!(!ok && out.contains("cannot read"), "{out}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(src in "\\PC{0,80}") {
+            let _ = parse("f", &src);
+        }
+
+        #[test]
+        fn parsing_yaml_shaped_text_never_panics(
+            src in "((defaults|schedules|policies|audit|proxy|prices|  [a-zA-Z]{1,8}|  - name|    [a-zA-Z]{1,10}): ?(\\{\\}|\\[\\]|[a-z0-9 :*/-]{0,12})?\n){1,8}"
+        ) {
+            let _ = parse("f", &src);
+        }
+    }
+
     #[tokio::test]
     async fn a_changed_file_is_reloaded_and_an_invalid_one_rejected() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1193,6 +1193,44 @@ mod tests {
     }
 
     #[test]
+    fn cronjob_expressions_that_kubernetes_accepts_parse() {
+        for expr in [
+            "*/15 9-17 * * MON-FRI",
+            "0 0 1,15 * *",
+            "0 0 * JAN,jul *",
+            "0 12 ? * sun",
+            "5 4 * * 0",
+            "0 22 * * 1-5",
+            "@weekly",
+            "@hourly",
+        ] {
+            assert!(parse_cron(expr).is_ok(), "{expr}");
+        }
+        // Steps, ranges and names fire where a CronJob would.
+        let Schedule::Cron(pair) = cron("*/20 9-10 * * MON-FRI", "0 0 * * *", "UTC") else {
+            panic!("a cron pair")
+        };
+        let mut t = at("2026-11-23T08:59:00Z"); // Monday
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            t = pair.next_firing(&pair.sleep, t).expect("fires");
+            seen.push(t.format("%a %H:%M").to_string());
+        }
+        assert_eq!(
+            seen,
+            [
+                "Mon 09:00",
+                "Mon 09:20",
+                "Mon 09:40",
+                "Mon 10:00",
+                "Mon 10:20",
+                "Mon 10:40",
+                "Tue 09:00"
+            ]
+        );
+    }
+
+    #[test]
     fn a_wake_at_the_same_instant_as_a_sleep_wins() {
         let s = cron("0 * * * *", "0 0 * * *", "UTC");
         assert_eq!(s.phase_at(at("2026-11-22T00:00:00Z")), Phase::Awake);
