@@ -83,6 +83,9 @@ const CHUNK: TimeDelta = TimeDelta::days(15);
 const QUIET_SPAN: TimeDelta = TimeDelta::days(400);
 /// A bound on the work of one scan, whatever the spec.
 const MAX_CHUNKS: usize = 200;
+/// Comma-separated entries in one awake-hours spec: each costs work at every
+/// evaluation, and an annotation is written by users.
+const MAX_ENTRIES: usize = 50;
 
 impl Schedule {
     /// Parse the `siesta.dev/awake-hours` syntax.
@@ -98,6 +101,12 @@ impl Schedule {
         }
         if trimmed.eq_ignore_ascii_case("never") {
             return Ok(Schedule::Never);
+        }
+        let entries = trimmed.split(',').count();
+        if entries > MAX_ENTRIES {
+            return err(format!(
+                "awake-hours: {entries} entries, more than the {MAX_ENTRIES} allowed"
+            ));
         }
         let mut windows = Vec::new();
         let mut ranges = Vec::new();
@@ -1275,6 +1284,8 @@ mod tests {
         assert!(
             msg(Schedule::parse_awake_hours("Mon-Fri 07:00-19:00 UTC,")).contains("empty entry")
         );
+        let many = vec!["Mon-Fri 07:00-19:00 UTC"; 51].join(", ");
+        assert!(msg(Schedule::parse_awake_hours(&many)).contains("more than the 50 allowed"));
         assert!(
             msg(Schedule::parse_awake_hours(
                 "always, Mon-Fri 07:00-19:00 UTC"
