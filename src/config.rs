@@ -528,13 +528,16 @@ impl<'a> Map<'a> {
 
     fn count(&self, p: &mut Problems, key: &str) -> Option<usize> {
         let v = self.get(key)?;
-        match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
-            Some(0) => {
-                p.add(&self.at(key), "must be at least 1");
+        match (v, v.as_u64().and_then(|n| usize::try_from(n).ok())) {
+            (_, Some(n)) if n > 0 => Some(n),
+            (Value::Number(n), _) => {
+                p.add(
+                    &self.at(key),
+                    format!("expected a whole number of at least 1, got {n}"),
+                );
                 None
             }
-            Some(n) => Some(n),
-            None => {
+            _ => {
                 p.add(
                     &self.at(key),
                     format!("expected a whole number, got {}", kind(v)),
@@ -1358,7 +1361,7 @@ prices:
         );
         assert!(
             errs[2].starts_with(
-                "siesta.yaml: proxy.maxHeldTotal: expected a whole number, got a number (line 4"
+                "siesta.yaml: proxy.maxHeldTotal: expected a whole number of at least 1, got -1 (line 4"
             ),
             "{errs:?}"
         );
