@@ -7,7 +7,7 @@
 //! Loading never stops at the first problem: the file is parsed to a YAML tree,
 //! then every field is checked and every problem reported with its YAML path
 //! (`schedules.office-hours.wake`) and its line and column in the file.
-//! [`watch`] reloads the file when its content changes (a ConfigMap update swaps
+//! [`watch()`] reloads the file when its content changes (a ConfigMap update swaps
 //! a symlink); an invalid new file is rejected and the previous config stays.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::{AdminConfig, parse};
 
-/// How often [`watch`] compares the file's content with the config in force.
+/// How often [`watch()`] compares the file's content with the config in force.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 
 /// Load the admin config once (an invalid file is an error), then keep the
