@@ -247,8 +247,9 @@ pub(super) fn check_config(p: &mut Problems, tree: &Value) -> AdminConfig {
         &[],
     );
     let known = |p: &mut Problems, path: YamlPath, name: &str| {
-        if written.get(name).is_none() && !schedules.contains_key(name) {
-            let defined = schedules.keys().cloned().collect::<Vec<_>>().join(", ");
+        if written.get(name).is_none() {
+            let names: Vec<&str> = written.entries.iter().map(|(k, _)| k.as_str()).collect();
+            let defined = names.join(", ");
             let defined = if defined.is_empty() {
                 "none is defined".to_string()
             } else {

@@ -487,7 +487,7 @@ prices:
             "siesta.yaml: schedules.office-hours.timezone: unknown time zone \"Europe/Berln\"",
             "siesta.yaml: schedules.late.awakeHours: \"Mon-Fri 07:00-25:00 UTC\": \"25:00\": hour 25 is out of range",
             "siesta.yaml: schedules.empty.awakeHours: empty awake-hours spec",
-            "siesta.yaml: policies[0].schedule: no schedule named \"nightly\" (none is defined)",
+            "siesta.yaml: policies[0].schedule: no schedule named \"nightly\" (defined: office-hours, late, empty)",
             "siesta.yaml: policies[0].colour: unknown field `colour`",
             "siesta.yaml: policies[1].name: every policy needs a name",
             "siesta.yaml: policies[1].namespaceSelector.matchExpressions[0].operator: \"Near\" is not In",
