@@ -174,6 +174,26 @@ fn absolute_ranges_add_awake_time() {
 }
 
 #[test]
+fn windows_in_zones_with_different_dst_dates_can_stay_awake_for_months() {
+    // Together these cover every instant while Berlin is on winter time; the
+    // next gap opens when Berlin moves its clocks in spring 1991.
+    let s = hours(
+        "Fri-Tue 03:00-01:30 America/Santiago, Sun-Sat 01:15-00:00 UTC, Tue-Mon 03:15-02:30 Europe/Berlin",
+    );
+    let t = at("1990-09-28T01:15:00Z");
+    let n = s.next_change(t).expect("changes in spring");
+    assert!(
+        n > at("1991-03-01T00:00:00Z") && n < at("1991-06-01T00:00:00Z"),
+        "{n}"
+    );
+    assert_ne!(s.phase_at(n), s.phase_at(t));
+    assert!(
+        !s.last_change(n - TimeDelta::seconds(1))
+            .is_some_and(|c| c > t)
+    );
+}
+
+#[test]
 fn always_and_never_never_change() {
     assert_at(&hours("always"), "2026-11-22T00:00:00Z", Phase::Awake, None);
     assert_at(&hours("Never"), "2026-11-22T00:00:00Z", Phase::Asleep, None);
@@ -627,6 +647,11 @@ proptest! {
     fn weekly_schedules_change_every_week_unless_always_awake(s in awake_hours(), t in instant()) {
         let n = s.next_change(t);
         prop_assert!(n.is_some() || s.phase_at(t) == Phase::Awake);
+    }
+
+    #[test]
+    fn a_schedule_prints_as_the_spec_that_parses_back_to_it(s in awake_hours()) {
+        prop_assert_eq!(Schedule::parse_awake_hours(&s.to_string()), Ok(s));
     }
 
     #[test]

@@ -16,9 +16,18 @@ const MAX_CHUNKS: usize = 200;
 /// evaluation, and an annotation is written by users.
 const MAX_ENTRIES: usize = 50;
 
+/// Weekly windows and absolute ranges (`siesta.dev/awake-hours`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AwakeHours {
+    pub(super) spec: String,
+    windows: Vec<Window>,
+    /// Sorted half-open `[start, end)` ranges.
+    ranges: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
 impl AwakeHours {
     /// A comma-separated list of weekly windows and absolute ranges (not
-    /// `always` or `never`, which [`Schedule::parse_awake_hours`] reads).
+    /// `always` or `never`, which [`super::Schedule::parse_awake_hours`] reads).
     pub(super) fn parse(trimmed: &str) -> Result<AwakeHours, ScheduleError> {
         let entries = trimmed.split(',').count();
         if entries > MAX_ENTRIES {
@@ -52,15 +61,6 @@ impl AwakeHours {
             ranges,
         })
     }
-}
-
-/// Weekly windows and absolute ranges (`siesta.dev/awake-hours`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AwakeHours {
-    pub(super) spec: String,
-    windows: Vec<Window>,
-    /// Sorted half-open `[start, end)` ranges.
-    ranges: Vec<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// `Mon-Fri 07:30-20:30 Europe/Berlin`: awake from the start time on each listed
@@ -259,6 +259,11 @@ impl AwakeHours {
     /// range end, or gives up.
     fn scan(&self, t: DateTime<Utc>, forward: bool) -> Option<DateTime<Utc>> {
         let now = self.phase_at(t);
+        let step = |d: TimeDelta| if forward { d } else { -d };
+        // `a` lies further along the scan than `b`.
+        let ahead = |a: DateTime<Utc>, b: DateTime<Utc>| if forward { a > b } else { a < b };
+        // Forward: the first instant after `t` where the phase is not `now`;
+        // backward: the last instant up to `t` just before which it was not.
         let is_change = |c: DateTime<Utc>| {
             if forward {
                 c > t && self.phase_at(c) != now
@@ -266,65 +271,44 @@ impl AwakeHours {
                 c <= t && self.phase_before(c) != now
             }
         };
-        let ends = || self.ranges.iter().flat_map(|&(s, e)| [s, e]);
-        let quiet = |from: DateTime<Utc>| {
-            if forward {
-                from + QUIET_SPAN
-            } else {
-                from - QUIET_SPAN
-            }
-        };
+        let ends: Vec<_> = self.ranges.iter().flat_map(|&(s, e)| [s, e]).collect();
         let mut pos = t;
-        let mut quiet_until = quiet(t);
+        let mut quiet_until = t + step(QUIET_SPAN);
         let mut candidates = Vec::new();
         for _ in 0..MAX_CHUNKS {
-            let (lo, hi) = if forward {
-                (pos, pos + CHUNK)
-            } else {
-                (pos - CHUNK, pos)
-            };
+            let next = pos + step(CHUNK);
+            let (lo, hi) = (pos.min(next), pos.max(next));
             candidates.clear();
-            self.windows
-                .iter()
-                .for_each(|w| w.boundaries(lo, hi, &mut candidates));
-            let crossed: Vec<_> = ends().filter(|e| lo <= *e && *e <= hi).collect();
-            candidates.extend(&crossed);
+            for w in &self.windows {
+                w.boundaries(lo, hi, &mut candidates);
+            }
+            let crossed = ends.iter().copied().filter(|e| lo <= *e && *e <= hi);
+            candidates.extend(crossed.clone());
             candidates.sort();
-            let found = if forward {
-                candidates.iter().copied().find(|c| is_change(*c))
-            } else {
-                candidates.iter().rev().copied().find(|c| is_change(*c))
-            };
-            if found.is_some() {
-                return found;
+            if !forward {
+                candidates.reverse();
             }
-            if let Some(e) = if forward {
-                crossed.iter().max()
-            } else {
-                crossed.iter().min()
-            } {
-                quiet_until = quiet(*e);
+            if let Some(c) = candidates.iter().copied().find(|c| is_change(*c)) {
+                return Some(c);
             }
-            pos = if forward { hi } else { lo };
-            let quiet_over = if forward {
-                pos >= quiet_until
-            } else {
-                pos <= quiet_until
-            };
-            if quiet_over {
-                // Nothing changes for a year: only a range end can change it again.
-                let next_end = if forward {
-                    ends().filter(|e| *e > pos).min()
+            if let Some(e) = crossed.reduce(|a, b| if ahead(a, b) { a } else { b }) {
+                quiet_until = e + step(QUIET_SPAN);
+            }
+            pos = next;
+            if !ahead(quiet_until, pos) {
+                // Nothing changed for a year: only a range end can change it again.
+                let e = ends
+                    .iter()
+                    .copied()
+                    .filter(|e| ahead(*e, pos))
+                    .reduce(|a, b| if ahead(a, b) { b } else { a })?;
+                quiet_until = e + step(QUIET_SPAN);
+                // The next chunk starts at the range end (a backward one just after it).
+                pos = if forward {
+                    e
                 } else {
-                    ends().filter(|e| *e < pos).max()
+                    e + TimeDelta::nanoseconds(1)
                 };
-                let e = next_end?;
-                // Start the chunk at the range end itself.
-                pos = e;
-                quiet_until = quiet(e);
-                if !forward {
-                    pos = e + TimeDelta::nanoseconds(1);
-                }
             }
         }
         None
