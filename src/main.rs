@@ -7,11 +7,7 @@ use clap::{Parser, Subcommand};
 use siesta::{controller, proxy};
 
 #[derive(Parser)]
-#[command(
-    name = "siesta",
-    version,
-    about = "Sleep mode for Kubernetes namespaces"
-)]
+#[command(name = "siesta", version, about = "Sleep mode for Kubernetes namespaces")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,10 +61,7 @@ enum AuditCommand {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SIESTA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn not_built(what: &str) -> ExitCode {
@@ -79,10 +72,7 @@ fn not_built(what: &str) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("siesta: cannot start the runtime: {e}");
@@ -91,52 +81,23 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(args) => controller::run(args)
-                .await
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Command::Proxy(args) => proxy::run(args)
-                .await
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Command::Status { namespace } => siesta::status::run(namespace.as_deref())
-                .await
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Command::Sleep { namespace } => {
-                siesta::status::command(&namespace, siesta::annotations::Action::Sleep)
-                    .await
-                    .map(|_| ExitCode::SUCCESS)
-                    .map_err(Into::into)
-            }
-            Command::Wake { namespace } => {
-                siesta::status::command(&namespace, siesta::annotations::Action::Wake)
-                    .await
-                    .map(|_| ExitCode::SUCCESS)
-                    .map_err(Into::into)
-            }
+            Command::Controller(args) => controller::run(args).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Proxy(args) => proxy::run(args).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Status { namespace } => siesta::status::run(namespace.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Sleep { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Sleep).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Wake { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Wake).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
             Command::CheckConfig { file } => {
                 let (ok, report) = siesta::config::check_config_cli(&file);
-                if ok {
-                    print!("{report}")
-                } else {
-                    eprint!("{report}")
-                }
-                Ok(if ok {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
+                if ok { print!("{report}") } else { eprint!("{report}") }
+                Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
             }
             Command::Audit(AuditCommand::Replay { .. }) => Ok(not_built("audit replay")),
-            Command::Schedule { spec, at, config } => {
-                siesta::schedule::cli(&spec, at.as_deref(), config.as_deref())
-                    .map(|out| {
-                        print!("{out}");
-                        ExitCode::SUCCESS
-                    })
-                    .map_err(Into::into)
-            }
+            Command::Schedule { spec, at, config } => siesta::schedule::cli(&spec, at.as_deref(), config.as_deref())
+                .map(|out| {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                })
+                .map_err(Into::into),
         }
     });
     match result {
