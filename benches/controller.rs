@@ -23,11 +23,18 @@ const LABEL: &str = "siesta-bench";
 const GROUP: &str = "siesta-bench-group";
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn get(url: &str) -> Option<String> {
@@ -35,7 +42,11 @@ async fn get(url: &str) -> Option<String> {
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
     let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -74,16 +85,33 @@ async fn ensure_nodes(client: &kube::Client, pods: usize) {
 }
 
 fn deployment(group: &str) -> Deployment {
-    let labels = BTreeMap::from([("app".to_string(), "app".to_string()), (GROUP.to_string(), group.to_string())]);
+    let labels = BTreeMap::from([
+        ("app".to_string(), "app".to_string()),
+        (GROUP.to_string(), group.to_string()),
+    ]);
     Deployment {
-        metadata: ObjectMeta { name: Some("app".into()), labels: Some(labels.clone()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("app".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            selector: LabelSelector { match_labels: Some(BTreeMap::from([("app".into(), "app".into())])), ..Default::default() },
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".into(), "app".into())])),
+                ..Default::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
-                    containers: vec![Container { name: "app".into(), image: Some("app:1".into()), ..Default::default() }],
+                    containers: vec![Container {
+                        name: "app".into(),
+                        image: Some("app:1".into()),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }),
             },
@@ -113,7 +141,10 @@ async fn create_all(client: &kube::Client, n: usize, sleepers: usize) {
         .buffer_unordered(48)
         .collect::<Vec<_>>()
         .await;
-    eprintln!("[bench] {n} namespaces with a Deployment each in place after {:.0} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "[bench] {n} namespaces with a Deployment each in place after {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 async fn set_action(client: &kube::Client, n: usize, action: &str) {
@@ -122,7 +153,13 @@ async fn set_action(client: &kube::Client, n: usize, action: &str) {
             let api: Api<Namespace> = Api::all(client.clone());
             async move {
                 let patch = json!({"metadata": {"annotations": {"siesta.dev/action": action}}});
-                api.patch(&format!("bench-{i:05}"), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                api.patch(
+                    &format!("bench-{i:05}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map(|_| ())
             }
         })
         .buffer_unordered(48)
@@ -132,23 +169,49 @@ async fn set_action(client: &kube::Client, n: usize, action: &str) {
 }
 
 /// Seconds until every namespace of the group has the state and every Deployment the replicas.
-async fn wait_group(client: &kube::Client, state: &str, replicas: i32, n: usize, start: Instant) -> f64 {
+async fn wait_group(
+    client: &kube::Client,
+    state: &str,
+    replicas: i32,
+    n: usize,
+    start: Instant,
+) -> f64 {
     let sel = ListParams::default().labels(&format!("{GROUP}=sleep"));
     loop {
-        let nss = Api::<Namespace>::all(client.clone()).list_metadata(&sel).await.expect("list namespaces");
+        let nss = Api::<Namespace>::all(client.clone())
+            .list_metadata(&sel)
+            .await
+            .expect("list namespaces");
         let in_state = nss
             .items
             .iter()
-            .filter(|ns| ns.metadata.annotations.as_ref().and_then(|a| a.get("siesta.dev/state")).map(String::as_str) == Some(state))
+            .filter(|ns| {
+                ns.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("siesta.dev/state"))
+                    .map(String::as_str)
+                    == Some(state)
+            })
             .count();
         if in_state >= n {
-            let deps = Api::<Deployment>::all(client.clone()).list(&sel).await.expect("list deployments");
-            let done = deps.items.iter().filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas)).count();
+            let deps = Api::<Deployment>::all(client.clone())
+                .list(&sel)
+                .await
+                .expect("list deployments");
+            let done = deps
+                .items
+                .iter()
+                .filter(|d| d.spec.as_ref().and_then(|s| s.replicas) == Some(replicas))
+                .count();
             if done >= n {
                 return start.elapsed().as_secs_f64();
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(600), "gave up waiting for {state}: {in_state}/{n}");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "gave up waiting for {state}: {in_state}/{n}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -161,7 +224,9 @@ async fn main() {
     let n = env_num("SIESTA_BENCH_NAMESPACES", 10_000);
     let sleepers = env_num("SIESTA_BENCH_SLEEP", 1_000).min(n);
     let steady = env_num("SIESTA_BENCH_STEADY_SECS", 60);
-    let client = kube::Client::try_default().await.expect("KUBECONFIG for the local cluster (make bench sets it)");
+    let client = kube::Client::try_default()
+        .await
+        .expect("KUBECONFIG for the local cluster (make bench sets it)");
     ensure_nodes(&client, n).await;
     create_all(&client, n, sleepers).await;
 
@@ -169,8 +234,19 @@ async fn main() {
     let audit = free_port();
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_siesta"))
-        .args(["controller", "--namespace-selector", &format!("{LABEL}=controller"), "--identity", "bench"])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}"), "--audit-listen", &format!("127.0.0.1:{audit}")])
+        .args([
+            "controller",
+            "--namespace-selector",
+            &format!("{LABEL}=controller"),
+            "--identity",
+            "bench",
+        ])
+        .args([
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--audit-listen",
+            &format!("127.0.0.1:{audit}"),
+        ])
         .env("SIESTA_EXIT_WITH_STDIN", "1")
         .env("SIESTA_LOG", "warn")
         .stdin(Stdio::piped())
@@ -181,20 +257,31 @@ async fn main() {
     loop {
         if let Some(m) = get(&metrics_url).await
             && m.contains("siesta_leader 1")
-            && get(&format!("http://127.0.0.1:{admin}/readyz")).await.is_some()
+            && get(&format!("http://127.0.0.1:{admin}/readyz"))
+                .await
+                .is_some()
         {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "controller never synced");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "controller never synced"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let synced = start.elapsed().as_secs_f64();
     // Let the first reconcile of every namespace finish, then measure steady state.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let before = metric_sum(&get(&metrics_url).await.unwrap_or_default(), "siesta_kube_requests_total");
+    let before = metric_sum(
+        &get(&metrics_url).await.unwrap_or_default(),
+        "siesta_kube_requests_total",
+    );
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(steady as u64)).await;
-    let after = metric_sum(&get(&metrics_url).await.unwrap_or_default(), "siesta_kube_requests_total");
+    let after = metric_sum(
+        &get(&metrics_url).await.unwrap_or_default(),
+        "siesta_kube_requests_total",
+    );
     let per_sec = (after - before) / t.elapsed().as_secs_f64();
     let rss_steady = rss_kib(pid, "VmRSS:");
 
@@ -206,13 +293,22 @@ async fn main() {
     let awake = wait_group(&client, "awake", 1, sleepers, t).await;
     let rss_peak = rss_kib(pid, "VmHWM:");
     let _ = child.kill();
+    let _ = child.wait();
 
     let mib = |k: u64| k as f64 / 1024.0;
     println!("controller at scale: {n} opted-in namespaces, one Deployment each");
     println!("  start to synced (cache + leader):   {synced:.1} s");
-    println!("  API requests at steady state:       {per_sec:.2} /s over {steady} s   (target < 1)");
-    println!("  RSS at steady state:                {:.1} MiB   (target <= 64)", mib(rss_steady));
-    println!("  RSS peak (incl. sleep and wake):    {:.1} MiB", mib(rss_peak));
+    println!(
+        "  API requests at steady state:       {per_sec:.2} /s over {steady} s   (target < 1)"
+    );
+    println!(
+        "  RSS at steady state:                {:.1} MiB   (target <= 64)",
+        mib(rss_steady)
+    );
+    println!(
+        "  RSS peak (incl. sleep and wake):    {:.1} MiB",
+        mib(rss_peak)
+    );
     println!("  {sleepers} namespaces asleep in:          {asleep:.1} s   (target <= 30)");
     println!("  {sleepers} namespaces awake (pods ready): {awake:.1} s");
 }

@@ -23,7 +23,6 @@ pub mod controller;
 pub mod decide;
 pub mod duration;
 pub mod metrics;
-pub mod policy;
 pub mod proxy;
 pub mod resources;
 pub mod scaler;
@@ -62,12 +61,38 @@ pub async fn kube_client() -> Result<kube::Client> {
     ));
     // Count every request by verb, so Siesta's own load on the API server is visible.
     let counted = tower::util::MapRequestLayer::new(|req: http::Request<kube::client::Body>| {
-        let watch = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
-        let verb = if watch { "watch" } else { req.method().as_str() };
-        crate::metrics::get().kube_requests.with_label_values(&[verb]).inc();
+        let watch = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+        let verb = if watch {
+            "watch"
+        } else {
+            req.method().as_str()
+        };
+        crate::metrics::get()
+            .kube_requests
+            .with_label_values(&[verb])
+            .inc();
         req
     });
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&counted).build())
+    // ...and every answer by status, so a forbidden (403) request is never silent.
+    let answered =
+        tower::util::MapResponseLayer::new(|res: http::Response<Box<kube::client::DynBody>>| {
+            let code = match res.status().as_u16() {
+                c @ (401 | 403 | 404 | 409 | 429) => c.to_string(),
+                c => format!("{}xx", c / 100),
+            };
+            crate::metrics::get()
+                .kube_responses
+                .with_label_values(&[&code])
+                .inc();
+            res
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&answered)
+        .with_layer(&counted)
+        .build())
 }
 
 /// Resolves when the process should stop: SIGTERM, Ctrl-C, or, when

@@ -115,9 +115,28 @@ fn main() -> ExitCode {
                     .map(|_| ExitCode::SUCCESS)
                     .map_err(Into::into)
             }
-            Command::CheckConfig { .. } => Ok(not_built("check-config")),
+            Command::CheckConfig { file } => {
+                let (ok, report) = siesta::config::check_config_cli(&file);
+                if ok {
+                    print!("{report}")
+                } else {
+                    eprint!("{report}")
+                }
+                Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
             Command::Audit(AuditCommand::Replay { .. }) => Ok(not_built("audit replay")),
-            Command::Schedule { .. } => Ok(not_built("schedule")),
+            Command::Schedule { spec, at, config } => {
+                siesta::schedule::cli(&spec, at.as_deref(), config.as_deref())
+                    .map(|out| {
+                        print!("{out}");
+                        ExitCode::SUCCESS
+                    })
+                    .map_err(Into::into)
+            }
         }
     });
     match result {

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub leader: IntGaugeVec,
     pub kube_requests: IntCounterVec,
+    pub kube_responses: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -65,6 +66,7 @@ impl Metrics {
             config_reloads: reg(&r, IntCounterVec::new(Opts::new("siesta_config_reloads_total", "Admin config loads, by result (ok, rejected)."), &["result"]).unwrap()),
             leader: reg(&r, IntGaugeVec::new(Opts::new("siesta_leader", "1 while this controller replica holds the leader Lease."), &[]).unwrap()),
             kube_requests: reg(&r, IntCounterVec::new(Opts::new("siesta_kube_requests_total", "Requests Siesta sent to the Kubernetes API, by HTTP method (watch for watches)."), &["verb"]).unwrap()),
+            kube_responses: reg(&r, IntCounterVec::new(Opts::new("siesta_kube_responses_total", "Answers of the Kubernetes API to Siesta, by status (2xx, 403, 409, 4xx, 5xx...)."), &["code"]).unwrap()),
             registry: r,
         }
     }

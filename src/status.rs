@@ -82,8 +82,8 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
             .map(|l| crate::activity::lease::read(&l))
             .unwrap_or_default();
         let (own, errors) = Overrides::parse(ann);
-        let next_change = match crate::policy::effective(&config, ns.labels(), &own) {
-            Ok(policy) if errors.is_empty() => {
+        let next_change = match config.resolve(ns.labels(), &own) {
+            (policy, None) if errors.is_empty() => {
                 let observed = Observed {
                     state: recorded.state,
                     since: recorded.since,

@@ -393,3 +393,44 @@ async fn an_hpa_does_not_scale_a_sleeping_workload_back_up() {
     state_is(&c, &ns, "awake", Duration::from_secs(30)).await;
     assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_sleeps_the_namespace_at_its_window_and_wakes_it_at_the_wake_time() {
+    let c = setup().await;
+    let at = |secs: i64| {
+        (chrono::Utc::now() + chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // awake until 6 s from now, asleep for 14 s, then awake again
+    let spec = format!("{}-{}, {}-{}", at(-3600), at(6), at(20), at(3600));
+    let ns = namespace(
+        &c,
+        "ctl-sched",
+        GROUP,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+            ("siesta.dev/awake-hours", &spec),
+        ],
+    )
+    .await;
+    create(&c, &ns, &workload("web").replicas(2).deployment()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/state").await,
+        None,
+        "awake inside the window"
+    );
+    state_is(&c, &ns, "asleep", Duration::from_secs(12)).await;
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
+        Some("schedule")
+    );
+    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    state_is(&c, &ns, "awake", Duration::from_secs(25)).await;
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
+        Some("schedule")
+    );
+    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
+}

@@ -473,9 +473,12 @@ fn admin_config_in_the_configmap_is_valid() {
     let text = cm["data"]["siesta.yaml"]
         .as_str()
         .expect("data.siesta.yaml");
-    let config: siesta::config::RawConfig = serde_yaml::from_str(text)
+    let config = siesta::config::parse("ConfigMap siesta-config", text)
         .unwrap_or_else(|e| panic!("siesta.yaml in the ConfigMap: {e}\n{text}"));
-    assert_eq!(config.defaults.idle_after.as_deref(), Some("30m"));
+    assert_eq!(
+        config.defaults.idle_after,
+        siesta::annotations::IdleAfter::After(std::time::Duration::from_secs(30 * 60))
+    );
 }
 
 /// The example audit policy drops at least what the local cluster's drops, in

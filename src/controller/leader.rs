@@ -34,7 +34,11 @@ impl Settings {
 
 /// Try once to take or keep the lease; `known` is the lease as we last wrote
 /// it (renewal then costs one request, not two). Ok(Some(lease)) if we hold it.
-pub async fn try_acquire(api: &Api<Lease>, s: &Settings, known: Option<Lease>) -> kube::Result<Option<Lease>> {
+pub async fn try_acquire(
+    api: &Api<Lease>,
+    s: &Settings,
+    known: Option<Lease>,
+) -> kube::Result<Option<Lease>> {
     let now = Utc::now();
     let pp = PostParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),

@@ -23,7 +23,7 @@ use kube::runtime::events::{Recorder, Reporter as EventReporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream_shim::UnboundedReceiverStream;
 
 use crate::activity::{self, LeaseSink, NamespaceStates, Reporter};
@@ -84,8 +84,9 @@ fn watch_workloads<K>(
 
 pub async fn run(args: Args) -> crate::Result<()> {
     let client = crate::kube_client().await?;
-    let config: Arc<AdminConfig> = Arc::new(AdminConfig::default());
-    let (_config_tx, config_rx) = watch::channel(config.clone());
+    let (config_rx, reload) = crate::config::watch(args.config.clone()).await?;
+    tokio::spawn(reload);
+    let config: Arc<AdminConfig> = config_rx.borrow().clone();
     let ready = crate::admin::Readiness::default();
     let admin = crate::admin::bind(args.admin_listen).await?;
     tokio::spawn(crate::admin::serve(admin, ready.clone()));
@@ -245,8 +246,14 @@ pub async fn run(args: Args) -> crate::Result<()> {
             }
         }))
     };
+    // A reloaded admin config may change any namespace's policy.
+    let reloads = futures::stream::unfold(config_rx.clone(), |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
     Controller::for_stream(ns_stream, states)
         .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
+        .reconcile_all_on(reloads)
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
         .run(reconcile::reconcile, reconcile::error_policy, ctx)

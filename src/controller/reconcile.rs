@@ -101,13 +101,10 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
     let config = ctx.config.borrow().clone();
     let (own, mut problems) = Overrides::parse(ann);
     let mut problems: Vec<String> = problems.drain(..).map(|e| e.to_string()).collect();
-    let policy = match crate::policy::effective(&config, labels, &own) {
-        Ok(p) => Some(p),
-        Err(errs) => {
-            problems.extend(errs);
-            None
-        }
-    };
+    let (policy, problem) = config.resolve(labels, &own);
+    if let Some(p) = problem {
+        problems.push(format!("annotation {}: {p}", annotations::SCHEDULE));
+    }
     // The namespace's own Events live in the namespace, where its users look.
     let mut ns_ref = ns.object_ref(&());
     ns_ref.namespace = Some(name.clone());
@@ -131,9 +128,6 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
         return Ok(Action::await_change());
     }
     lock(&ctx.reported).remove(&name);
-    let Some(policy) = policy else {
-        return Ok(Action::await_change());
-    };
     if !policy.enabled && !managed_before {
         lock(&ctx.first_seen).remove(&name);
         return Ok(Action::await_change());

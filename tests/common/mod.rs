@@ -55,7 +55,7 @@ impl Siesta {
             .env("SIESTA_EXIT_WITH_STDIN", "1")
             .env(
                 "SIESTA_LOG",
-                std::env::var("SIESTA_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+                std::env::var("SIESTA_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::piped());
         for (k, v) in envs {

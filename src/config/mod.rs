@@ -1,0 +1,750 @@
+//! The admin configuration (`--config FILE`, YAML): defaults, named schedules,
+//! policies by namespace label selector, audit ignore lists, proxy limits, prices.
+//!
+//! A namespace's settings are layered: its own annotations, then the first policy
+//! whose selector matches its labels, then `defaults` ([`AdminConfig::resolve`]).
+//!
+//! Loading never stops at the first problem: the file is parsed to a YAML tree,
+//! then every field is checked and every problem reported with its YAML path
+//! (`schedules.office-hours.wake`) and its line and column in the file.
+//! [`watch()`] reloads the file when its content changes (a ConfigMap update swaps
+//! a symlink); an invalid new file is rejected and the previous config stays.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use crate::annotations::{IdleAfter, Overrides, WakeOn, WakePage};
+use crate::schedule::Schedule;
+
+mod check;
+mod locate;
+mod reload;
+
+pub use reload::{RELOAD_CHECK, watch};
+
+/// Settings that apply to a namespace unless its annotations say otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub idle_after: IdleAfter,
+    pub wake_on: WakeOn,
+    pub wake_page: WakePage,
+    /// How often reporters write the Activity Lease of an awake namespace.
+    pub flush_interval: Duration,
+    /// The schedule (a name from `schedules`) of namespaces whose annotations and
+    /// policy name none.
+    pub schedule: Option<String>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            idle_after: IdleAfter::After(Duration::from_secs(30 * 60)),
+            wake_on: WakeOn::default(),
+            wake_page: WakePage::Auto,
+            flush_interval: Duration::from_secs(30),
+            schedule: None,
+        }
+    }
+}
+
+/// A policy: settings for every namespace whose labels match.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub match_labels: BTreeMap<String, String>,
+    pub match_expressions: Vec<LabelExpression>,
+    pub enabled: Option<bool>,
+    pub idle_after: Option<IdleAfter>,
+    pub schedule: Option<String>,
+    pub wake_on: Option<WakeOn>,
+    pub wake_page: Option<WakePage>,
+}
+
+impl Policy {
+    /// Whether a namespace with these labels is selected, as a Kubernetes label
+    /// selector reads it: every `matchLabels` entry and every expression must hold;
+    /// an empty selector selects every namespace.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| e.matches(labels))
+    }
+}
+
+/// One `matchExpressions` entry of a label selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabelExpression {
+    pub key: String,
+    pub operator: Operator,
+    pub values: BTreeSet<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+impl LabelExpression {
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        match self.operator {
+            Operator::In => value.is_some_and(|v| self.values.contains(v)),
+            // As in Kubernetes: a namespace without the label is "not in".
+            Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+/// Audit identities and requests that never count as activity, added to the
+/// built-in defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditIgnore {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub service_accounts: Vec<String>,
+    pub user_agent_prefixes: Vec<String>,
+    pub verbs: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyLimits {
+    pub hold_timeout: Duration,
+    pub max_held_per_namespace: usize,
+    pub max_held_total: usize,
+    /// Paths whose requests are forwarded but never count as activity.
+    pub ignore_paths: Vec<String>,
+    /// User-agent prefixes whose requests never count as activity.
+    pub ignore_user_agents: Vec<String>,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits {
+            hold_timeout: Duration::from_secs(300),
+            max_held_per_namespace: 1000,
+            max_held_total: 10_000,
+            ignore_paths: ["/healthz", "/livez", "/readyz", "/ping", "/health"]
+                .map(String::from)
+                .to_vec(),
+            ignore_user_agents: [
+                "kube-probe/",
+                "ELB-HealthChecker/",
+                "GoogleHC/",
+                "Amazon-Route53-Health-Check-Service",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// Prices for savings: OpenCost's default on-demand prices unless configured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prices {
+    pub currency: String,
+    pub cpu_core_hour: f64,
+    pub memory_gib_hour: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            currency: "USD".into(),
+            cpu_core_hour: 0.031611,
+            memory_gib_hour: 0.004237,
+        }
+    }
+}
+
+/// The validated admin configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdminConfig {
+    pub defaults: Defaults,
+    pub schedules: BTreeMap<String, Schedule>,
+    pub policies: Vec<Policy>,
+    pub audit_ignore: AuditIgnore,
+    pub proxy: ProxyLimits,
+    pub prices: Prices,
+}
+
+impl AdminConfig {
+    /// The first policy matching these namespace labels.
+    pub fn policy_for(&self, labels: &BTreeMap<String, String>) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.matches(labels))
+    }
+}
+
+impl AdminConfig {
+    /// The settings in force for a namespace: its annotations, then the first
+    /// matching policy, then the defaults. Matching a policy opts a namespace in
+    /// unless the policy says `enabled: false`. An inline `awake-hours` annotation
+    /// wins over a `schedule` annotation. A schedule name that this config does
+    /// not define is returned as an error, and no schedule applies.
+    pub fn resolve(
+        &self,
+        labels: &BTreeMap<String, String>,
+        own: &Overrides,
+    ) -> (crate::decide::Policy, Option<String>) {
+        let policy = self.policy_for(labels);
+        let enabled = own
+            .enabled
+            .or(policy.map(|p| p.enabled.unwrap_or(true)))
+            .unwrap_or(false);
+        let name = own
+            .schedule
+            .as_ref()
+            .or(policy.and_then(|p| p.schedule.as_ref()))
+            .or(self.defaults.schedule.as_ref());
+        let mut problem = None;
+        let schedule = match (&own.awake_hours, name) {
+            (Some(inline), _) => Some(inline.clone()),
+            (None, Some(name)) => {
+                let found = self.schedules.get(name).cloned();
+                if found.is_none() {
+                    problem = Some(format!("no schedule named {name:?} in the admin config"));
+                }
+                found
+            }
+            (None, None) => None,
+        };
+        let resolved = crate::decide::Policy {
+            enabled,
+            idle_after: own
+                .idle_after
+                .or(policy.and_then(|p| p.idle_after))
+                .unwrap_or(self.defaults.idle_after),
+            schedule,
+            wake_on: own
+                .wake_on
+                .or(policy.and_then(|p| p.wake_on))
+                .unwrap_or(self.defaults.wake_on),
+            keep_awake_until: own.keep_awake_until,
+        };
+        (resolved, problem)
+    }
+
+    /// What a browser sees while the namespace wakes: annotation, policy, default.
+    pub fn wake_page(
+        &self,
+        labels: &BTreeMap<String, String>,
+        own: &Overrides,
+    ) -> crate::annotations::WakePage {
+        own.wake_page
+            .or(self.policy_for(labels).and_then(|p| p.wake_page))
+            .unwrap_or(self.defaults.wake_page)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// One problem in an admin config file, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// The YAML path, such as `schedules.office-hours.wake` or `policies[0].name`;
+    /// empty for problems with the whole file.
+    pub path: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.file)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, " (line {l}, column {c})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in one file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// Read and validate an admin config file.
+pub fn load(path: &Path) -> Result<AdminConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => parse(&file, &src),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            path: String::new(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// Validate the text of an admin config; `file` only labels the errors.
+pub fn parse(file: &str, src: &str) -> Result<AdminConfig, ConfigErrors> {
+    let tree: Value = match serde_yaml::from_str(src) {
+        Ok(v) => v,
+        Err(e) => {
+            let location = e.location();
+            let mut message = e.to_string();
+            if location.is_some()
+                && let Some(i) = message.rfind(" at line ")
+            {
+                message.truncate(i);
+            }
+            return Err(ConfigErrors(vec![ConfigError {
+                file: file.to_string(),
+                path: String::new(),
+                line: location.as_ref().map(|l| l.line()),
+                column: location.as_ref().map(|l| l.column()),
+                message: format!("not valid YAML: {message}"),
+            }]));
+        }
+    };
+    let mut problems = check::Problems::default();
+    let config = check::check_config(&mut problems, &tree);
+    if problems.0.is_empty() {
+        return Ok(config);
+    }
+    let mut errors: Vec<ConfigError> = problems
+        .0
+        .into_iter()
+        .map(|(path, message)| {
+            let at = locate::locate(src, &path);
+            ConfigError {
+                file: file.to_string(),
+                path: path.to_string(),
+                line: at.map(|a| a.0),
+                column: at.map(|a| a.1),
+                message,
+            }
+        })
+        .collect();
+    errors.sort_by_key(|e| (e.line, e.column));
+    Err(ConfigErrors(errors))
+}
+
+/// `siesta check-config FILE`: whether the file is valid, and what to print (a
+/// summary, or every error on its own line).
+pub fn check_config_cli(path: &Path) -> (bool, String) {
+    match load(path) {
+        Ok(c) => {
+            let names =
+                |m: &mut dyn Iterator<Item = &String>| m.cloned().collect::<Vec<_>>().join(", ");
+            let d = &c.defaults;
+            let summary = format!(
+                "{}: ok\n  schedules: {} ({})\n  policies: {} ({})\n  defaults: idle-after {}, wake-on {}, flush interval {}, schedule {}\n  prices: {} {}/CPU-hour, {} {}/GiB-hour\n",
+                path.display(),
+                c.schedules.len(),
+                names(&mut c.schedules.keys()),
+                c.policies.len(),
+                names(&mut c.policies.iter().map(|p| &p.name)),
+                match d.idle_after {
+                    IdleAfter::Off => "off".to_string(),
+                    IdleAfter::After(t) => crate::duration::format(t),
+                },
+                match (d.wake_on.api, d.wake_on.http) {
+                    (true, true) => "api,http",
+                    (true, false) => "api",
+                    (false, true) => "http",
+                    (false, false) => "none",
+                },
+                crate::duration::format(d.flush_interval),
+                d.schedule.as_deref().unwrap_or("none"),
+                c.prices.cpu_core_hour,
+                c.prices.currency,
+                c.prices.memory_gib_hour,
+                c.prices.currency,
+            );
+            (true, summary)
+        }
+        Err(errors) => (false, format!("{errors}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Phase;
+
+    fn errors(src: &str) -> Vec<String> {
+        match parse("siesta.yaml", src) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        assert_eq!(parse("f", ""), Ok(AdminConfig::default()));
+        assert_eq!(parse("f", "# nothing\n"), Ok(AdminConfig::default()));
+    }
+
+    #[test]
+    fn every_shipped_config_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut files = vec![root.join("siesta.yaml")];
+        let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
+            .expect("config/examples")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        examples.sort();
+        assert!(!examples.is_empty());
+        files.extend(examples);
+        for f in files {
+            if let Err(e) = load(&f) {
+                panic!("{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_config_reads_as_documented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/siesta.yaml");
+        let c = load(&path).expect("valid");
+        assert_eq!(
+            c.defaults.idle_after,
+            IdleAfter::After(Duration::from_secs(1800))
+        );
+        assert_eq!(c.defaults.schedule.as_deref(), Some("office-hours"));
+        assert_eq!(c.schedules.len(), 3);
+        assert_eq!(c.policies[0].name, "dev-teams");
+        assert_eq!(
+            c.policies[0].idle_after,
+            Some(IdleAfter::After(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            c.audit_ignore.service_accounts,
+            vec!["argocd:argocd-application-controller"]
+        );
+        assert_eq!(c.proxy, ProxyLimits::default());
+        assert_eq!(c.prices, Prices::default());
+        // `nightly` sleeps at 19:00 Berlin on weekdays
+        let nightly = &c.schedules["nightly"];
+        let wednesday_evening =
+            chrono::DateTime::parse_from_rfc3339("2026-11-25T19:00:00Z").expect("instant");
+        assert_eq!(nightly.phase_at(wednesday_evening.to_utc()), Phase::Asleep);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path_and_line() {
+        let src = "\
+defaults:
+  idleAfter: soon
+  wakeOn: carrier-pigeon
+schedules:
+  office-hours:
+    sleep: \"0 19 * *\"
+    wake: \"0 7 * * 1-5\"
+    timezone: Europe/Berln
+  late:
+    awakeHours: \"Mon-Fri 07:00-25:00 UTC\"
+  empty:
+    awakeHours: \"\"
+policies:
+  - name: dev
+    namespaceSelector: {matchLabels: {env: dev}}
+    schedule: nightly
+    colour: blue
+  - namespaceSelector:
+      matchExpressions:
+        - {key: team, operator: Near, values: [a]}
+prices:
+  cpuCoreHour: cheap
+";
+        let errs = errors(src);
+        let expected = [
+            "siesta.yaml: defaults.idleAfter: duration \"soon\"",
+            "siesta.yaml: defaults.wakeOn: \"carrier-pigeon\" is not one of api, http",
+            "siesta.yaml: schedules.office-hours.sleep: cron \"0 19 * *\": expected 5 fields",
+            "siesta.yaml: schedules.office-hours.timezone: unknown time zone \"Europe/Berln\"",
+            "siesta.yaml: schedules.late.awakeHours: \"Mon-Fri 07:00-25:00 UTC\": \"25:00\": hour 25 is out of range",
+            "siesta.yaml: schedules.empty.awakeHours: empty awake-hours spec",
+            "siesta.yaml: policies[0].schedule: no schedule named \"nightly\" (defined: office-hours, late, empty)",
+            "siesta.yaml: policies[0].colour: unknown field `colour`",
+            "siesta.yaml: policies[1].name: every policy needs a name",
+            "siesta.yaml: policies[1].namespaceSelector.matchExpressions[0].operator: \"Near\" is not In",
+            "siesta.yaml: prices.cpuCoreHour: expected a number, got a string",
+        ];
+        for want in expected {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), expected.len(), "{}", errs.join("\n"));
+        // Located: the wrong zone is on line 8, the unknown field on line 17.
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("Europe/Berln") && e.ends_with("(line 8, column 15)")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("colour") && e.contains("(line 17, ")),
+            "{errs:?}"
+        );
+        // A reference to a schedule that is written but invalid is not reported twice.
+        let errs = errors(
+            "defaults: {schedule: late}\nschedules:\n  late: {awakeHours: 'Mon-Fri 07:00-25:00 UTC'}\n",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
+
+    #[test]
+    fn yaml_syntax_and_shape_errors_are_located() {
+        let errs = errors("defaults:\n  idleAfter: [30m\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("siesta.yaml: not valid YAML"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("(line "), "{errs:?}");
+        let errs = errors(
+            "schedules: [a, b]\npolicies: {a: 1}\nproxy:\n  maxHeldTotal: -1\n  holdTimeout: 5\n",
+        );
+        assert!(
+            errs[0].starts_with(
+                "siesta.yaml: schedules: expected a mapping, got a list (line 1, column 12)"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with(
+                "siesta.yaml: policies: expected a list of policies, got a mapping (line 2"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].starts_with(
+                "siesta.yaml: proxy.maxHeldTotal: expected a whole number of at least 1, got -1 (line 4"
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[3].starts_with(
+                "siesta.yaml: proxy.holdTimeout: expected a string, got a number (line 5"
+            ),
+            "{errs:?}"
+        );
+        let errs = errors("unknown: 1\n");
+        assert_eq!(
+            errs,
+            vec![
+                "siesta.yaml: unknown: unknown field `unknown`; expected one of: defaults, schedules, policies, audit, proxy, prices (line 1, column 10)"
+            ]
+        );
+    }
+
+    #[test]
+    fn schedules_need_one_complete_form() {
+        let errs = errors(
+            "schedules:\n  both: {awakeHours: always, sleep: '0 1 * * *'}\n  half: {sleep: '0 1 * * *'}\n  none: {}\n",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("siesta.yaml: schedules.both: use either")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("siesta.yaml: schedules.half: missing `wake`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("siesta.yaml: schedules.half: missing `timezone`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("siesta.yaml: schedules.none: a schedule needs")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn policies_select_namespaces_like_kubernetes_label_selectors() {
+        let c = parse(
+            "f",
+            "policies:
+  - name: dev
+    namespaceSelector:
+      matchLabels: {env: dev}
+      matchExpressions:
+        - {key: team, operator: NotIn, values: [platform]}
+        - {key: legacy, operator: DoesNotExist}
+  - name: previews
+    namespaceSelector:
+      matchExpressions: [{key: preview, operator: Exists}, {key: env, operator: In, values: [test, stage]}]
+  - name: everything-else
+    namespaceSelector: {}
+    enabled: false
+",
+        )
+        .expect("valid");
+        let name = |l: &[(&str, &str)]| c.policy_for(&labels(l)).map(|p| p.name.as_str());
+        assert_eq!(name(&[("env", "dev")]), Some("dev"));
+        assert_eq!(name(&[("env", "dev"), ("team", "web")]), Some("dev"));
+        assert_eq!(
+            name(&[("env", "dev"), ("team", "platform")]),
+            Some("everything-else")
+        );
+        assert_eq!(
+            name(&[("env", "dev"), ("legacy", "yes")]),
+            Some("everything-else")
+        );
+        assert_eq!(name(&[("env", "test"), ("preview", "")]), Some("previews"));
+        assert_eq!(
+            name(&[("env", "prod"), ("preview", "1")]),
+            Some("everything-else")
+        );
+        let errs = errors(
+            "policies:\n  - name: a\n  - name: a\n    namespaceSelector: {matchLabels: {tier: 1}, matchExpressions: [{key: x, operator: In}, {key: y, operator: Exists, values: [z]}]}\n",
+        );
+        for want in [
+            "policies[0]: missing `namespaceSelector`",
+            "policies[1].name: another policy is already named \"a\"",
+            "policies[1].namespaceSelector.matchLabels.tier: label values are strings",
+            "policies[1].namespaceSelector.matchExpressions[0]: In and NotIn need",
+            "policies[1].namespaceSelector.matchExpressions[1].values: Exists and DoesNotExist take no values",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(want)),
+                "missing {want:?} in {errs:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_layer_annotation_then_policy_then_defaults() {
+        let c = parse(
+            "f",
+            "defaults: {idleAfter: 30m, schedule: office}
+schedules:
+  office: {awakeHours: 'Mon-Fri 08:00-18:00 UTC'}
+  nights: {sleep: '0 22 * * *', wake: '0 6 * * *', timezone: UTC}
+policies:
+  - {name: dev, namespaceSelector: {matchLabels: {env: dev}}, idleAfter: 1h, schedule: nights, wakeOn: http}
+  - {name: off, namespaceSelector: {matchLabels: {env: prod}}, enabled: false}
+",
+        )
+        .expect("valid");
+        let none = Overrides::default();
+        // No policy: not opted in, defaults apply.
+        let (p, problem) = c.resolve(&labels(&[]), &none);
+        assert!(!p.enabled && problem.is_none());
+        assert_eq!(p.schedule.as_ref(), c.schedules.get("office"));
+        // A policy opts in and overrides the defaults.
+        let (p, _) = c.resolve(&labels(&[("env", "dev")]), &none);
+        assert!(p.enabled);
+        assert_eq!(p.idle_after, IdleAfter::After(Duration::from_secs(3600)));
+        assert_eq!(p.schedule.as_ref(), c.schedules.get("nights"));
+        assert_eq!(
+            p.wake_on,
+            WakeOn {
+                api: false,
+                http: true
+            }
+        );
+        // Annotations override the policy; inline awake hours win over a name.
+        let own = Overrides {
+            enabled: Some(true),
+            idle_after: Some(IdleAfter::Off),
+            schedule: Some("office".into()),
+            ..Overrides::default()
+        };
+        let (p, _) = c.resolve(&labels(&[("env", "prod")]), &own);
+        assert!(p.enabled);
+        assert_eq!(p.idle_after, IdleAfter::Off);
+        assert_eq!(p.schedule.as_ref(), c.schedules.get("office"));
+        let inline = Schedule::parse_awake_hours("always").expect("spec");
+        let own = Overrides {
+            awake_hours: Some(inline.clone()),
+            schedule: Some("nope".into()),
+            ..own
+        };
+        assert_eq!(c.resolve(&labels(&[]), &own).0.schedule, Some(inline));
+        // An unknown name is reported, and no schedule applies.
+        let own = Overrides {
+            schedule: Some("nope".into()),
+            ..Overrides::default()
+        };
+        let (p, problem) = c.resolve(&labels(&[]), &own);
+        assert_eq!(p.schedule, None);
+        assert!(problem.is_some_and(|m| m.contains("nope")));
+    }
+
+    #[test]
+    fn check_config_cli_summarises_or_lists_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("good.yaml");
+        std::fs::write(&good, "schedules:\n  a: {awakeHours: always}\n").expect("write");
+        let (ok, out) = check_config_cli(&good);
+        assert!(ok);
+        assert!(
+            out.contains(": ok\n") && out.contains("schedules: 1 (a)"),
+            "{out}"
+        );
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "defaults: {idleAfter: x}\nprices: {currency: ''}\n").expect("write");
+        let (ok, out) = check_config_cli(&bad);
+        assert!(!ok);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        let (ok, out) = check_config_cli(&dir.path().join("missing.yaml"));
+        assert!(!ok && out.contains("cannot read"), "{out}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(src in "\\PC{0,80}") {
+            let _ = parse("f", &src);
+        }
+
+        #[test]
+        fn parsing_yaml_shaped_text_never_panics(
+            src in "((defaults|schedules|policies|audit|proxy|prices|  [a-zA-Z]{1,8}|  - name|    [a-zA-Z]{1,10}): ?(\\{\\}|\\[\\]|[a-z0-9 :*/-]{0,12})?\n){1,8}"
+        ) {
+            let _ = parse("f", &src);
+        }
+    }
+}
