@@ -67,6 +67,13 @@ impl Siesta {
 
     /// A controller managing only namespaces labelled `siesta-test=<group>`.
     pub fn controller(group: &str, extra: &[&str]) -> Siesta {
+        let mut args = vec!["--leader-lease-duration", "4s"];
+        args.extend_from_slice(extra);
+        Siesta::controller_with_env(group, &args, &[])
+    }
+
+    /// A controller with extra environment (for example another KUBECONFIG).
+    pub fn controller_with_env(group: &str, extra: &[&str], envs: &[(&str, &str)]) -> Siesta {
         let audit = format!("127.0.0.1:{}", free_port());
         let selector = format!("siesta-test={group}");
         let mut args = vec![
@@ -75,11 +82,9 @@ impl Siesta {
             &audit,
             "--namespace-selector",
             &selector,
-            "--leader-lease-duration",
-            "4s",
         ];
         args.extend_from_slice(extra);
-        Siesta::start(&args, &[])
+        Siesta::start(&args, envs)
     }
 
     pub fn kill(&mut self) {
@@ -413,4 +418,103 @@ pub async fn events_for(client: &kube::Client, ns: &str, name: &str) -> Vec<(Str
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
+}
+
+/// Run kubectl (the one on PATH after `cluster.sh env`); panics with its stderr on failure.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH (eval \"$(tests/cluster/cluster.sh env)\")");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// A kubeconfig file for the same cluster as KUBECONFIG, authenticating with a
+/// ServiceAccount token of the shipped manifests.
+pub fn service_account_kubeconfig(namespace: &str, account: &str) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let token = kubectl(
+        &[
+            "create",
+            "token",
+            account,
+            "-n",
+            namespace,
+            "--duration",
+            "1h",
+        ],
+        None,
+    );
+    let server = kubectl(
+        &[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+        None,
+    );
+    let ca = kubectl(
+        &[
+            "config",
+            "view",
+            "--minify",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority}",
+        ],
+        None,
+    );
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        f,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+        token.trim()
+    )
+    .unwrap();
+    f
+}
+
+/// Apply only the ServiceAccounts and RBAC objects of the shipped Kustomize base.
+pub fn apply_shipped_rbac() {
+    let rendered = kubectl(
+        &["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy")],
+        None,
+    );
+    let keep = [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let docs: Vec<String> = rendered
+        .split("\n---\n")
+        .filter(|doc| {
+            keep.iter()
+                .any(|k| doc.lines().any(|l| l == format!("kind: {k}")))
+        })
+        .map(str::to_string)
+        .collect();
+    kubectl(&["apply", "-f", "-"], Some(&docs.join("\n---\n")));
 }
