@@ -209,3 +209,64 @@ async fn a_standby_takes_over_when_the_leader_dies() {
         "replica b leads now"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gitops_agent_reapplying_replicas_for_a_minute_causes_one_release_and_no_flapping() {
+    let c = client().await;
+    let group = "faults-gitops";
+    let ctl = Siesta::controller(group, &[]);
+    ctl.wait_ready().await;
+    let ns = namespace(
+        &c,
+        "gitops",
+        group,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
+    create(&c, &ns, &workload("web").replicas(3).deployment()).await;
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    eventually("asleep", Duration::from_secs(20), || async {
+        replicas_of::<Deployment>(&c, &ns, "web").await == Some(0)
+    })
+    .await;
+    // Argo CD self-heal: `replicas: 3` every 3 s for a minute.
+    let mut seen_zero_after_release = 0;
+    for _ in 0..20 {
+        scale::<Deployment>(&c, &ns, "web", 3).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if annotation_of::<Deployment>(&c, &ns, "web", "siesta.dev/released")
+            .await
+            .is_some()
+            && replicas_of::<Deployment>(&c, &ns, "web").await == Some(0)
+        {
+            seen_zero_after_release += 1;
+        }
+    }
+    assert_eq!(
+        seen_zero_after_release, 0,
+        "Siesta never scaled it back down"
+    );
+    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(3));
+    let events = events_for(&c, &ns, "web").await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(r, _)| r == "ChangedWhileAsleep")
+            .count(),
+        1,
+        "{events:?}"
+    );
+    let m = ctl.metrics().await;
+    assert!(
+        m.contains(&format!("siesta_conflicts_total{{namespace=\"{ns}\"}} 1")),
+        "one conflict counted: {m}"
+    );
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref(),
+        Some("asleep"),
+        "the namespace stays asleep"
+    );
+}

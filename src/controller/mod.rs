@@ -7,8 +7,7 @@ pub mod reconcile;
 pub mod savings;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -30,18 +29,45 @@ use crate::activity::{self, LeaseSink, NamespaceStates, Reporter};
 use crate::annotations::State;
 use crate::config::AdminConfig;
 
-/// Forwards triggers to the controller only while this replica leads.
-#[derive(Clone)]
-struct Triggers {
-    leader: Arc<AtomicBool>,
-    tx: mpsc::UnboundedSender<ObjectRef<Namespace>>,
-}
+type NamespaceEvents = mpsc::UnboundedSender<Result<Namespace, watcher::Error>>;
+
+/// Forwards namespace changes and triggers to the controller only while this
+/// replica leads; each term as leader gets fresh channels.
+#[derive(Clone, Default)]
+struct Triggers(Arc<Mutex<Option<(NamespaceEvents, mpsc::UnboundedSender<ObjectRef<Namespace>>)>>>);
+
+type Receivers = (
+    mpsc::UnboundedReceiver<Result<Namespace, watcher::Error>>,
+    mpsc::UnboundedReceiver<ObjectRef<Namespace>>,
+);
 
 impl Triggers {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        Option<(NamespaceEvents, mpsc::UnboundedSender<ObjectRef<Namespace>>)>,
+    > {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
     fn send(&self, namespace: &str) {
-        if self.leader.load(Ordering::Relaxed) {
-            let _ = self.tx.send(ObjectRef::new(namespace));
+        if let Some((_, tx)) = self.lock().as_ref() {
+            let _ = tx.send(ObjectRef::new(namespace));
         }
+    }
+    fn changed(&self, ns: Result<Namespace, watcher::Error>) {
+        if let Some((tx, _)) = self.lock().as_ref() {
+            let _ = tx.send(ns);
+        }
+    }
+    fn lead(&self) -> Receivers {
+        let (ns_tx, ns_rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.lock() = Some((ns_tx, tx));
+        (ns_rx, rx)
+    }
+    fn stand_by(&self) {
+        *self.lock() = None;
     }
 }
 
@@ -94,15 +120,9 @@ pub async fn run(args: Args) -> crate::Result<()> {
     // Namespaces: one watch, always running, so standbys know which
     // namespaces sleep (for audit wake requests) and can take over at once.
     let (states, writer) = reflector::store::<Namespace>();
-    let leader = Arc::new(AtomicBool::new(false));
-    let (ns_tx, ns_rx) = mpsc::unbounded_channel::<Result<Namespace, watcher::Error>>();
-    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<Namespace>>();
-    let triggers = Triggers {
-        leader: leader.clone(),
-        tx: trigger_tx,
-    };
+    let triggers = Triggers::default();
     {
-        let leader = leader.clone();
+        let triggers = triggers.clone();
         let selector = args.namespace_selector.clone();
         let api: Api<Namespace> = Api::all(client.clone());
         tokio::spawn(async move {
@@ -116,9 +136,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
                 .reflect(writer)
                 .applied_objects()
                 .for_each(|ns| {
-                    if leader.load(Ordering::Relaxed) {
-                        let _ = ns_tx.send(ns);
-                    }
+                    triggers.changed(ns);
                     std::future::ready(())
                 })
                 .await;
@@ -192,12 +210,6 @@ pub async fn run(args: Args) -> crate::Result<()> {
     settings.renew_every =
         (args.leader_lease_duration / 4).max(std::time::Duration::from_millis(500));
     let shutdown = futures::FutureExt::shared(Box::pin(crate::shutdown_signal()));
-    tokio::select! {
-        _ = leader::acquire(&client, &settings) => {}
-        _ = shutdown.clone() => return Ok(()),
-    }
-    leader.store(true, Ordering::SeqCst);
-
     let recorder = Recorder::new(
         client.clone(),
         EventReporter {
@@ -227,46 +239,57 @@ pub async fn run(args: Args) -> crate::Result<()> {
             }
         });
     }
-    // Everything known so far gets one reconcile; then changes, timers and triggers.
-    let initial: Vec<Result<Namespace, watcher::Error>> =
-        states.state().iter().map(|ns| Ok((**ns).clone())).collect();
-    let ns_stream = futures::stream::iter(initial).chain(UnboundedReceiverStream::new(ns_rx));
+
     #[derive(Clone, Copy, PartialEq)]
     enum Stop {
         LostLease,
         Shutdown,
     }
-    let stop = {
-        let client = client.clone();
-        let settings = settings.clone();
-        futures::FutureExt::shared(Box::pin(async move {
-            tokio::select! {
-                _ = leader::hold(&client, &settings) => Stop::LostLease,
-                _ = shutdown => Stop::Shutdown,
-            }
-        }))
-    };
-    // A reloaded admin config may change any namespace's policy.
-    let reloads = futures::stream::unfold(config_rx.clone(), |mut rx| async move {
-        rx.changed().await.ok()?;
-        Some(((), rx))
-    });
-    Controller::for_stream(ns_stream, states)
-        .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
-        .reconcile_all_on(reloads)
-        .with_config(ControllerConfig::default().concurrency(args.concurrency))
-        .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|_| std::future::ready(()))
-        .await;
-    if stop.await == Stop::Shutdown {
-        leader::release(&client, &settings).await;
-        tracing::info!("stopped; leader lease released");
-        return Ok(());
+    // Terms as leader. A replica that loses the lease (say the API server was
+    // unreachable for longer than the lease) stops writing at once and stands
+    // by again, ready to lead when the lease is free.
+    loop {
+        tokio::select! {
+            _ = leader::acquire(&client, &settings) => {}
+            _ = shutdown.clone() => return Ok(()),
+        }
+        let (ns_rx, trigger_rx) = triggers.lead();
+        // Everything known so far gets one reconcile; then changes, timers and triggers.
+        let initial: Vec<Result<Namespace, watcher::Error>> =
+            states.state().iter().map(|ns| Ok((**ns).clone())).collect();
+        let ns_stream = futures::stream::iter(initial).chain(UnboundedReceiverStream::new(ns_rx));
+        let stop = {
+            let client = client.clone();
+            let settings = settings.clone();
+            let shutdown = shutdown.clone();
+            futures::FutureExt::shared(Box::pin(async move {
+                tokio::select! {
+                    _ = leader::hold(&client, &settings) => Stop::LostLease,
+                    _ = shutdown => Stop::Shutdown,
+                }
+            }))
+        };
+        // A reloaded admin config may change any namespace's policy.
+        let reloads = futures::stream::unfold(config_rx.clone(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        });
+        Controller::for_stream(ns_stream, states.clone())
+            .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
+            .reconcile_all_on(reloads)
+            .with_config(ControllerConfig::default().concurrency(args.concurrency))
+            .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|_| std::future::ready(()))
+            .await;
+        triggers.stand_by();
+        if stop.await == Stop::Shutdown {
+            leader::release(&client, &settings).await;
+            tracing::info!("stopped; leader lease released");
+            return Ok(());
+        }
+        tracing::warn!("lost the leader lease; standing by");
     }
-    Err(crate::Error::Other(
-        "lost the leader lease; exiting so that another replica leads".into(),
-    ))
 }
 
 fn default_identity() -> String {

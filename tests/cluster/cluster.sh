@@ -7,6 +7,7 @@
 #   tests/cluster/cluster.sh env    print the shell exports (KUBECONFIG, PATH)
 #   tests/cluster/cluster.sh down   stop every process it started, remove its state
 #   tests/cluster/cluster.sh status say whether it runs
+#   tests/cluster/cluster.sh restart-apiserver [SECS]  kill the apiserver, wait, start it again (fault tests)
 #
 # The apiserver sends audit events (audit.k8s.io/v1) in batches of at most 1 s to
 # http://127.0.0.1:8443/audit (the controller's default audit address, override
@@ -86,6 +87,25 @@ current-context: siesta-local
 KC
 }
 
+start_apiserver() {
+  log "starting kube-apiserver $K8S_VERSION on 127.0.0.1:$api_port"
+  start kube-apiserver "$k8s_bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
+    --client-ca-file "$dir/pki/ca.crt" \
+    --token-auth-file "$dir/tokens.csv" --authorization-mode Node,RBAC \
+    --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged \
+    --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+    --audit-policy-file "$here/audit-policy.yaml" \
+    --audit-log-path "$dir/audit.log" --audit-log-format json --audit-log-maxsize 200 --audit-log-maxbackup 2 \
+    --audit-webhook-config-file "$dir/audit-webhook.kubeconfig" --audit-webhook-mode batch \
+    --audit-webhook-batch-max-wait 1s --audit-webhook-batch-throttle-enable=false \
+    --audit-webhook-initial-backoff 1s
+}
+
 up() {
   if healthy; then
     log "already up ($dir)"
@@ -132,22 +152,7 @@ W
     --quota-backend-bytes 8589934592 --unsafe-no-fsync --log-level warn
   wait_for 30 etcd curl -sf "http://127.0.0.1:$etcd_port/health"
 
-  log "starting kube-apiserver $K8S_VERSION on 127.0.0.1:$api_port"
-  start kube-apiserver "$k8s_bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
-    --client-ca-file "$dir/pki/ca.crt" \
-    --token-auth-file "$dir/tokens.csv" --authorization-mode Node,RBAC \
-    --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-cluster-ip-range 10.96.0.0/16 --allow-privileged \
-    --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
-    --audit-policy-file "$here/audit-policy.yaml" \
-    --audit-log-path "$dir/audit.log" --audit-log-format json --audit-log-maxsize 200 --audit-log-maxbackup 2 \
-    --audit-webhook-config-file "$dir/audit-webhook.kubeconfig" --audit-webhook-mode batch \
-    --audit-webhook-batch-max-wait 1s --audit-webhook-batch-throttle-enable=false \
-    --audit-webhook-initial-backoff 1s
+  start_apiserver
   wait_for 60 kube-apiserver healthy
 
   log "starting kube-controller-manager, kube-scheduler and kwok"
@@ -206,6 +211,15 @@ case "${1:-}" in
     echo "export PATH=$k8s_bin:\$PATH"
     echo "export SIESTA_AUDIT_LOG_FILE=$dir/audit.log"
     ;;
+  restart-apiserver) # stop the apiserver (SIGKILL), start it again: for fault tests
+    pid=$(cat "$dir/pids/kube-apiserver")
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    sleep "${2:-0}"
+    start_apiserver
+    wait_for 60 kube-apiserver healthy
+    log "kube-apiserver restarted"
+    ;;
   status) if healthy; then echo "up ($dir)"; else echo "down"; exit 1; fi ;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|status|restart-apiserver [SECS]" >&2; exit 2 ;;
 esac
