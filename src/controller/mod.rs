@@ -30,11 +30,12 @@ use crate::annotations::State;
 use crate::config::AdminConfig;
 
 type NamespaceEvents = mpsc::UnboundedSender<Result<Namespace, watcher::Error>>;
+type Senders = (NamespaceEvents, mpsc::UnboundedSender<ObjectRef<Namespace>>);
 
 /// Forwards namespace changes and triggers to the controller only while this
 /// replica leads; each term as leader gets fresh channels.
 #[derive(Clone, Default)]
-struct Triggers(Arc<Mutex<Option<(NamespaceEvents, mpsc::UnboundedSender<ObjectRef<Namespace>>)>>>);
+struct Triggers(Arc<Mutex<Option<Senders>>>);
 
 type Receivers = (
     mpsc::UnboundedReceiver<Result<Namespace, watcher::Error>>,
