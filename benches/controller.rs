@@ -134,7 +134,16 @@ async fn create_all(client: &kube::Client, n: usize, sleepers: usize) {
                                  "annotations": {"siesta.dev/enabled": "true", "siesta.dev/idle-after": "off"}}
                 }))
                 .unwrap();
-                let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await;
+                let api = Api::<Namespace>::all(client.clone());
+                if api.create(&PostParams::default(), &ns).await.is_err() {
+                    // left by an earlier run with other knobs: make its group right
+                    let labels = json!({"metadata": {"labels": {GROUP: group}, "annotations": {"siesta.dev/action": null}}});
+                    let _ = api.patch(&name, &PatchParams::default(), &Patch::Merge(&labels)).await;
+                    let dep = json!({"metadata": {"labels": {GROUP: group}}});
+                    let _ = Api::<Deployment>::namespaced(client.clone(), &name)
+                        .patch("app", &PatchParams::default(), &Patch::Merge(&dep))
+                        .await;
+                }
                 let _ = Api::<Deployment>::namespaced(client, &name).create(&PostParams::default(), &deployment(group)).await;
             }
         })
@@ -216,6 +225,32 @@ async fn wait_group(
     }
 }
 
+/// Wake whatever an earlier, interrupted run left asleep.
+async fn reset(client: &kube::Client) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let sel = ListParams::default().labels(&format!("{LABEL}=controller"));
+    let asleep = |ns: &kube::core::PartialObjectMeta<Namespace>| {
+        ns.metadata.annotations.as_ref().and_then(|a| a.get("siesta.dev/state")).is_some_and(|s| s != "awake")
+    };
+    let left: Vec<String> =
+        api.list_metadata(&sel).await.expect("list").items.iter().filter(|n| asleep(n)).filter_map(|n| n.metadata.name.clone()).collect();
+    if left.is_empty() {
+        return;
+    }
+    eprintln!("[bench] waking {} namespaces left asleep by an earlier run", left.len());
+    for name in &left {
+        let patch = json!({"metadata": {"annotations": {"siesta.dev/action": "wake"}}});
+        let _ = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+    }
+    loop {
+        let still = api.list_metadata(&sel).await.expect("list").items.iter().filter(|n| asleep(n)).count();
+        if still == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -270,8 +305,19 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let synced = start.elapsed().as_secs_f64();
-    // Let the first reconcile of every namespace finish, then measure steady state.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    reset(&client).await;
+    // Let the first reconcile of every namespace finish (no more reads), then
+    // measure steady state.
+    let reads = |m: &str| m.lines().filter(|l| l.starts_with("siesta_kube_requests_total{verb=\"GET\"}")).map(|l| l.to_string()).collect::<String>();
+    let mut last = reads(&get(&metrics_url).await.unwrap_or_default());
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = reads(&get(&metrics_url).await.unwrap_or_default());
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let before = metric_sum(
         &get(&metrics_url).await.unwrap_or_default(),
         "siesta_kube_requests_total",
