@@ -35,7 +35,10 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(req: Request<Incoming>, ready: Readiness) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    ready: Readiness,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
         "/metrics" => {
             let mut r = text(StatusCode::OK, crate::metrics::get().render());
@@ -60,7 +63,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serve the admin endpoints until the process ends.
 pub async fn serve(listener: TcpListener, ready: Readiness) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let ready = ready.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, ready.clone()));

@@ -77,7 +77,13 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [Reason::Idle, Reason::Schedule, Reason::Manual, Reason::Api, Reason::Http];
+    pub const ALL: [Reason; 5] = [
+        Reason::Idle,
+        Reason::Schedule,
+        Reason::Manual,
+        Reason::Api,
+        Reason::Http,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Idle => "idle",
@@ -123,7 +129,10 @@ pub struct WakeOn {
 
 impl Default for WakeOn {
     fn default() -> Self {
-        WakeOn { api: true, http: true }
+        WakeOn {
+            api: true,
+            http: true,
+        }
     }
 }
 
@@ -131,15 +140,23 @@ impl WakeOn {
     pub fn parse(s: &str) -> Result<WakeOn, String> {
         let s = s.trim();
         if s == "none" {
-            return Ok(WakeOn { api: false, http: false });
+            return Ok(WakeOn {
+                api: false,
+                http: false,
+            });
         }
-        let mut w = WakeOn { api: false, http: false };
+        let mut w = WakeOn {
+            api: false,
+            http: false,
+        };
         for part in s.split(',').map(str::trim) {
             match part {
                 "api" => w.api = true,
                 "http" => w.http = true,
                 other => {
-                    return Err(format!("{other:?} is not one of api, http (comma separated) or none"));
+                    return Err(format!(
+                        "{other:?} is not one of api, http (comma separated) or none"
+                    ));
                 }
             }
         }
@@ -278,9 +295,15 @@ impl Overrides {
             idle_after: field(&mut errors, idle, IdleAfter::parse),
             schedule: field(&mut errors, schedule, |s| {
                 let s = s.trim();
-                if s.is_empty() { Err("empty schedule name".to_string()) } else { Ok(s.to_string()) }
+                if s.is_empty() {
+                    Err("empty schedule name".to_string())
+                } else {
+                    Ok(s.to_string())
+                }
             }),
-            awake_hours: field(&mut errors, awake, |s| Schedule::parse_awake_hours(s).map_err(|e| e.to_string())),
+            awake_hours: field(&mut errors, awake, |s| {
+                Schedule::parse_awake_hours(s).map_err(|e| e.to_string())
+            }),
             wake_on: field(&mut errors, wake_on, WakeOn::parse),
             wake_page: field(&mut errors, wake_page, WakePage::parse),
             keep_awake_until: field(&mut errors, keep, parse_instant),
@@ -304,8 +327,13 @@ impl Recorded {
     /// controller rewrites them at the next transition).
     pub fn parse(annotations: &BTreeMap<String, String>) -> Recorded {
         Recorded {
-            state: annotations.get(STATE).and_then(|s| State::parse(s)).unwrap_or_default(),
-            since: annotations.get(STATE_SINCE).and_then(|s| parse_instant(s).ok()),
+            state: annotations
+                .get(STATE)
+                .and_then(|s| State::parse(s))
+                .unwrap_or_default(),
+            since: annotations
+                .get(STATE_SINCE)
+                .and_then(|s| parse_instant(s).ok()),
             reason: annotations.get(REASON).and_then(|s| Reason::parse(s)),
             last_activity: annotations.get(LAST_ACTIVITY).cloned(),
         }
@@ -330,7 +358,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -346,12 +377,24 @@ mod tests {
         ]));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(o.enabled, Some(true));
-        assert_eq!(o.idle_after, Some(IdleAfter::After(Duration::from_secs(5400))));
+        assert_eq!(
+            o.idle_after,
+            Some(IdleAfter::After(Duration::from_secs(5400)))
+        );
         assert_eq!(o.schedule.as_deref(), Some("office-hours"));
-        assert_eq!(o.wake_on, Some(WakeOn { api: false, http: true }));
+        assert_eq!(
+            o.wake_on,
+            Some(WakeOn {
+                api: false,
+                http: true
+            })
+        );
         assert_eq!(o.wake_page, Some(WakePage::Never));
         assert_eq!(o.action, Some(Action::Wake));
-        assert_eq!(o.keep_awake_until.map(format_instant).as_deref(), Some("2026-12-01T18:00:00Z"));
+        assert_eq!(
+            o.keep_awake_until.map(format_instant).as_deref(),
+            Some("2026-12-01T18:00:00Z")
+        );
     }
 
     #[test]
@@ -364,7 +407,10 @@ mod tests {
             (ACTION, "nap"),
         ]));
         let named: Vec<_> = errors.iter().map(|e| e.annotation).collect();
-        assert_eq!(named, vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION]);
+        assert_eq!(
+            named,
+            vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION]
+        );
         assert!(errors[1].to_string().contains("siesta.dev/idle-after"));
         assert_eq!(o.enabled, None);
     }
@@ -372,16 +418,29 @@ mod tests {
     #[test]
     fn idle_after_off_and_wake_on_none() {
         assert_eq!(IdleAfter::parse("off"), Ok(IdleAfter::Off));
-        assert_eq!(WakeOn::parse("none"), Ok(WakeOn { api: false, http: false }));
+        assert_eq!(
+            WakeOn::parse("none"),
+            Ok(WakeOn {
+                api: false,
+                http: false
+            })
+        );
         assert_eq!(WakeOn::parse("api, http"), Ok(WakeOn::default()));
     }
 
     #[test]
     fn recorded_state_defaults_to_awake() {
-        let r = Recorded::parse(&ann(&[(STATE, "asleep"), (REASON, "idle"), (STATE_SINCE, "2026-01-01T00:00:00Z")]));
+        let r = Recorded::parse(&ann(&[
+            (STATE, "asleep"),
+            (REASON, "idle"),
+            (STATE_SINCE, "2026-01-01T00:00:00Z"),
+        ]));
         assert_eq!(r.state, State::Asleep);
         assert_eq!(r.reason, Some(Reason::Idle));
-        assert_eq!(Recorded::parse(&ann(&[(STATE, "garbage")])).state, State::Awake);
+        assert_eq!(
+            Recorded::parse(&ann(&[(STATE, "garbage")])).state,
+            State::Awake
+        );
     }
 
     #[test]

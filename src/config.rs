@@ -144,7 +144,9 @@ pub struct Policy {
 
 impl Policy {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
     }
 }
 
@@ -177,10 +179,17 @@ impl Default for ProxyLimits {
             hold_timeout: Duration::from_secs(300),
             max_held_per_namespace: 1000,
             max_held_total: 10_000,
-            ignore_paths: ["/healthz", "/livez", "/readyz", "/ping", "/health"].map(String::from).to_vec(),
-            ignore_user_agents: ["kube-probe/", "ELB-HealthChecker/", "GoogleHC/", "Amazon-Route53-Health-Check-Service"]
+            ignore_paths: ["/healthz", "/livez", "/readyz", "/ping", "/health"]
                 .map(String::from)
                 .to_vec(),
+            ignore_user_agents: [
+                "kube-probe/",
+                "ELB-HealthChecker/",
+                "GoogleHC/",
+                "Amazon-Route53-Health-Check-Service",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -195,7 +204,11 @@ pub struct Prices {
 
 impl Default for Prices {
     fn default() -> Self {
-        Prices { currency: "USD".into(), cpu_core_hour: 0.031611, memory_gib_hour: 0.004237 }
+        Prices {
+            currency: "USD".into(),
+            cpu_core_hour: 0.031611,
+            memory_gib_hour: 0.004237,
+        }
     }
 }
 

@@ -71,7 +71,11 @@ pub struct Decision {
 
 impl Decision {
     fn now(verdict: Verdict, clear_action: bool) -> Decision {
-        Decision { verdict, clear_action, next_check: None }
+        Decision {
+            verdict,
+            clear_action,
+            next_check: None,
+        }
     }
 }
 
@@ -79,14 +83,20 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
     let asleep = seen.state == State::Asleep;
     // 1. manual commands
     match seen.action {
-        Some(Action::Sleep) if !asleep && policy.enabled => return Decision::now(Verdict::Sleep(Reason::Manual), true),
+        Some(Action::Sleep) if !asleep && policy.enabled => {
+            return Decision::now(Verdict::Sleep(Reason::Manual), true);
+        }
         Some(Action::Wake) if asleep => return Decision::now(Verdict::Wake(Reason::Manual), true),
         _ => {}
     }
     let clear_action = seen.action.is_some();
     // 2. opted out while asleep
     if !policy.enabled {
-        let verdict = if asleep { Verdict::Wake(Reason::Manual) } else { Verdict::Keep };
+        let verdict = if asleep {
+            Verdict::Wake(Reason::Manual)
+        } else {
+            Verdict::Keep
+        };
         return Decision::now(verdict, clear_action);
     }
     let since = seen.since.unwrap_or(seen.first_seen);
@@ -111,12 +121,20 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
         {
             return Decision::now(Verdict::Wake(Reason::Schedule), clear_action);
         }
-        return Decision { verdict: Verdict::Keep, clear_action, next_check: schedule_next };
+        return Decision {
+            verdict: Verdict::Keep,
+            clear_action,
+            next_check: schedule_next,
+        };
     }
 
     // 4. awake (or waking)
     if let Some(until) = keep_until {
-        return Decision { verdict: Verdict::Keep, clear_action, next_check: Some(until) };
+        return Decision {
+            verdict: Verdict::Keep,
+            clear_action,
+            next_check: Some(until),
+        };
     }
     if let Some(s) = &policy.schedule
         && s.phase_at(now) == Phase::Asleep
@@ -124,7 +142,9 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
         // A window we have not slept in yet: its start is after our last transition.
         // A window without a known start (`never`) counts as begun before anything.
         let window_start = s.last_change(now);
-        let slept_in_window = seen.since.is_some_and(|since| window_start.is_none_or(|w| since >= w));
+        let slept_in_window = seen
+            .since
+            .is_some_and(|since| window_start.is_none_or(|w| since >= w));
         if !slept_in_window {
             return Decision::now(Verdict::Sleep(Reason::Schedule), clear_action);
         }
@@ -132,7 +152,11 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
     let idle_deadline = match policy.idle_after {
         IdleAfter::Off => None,
         IdleAfter::After(d) => {
-            let base = [Some(since), Some(seen.first_seen), seen.last_activity()].into_iter().flatten().max().unwrap_or(now);
+            let base = [Some(since), Some(seen.first_seen), seen.last_activity()]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(now);
             Some(base + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
         }
     };
@@ -142,7 +166,11 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
         return Decision::now(Verdict::Sleep(Reason::Idle), clear_action);
     }
     let next_check = [idle_deadline, schedule_next].into_iter().flatten().min();
-    Decision { verdict: Verdict::Keep, clear_action, next_check }
+    Decision {
+        verdict: Verdict::Keep,
+        clear_action,
+        next_check,
+    }
 }
 
 /// The idle timeout as a `std` duration, for callers that sleep on it.
@@ -170,26 +198,49 @@ mod tests {
     }
 
     fn awake_since(at: DateTime<Utc>) -> Observed {
-        Observed { state: State::Awake, since: None, action: None, last_api: None, last_http: None, first_seen: at }
+        Observed {
+            state: State::Awake,
+            since: None,
+            action: None,
+            last_api: None,
+            last_http: None,
+            first_seen: at,
+        }
     }
 
     fn asleep_since(at: DateTime<Utc>) -> Observed {
-        Observed { state: State::Asleep, since: Some(at), action: None, last_api: None, last_http: None, first_seen: at }
+        Observed {
+            state: State::Asleep,
+            since: Some(at),
+            action: None,
+            last_api: None,
+            last_http: None,
+            first_seen: at,
+        }
     }
 
     #[test]
     fn idle_namespace_sleeps_after_idle_after() {
-        let seen = Observed { last_api: Some(t(10, 0)), ..awake_since(t(9, 0)) };
+        let seen = Observed {
+            last_api: Some(t(10, 0)),
+            ..awake_since(t(9, 0))
+        };
         let d = decide(&policy(), &seen, t(10, 29));
         assert_eq!(d.verdict, Verdict::Keep);
         assert_eq!(d.next_check, Some(t(10, 30)));
-        assert_eq!(decide(&policy(), &seen, t(10, 30)).verdict, Verdict::Sleep(Reason::Idle));
+        assert_eq!(
+            decide(&policy(), &seen, t(10, 30)).verdict,
+            Verdict::Sleep(Reason::Idle)
+        );
     }
 
     #[test]
     fn a_controller_start_never_sleeps_a_namespace_at_once() {
         // Activity was long ago, but this controller only just saw the namespace.
-        let seen = Observed { last_api: Some(t(1, 0)), ..awake_since(t(12, 0)) };
+        let seen = Observed {
+            last_api: Some(t(1, 0)),
+            ..awake_since(t(12, 0))
+        };
         let d = decide(&policy(), &seen, t(12, 0));
         assert_eq!(d.verdict, Verdict::Keep);
         assert_eq!(d.next_check, Some(t(12, 30)));
@@ -197,74 +248,162 @@ mod tests {
 
     #[test]
     fn idle_after_off_never_sleeps() {
-        let p = Policy { idle_after: IdleAfter::Off, ..policy() };
+        let p = Policy {
+            idle_after: IdleAfter::Off,
+            ..policy()
+        };
         let d = decide(&p, &awake_since(t(0, 0)), t(23, 0));
-        assert_eq!(d, Decision { verdict: Verdict::Keep, clear_action: false, next_check: None });
+        assert_eq!(
+            d,
+            Decision {
+                verdict: Verdict::Keep,
+                clear_action: false,
+                next_check: None
+            }
+        );
     }
 
     #[test]
     fn activity_newer_than_the_sleep_wakes_by_its_source() {
         let mut seen = asleep_since(t(10, 0));
         seen.last_http = Some(t(10, 5));
-        assert_eq!(decide(&policy(), &seen, t(10, 6)).verdict, Verdict::Wake(Reason::Http));
+        assert_eq!(
+            decide(&policy(), &seen, t(10, 6)).verdict,
+            Verdict::Wake(Reason::Http)
+        );
         seen.last_api = Some(t(10, 5));
-        assert_eq!(decide(&policy(), &seen, t(10, 6)).verdict, Verdict::Wake(Reason::Api));
+        assert_eq!(
+            decide(&policy(), &seen, t(10, 6)).verdict,
+            Verdict::Wake(Reason::Api)
+        );
     }
 
     #[test]
     fn activity_older_than_the_sleep_does_not_wake() {
-        let seen = Observed { last_api: Some(t(9, 59)), ..asleep_since(t(10, 0)) };
+        let seen = Observed {
+            last_api: Some(t(9, 59)),
+            ..asleep_since(t(10, 0))
+        };
         assert_eq!(decide(&policy(), &seen, t(11, 0)).verdict, Verdict::Keep);
     }
 
     #[test]
     fn wake_on_filters_sources() {
-        let p = Policy { wake_on: WakeOn { api: false, http: true }, ..policy() };
-        let seen = Observed { last_api: Some(t(10, 5)), ..asleep_since(t(10, 0)) };
+        let p = Policy {
+            wake_on: WakeOn {
+                api: false,
+                http: true,
+            },
+            ..policy()
+        };
+        let seen = Observed {
+            last_api: Some(t(10, 5)),
+            ..asleep_since(t(10, 0))
+        };
         assert_eq!(decide(&p, &seen, t(10, 6)).verdict, Verdict::Keep);
-        let none = Policy { wake_on: WakeOn { api: false, http: false }, ..policy() };
-        let seen = Observed { last_http: Some(t(10, 5)), ..seen };
+        let none = Policy {
+            wake_on: WakeOn {
+                api: false,
+                http: false,
+            },
+            ..policy()
+        };
+        let seen = Observed {
+            last_http: Some(t(10, 5)),
+            ..seen
+        };
         assert_eq!(decide(&none, &seen, t(10, 6)).verdict, Verdict::Keep);
     }
 
     #[test]
     fn manual_actions_win_and_are_cleared() {
-        let seen = Observed { action: Some(Action::Sleep), last_api: Some(t(10, 0)), ..awake_since(t(9, 0)) };
-        assert_eq!(decide(&policy(), &seen, t(10, 1)), Decision::now(Verdict::Sleep(Reason::Manual), true));
-        let seen = Observed { action: Some(Action::Wake), ..asleep_since(t(9, 0)) };
-        assert_eq!(decide(&policy(), &seen, t(10, 1)), Decision::now(Verdict::Wake(Reason::Manual), true));
+        let seen = Observed {
+            action: Some(Action::Sleep),
+            last_api: Some(t(10, 0)),
+            ..awake_since(t(9, 0))
+        };
+        assert_eq!(
+            decide(&policy(), &seen, t(10, 1)),
+            Decision::now(Verdict::Sleep(Reason::Manual), true)
+        );
+        let seen = Observed {
+            action: Some(Action::Wake),
+            ..asleep_since(t(9, 0))
+        };
+        assert_eq!(
+            decide(&policy(), &seen, t(10, 1)),
+            Decision::now(Verdict::Wake(Reason::Manual), true)
+        );
         // waking an awake namespace just clears the command
-        let seen = Observed { action: Some(Action::Wake), ..awake_since(t(9, 0)) };
+        let seen = Observed {
+            action: Some(Action::Wake),
+            ..awake_since(t(9, 0))
+        };
         let d = decide(&policy(), &seen, t(9, 1));
         assert_eq!((d.verdict, d.clear_action), (Verdict::Keep, true));
     }
 
     #[test]
     fn keep_awake_until_blocks_sleep_and_wakes_a_sleeper() {
-        let p = Policy { keep_awake_until: Some(t(18, 0)), ..policy() };
+        let p = Policy {
+            keep_awake_until: Some(t(18, 0)),
+            ..policy()
+        };
         let d = decide(&p, &awake_since(t(0, 0)), t(12, 0));
         assert_eq!((d.verdict, d.next_check), (Verdict::Keep, Some(t(18, 0))));
-        assert_eq!(decide(&p, &asleep_since(t(1, 0)), t(12, 0)).verdict, Verdict::Wake(Reason::Manual));
+        assert_eq!(
+            decide(&p, &asleep_since(t(1, 0)), t(12, 0)).verdict,
+            Verdict::Wake(Reason::Manual)
+        );
         // once past, idle rules apply again
-        assert_eq!(decide(&p, &awake_since(t(0, 0)), t(18, 0)).verdict, Verdict::Sleep(Reason::Idle));
+        assert_eq!(
+            decide(&p, &awake_since(t(0, 0)), t(18, 0)).verdict,
+            Verdict::Sleep(Reason::Idle)
+        );
     }
 
     #[test]
     fn opting_out_wakes_a_sleeping_namespace_and_leaves_others_alone() {
-        let p = Policy { enabled: false, ..policy() };
-        assert_eq!(decide(&p, &asleep_since(t(1, 0)), t(2, 0)).verdict, Verdict::Wake(Reason::Manual));
-        assert_eq!(decide(&p, &awake_since(t(1, 0)), t(23, 0)).verdict, Verdict::Keep);
-        let seen = Observed { action: Some(Action::Sleep), ..awake_since(t(1, 0)) };
+        let p = Policy {
+            enabled: false,
+            ..policy()
+        };
+        assert_eq!(
+            decide(&p, &asleep_since(t(1, 0)), t(2, 0)).verdict,
+            Verdict::Wake(Reason::Manual)
+        );
+        assert_eq!(
+            decide(&p, &awake_since(t(1, 0)), t(23, 0)).verdict,
+            Verdict::Keep
+        );
+        let seen = Observed {
+            action: Some(Action::Sleep),
+            ..awake_since(t(1, 0))
+        };
         assert_eq!(decide(&p, &seen, t(2, 0)).verdict, Verdict::Keep);
     }
 
     #[test]
     fn a_never_schedule_sleeps_and_activity_wakes_then_idle_applies() {
-        let p = Policy { schedule: Some(Schedule::Never), ..policy() };
-        assert_eq!(decide(&p, &awake_since(t(1, 0)), t(1, 0)).verdict, Verdict::Sleep(Reason::Schedule));
+        let p = Policy {
+            schedule: Some(Schedule::Never),
+            ..policy()
+        };
+        assert_eq!(
+            decide(&p, &awake_since(t(1, 0)), t(1, 0)).verdict,
+            Verdict::Sleep(Reason::Schedule)
+        );
         // woken by activity during the window: stays awake until idle
-        let woke = Observed { state: State::Awake, since: Some(t(2, 0)), last_api: Some(t(2, 0)), ..awake_since(t(1, 0)) };
+        let woke = Observed {
+            state: State::Awake,
+            since: Some(t(2, 0)),
+            last_api: Some(t(2, 0)),
+            ..awake_since(t(1, 0))
+        };
         assert_eq!(decide(&p, &woke, t(2, 10)).verdict, Verdict::Keep);
-        assert_eq!(decide(&p, &woke, t(2, 30)).verdict, Verdict::Sleep(Reason::Idle));
+        assert_eq!(
+            decide(&p, &woke, t(2, 30)).verdict,
+            Verdict::Sleep(Reason::Idle)
+        );
     }
 }

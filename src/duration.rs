@@ -26,16 +26,24 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             'h' => 3_600,
             'm' => 60,
             's' => 1,
-            _ => return Err(format!("duration {s:?}: unexpected {c:?}, expected a number followed by d, h, m or s (for example 1h30m)")),
+            _ => {
+                return Err(format!(
+                    "duration {s:?}: unexpected {c:?}, expected a number followed by d, h, m or s (for example 1h30m)"
+                ));
+            }
         };
-        let n = num.take().ok_or_else(|| format!("duration {s:?}: unit {c:?} without a number"))?;
+        let n = num
+            .take()
+            .ok_or_else(|| format!("duration {s:?}: unit {c:?} without a number"))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
             .ok_or_else(|| format!("duration {s:?} is too large"))?;
     }
     if num.is_some() {
-        return Err(format!("duration {s:?}: number without a unit (use s, m, h or d)"));
+        return Err(format!(
+            "duration {s:?}: number without a unit (use s, m, h or d)"
+        ));
     }
     if total == 0 {
         return Err(format!("duration {s:?} is zero; use \"off\" to disable"));
@@ -77,7 +85,17 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "banana", "30", "m", "0s", "1.5h", "-5m", "99999999999999999999s", "400d"] {
+        for bad in [
+            "",
+            "banana",
+            "30",
+            "m",
+            "0s",
+            "1.5h",
+            "-5m",
+            "99999999999999999999s",
+            "400d",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -54,8 +54,9 @@ pub async fn kube_client() -> Result<kube::Client> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
-    config
-        .headers
-        .push((http::header::USER_AGENT, http::HeaderValue::from_static(USER_AGENT)));
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     Ok(kube::Client::try_from(config)?)
 }

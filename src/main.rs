@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use siesta::{controller, proxy};
 
 #[derive(Parser)]
-#[command(name = "siesta", version, about = "Sleep mode for Kubernetes namespaces")]
+#[command(
+    name = "siesta",
+    version,
+    about = "Sleep mode for Kubernetes namespaces"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,10 @@ enum AuditCommand {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SIESTA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn not_built(what: &str) -> ExitCode {
@@ -72,7 +79,10 @@ fn not_built(what: &str) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("siesta: cannot start the runtime: {e}");
@@ -81,11 +91,30 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(args) => controller::run(args).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
-            Command::Proxy(args) => proxy::run(args).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
-            Command::Status { namespace } => siesta::status::run(namespace.as_deref()).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
-            Command::Sleep { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Sleep).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
-            Command::Wake { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Wake).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
+            Command::Controller(args) => controller::run(args)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Command::Proxy(args) => proxy::run(args)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Command::Status { namespace } => siesta::status::run(namespace.as_deref())
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Command::Sleep { namespace } => {
+                siesta::status::command(&namespace, siesta::annotations::Action::Sleep)
+                    .await
+                    .map(|_| ExitCode::SUCCESS)
+                    .map_err(Into::into)
+            }
+            Command::Wake { namespace } => {
+                siesta::status::command(&namespace, siesta::annotations::Action::Wake)
+                    .await
+                    .map(|_| ExitCode::SUCCESS)
+                    .map_err(Into::into)
+            }
             Command::CheckConfig { .. } => Ok(not_built("check-config")),
             Command::Audit(AuditCommand::Replay { .. }) => Ok(not_built("audit replay")),
             Command::Schedule { .. } => Ok(not_built("schedule")),

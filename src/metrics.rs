@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -29,12 +30,15 @@ pub struct Metrics {
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone())).expect("metric families are registered once, with distinct names");
+    r.register(Box::new(c.clone()))
+        .expect("metric families are registered once, with distinct names");
     c
 }
 
 /// Buckets from 50 ms to 10 minutes: proxy holds and wakes.
-const WAIT_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const WAIT_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 impl Metrics {
     fn new() -> Metrics {
@@ -107,7 +111,9 @@ mod tests {
         m.sleeps.with_label_values(&["a", "idle"]).inc();
         m.wakes.with_label_values(&["a", "api"]).inc();
         m.wake_duration.with_label_values(&["a"]).observe(1.0);
-        m.replicas_asleep.with_label_values(&["a", "Deployment"]).set(1);
+        m.replicas_asleep
+            .with_label_values(&["a", "Deployment"])
+            .set(1);
         m.saved_cpu.with_label_values(&["a"]).inc_by(1.0);
         m.saved_memory.with_label_values(&["a"]).inc_by(1.0);
         m.saved_cost.with_label_values(&["a", "USD"]).inc_by(1.0);
@@ -118,13 +124,25 @@ mod tests {
         error("scale");
         let text = m.render();
         for family in [
-            "siesta_namespace_asleep", "siesta_last_activity_timestamp_seconds", "siesta_sleeps_total",
-            "siesta_wakes_total", "siesta_wake_duration_seconds", "siesta_replicas_asleep",
-            "siesta_saved_cpu_core_seconds_total", "siesta_saved_memory_byte_seconds_total",
-            "siesta_saved_cost_total", "siesta_audit_events_total", "siesta_proxy_requests_total",
-            "siesta_proxy_held_requests", "siesta_proxy_hold_duration_seconds", "siesta_errors_total",
+            "siesta_namespace_asleep",
+            "siesta_last_activity_timestamp_seconds",
+            "siesta_sleeps_total",
+            "siesta_wakes_total",
+            "siesta_wake_duration_seconds",
+            "siesta_replicas_asleep",
+            "siesta_saved_cpu_core_seconds_total",
+            "siesta_saved_memory_byte_seconds_total",
+            "siesta_saved_cost_total",
+            "siesta_audit_events_total",
+            "siesta_proxy_requests_total",
+            "siesta_proxy_held_requests",
+            "siesta_proxy_hold_duration_seconds",
+            "siesta_errors_total",
         ] {
-            assert!(text.contains(&format!("# HELP {family} ")), "{family} has no HELP");
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{family} has no HELP"
+            );
         }
     }
 }

@@ -43,7 +43,9 @@ impl Schedule {
             "always" => Ok(Schedule::Always),
             "never" => Ok(Schedule::Never),
             "" => Err(ScheduleError("empty awake-hours spec".into())),
-            other => Err(ScheduleError(format!("awake-hours {other:?}: not supported yet"))),
+            other => Err(ScheduleError(format!(
+                "awake-hours {other:?}: not supported yet"
+            ))),
         }
     }
 

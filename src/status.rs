@@ -6,5 +6,7 @@ pub async fn run(_namespace: Option<&str>) -> crate::Result<()> {
 }
 
 pub async fn command(_namespace: &str, _action: Action) -> crate::Result<()> {
-    Err(crate::Error::Other("`sleep`/`wake` are not built yet".into()))
+    Err(crate::Error::Other(
+        "`sleep`/`wake` are not built yet".into(),
+    ))
 }

@@ -51,7 +51,9 @@ impl Seen {
 }
 
 pub fn to_micro(t: DateTime<Utc>) -> MicroTime {
-    MicroTime(k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or_default())
+    MicroTime(
+        k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or_default(),
+    )
 }
 
 pub fn from_micro(t: &MicroTime) -> Option<DateTime<Utc>> {
@@ -65,11 +67,22 @@ fn micro_string(t: DateTime<Utc>) -> String {
 /// Read a Lease's activity.
 pub fn read(lease: &Lease) -> Seen {
     let ann = lease.metadata.annotations.as_ref();
-    let get = |k: &str| ann.and_then(|a| a.get(k)).and_then(|v| parse_instant(v).ok());
-    let mut seen = Seen { api: get(LAST_API), http: get(LAST_HTTP), detail: None };
+    let get = |k: &str| {
+        ann.and_then(|a| a.get(k))
+            .and_then(|v| parse_instant(v).ok())
+    };
+    let mut seen = Seen {
+        api: get(LAST_API),
+        http: get(LAST_HTTP),
+        detail: None,
+    };
     // A lease written by another tool has only renewTime: count it as API activity.
     if seen.newest().is_none() {
-        seen.api = lease.spec.as_ref().and_then(|s| s.renew_time.as_ref()).and_then(from_micro);
+        seen.api = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.renew_time.as_ref())
+            .and_then(from_micro);
     }
     seen.detail = ann.and_then(|a| a.get(LAST_ACTIVITY)).cloned();
     seen
@@ -106,18 +119,26 @@ fn render(namespace: &str, seen: &Seen, base: Option<Lease>) -> Lease {
 /// holds afterwards.
 pub async fn record(client: &kube::Client, namespace: &str, seen: &Seen) -> kube::Result<Seen> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let pp = PostParams { field_manager: Some(crate::FIELD_MANAGER.into()), ..Default::default() };
+    let pp = PostParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
         let result = match api.get_opt(NAME).await? {
-            None => api.create(&pp, &render(namespace, seen, None)).await.map(|_| seen.clone()),
+            None => api
+                .create(&pp, &render(namespace, seen, None))
+                .await
+                .map(|_| seen.clone()),
             Some(current) => {
                 let mut merged = read(&current);
                 if !merged.merge(seen) {
                     return Ok(merged);
                 }
-                api.replace(NAME, &pp, &render(namespace, &merged, Some(current))).await.map(|_| merged)
+                api.replace(NAME, &pp, &render(namespace, &merged, Some(current)))
+                    .await
+                    .map(|_| merged)
             }
         };
         match result {
@@ -136,21 +157,45 @@ mod tests {
     fn merge_never_moves_back() {
         let t1 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
         let t2 = Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap();
-        let mut a = Seen { api: Some(t2), http: None, detail: Some("new".into()) };
-        assert!(!a.merge(&Seen { api: Some(t1), http: None, detail: Some("old".into()) }));
+        let mut a = Seen {
+            api: Some(t2),
+            http: None,
+            detail: Some("new".into()),
+        };
+        assert!(!a.merge(&Seen {
+            api: Some(t1),
+            http: None,
+            detail: Some("old".into())
+        }));
         assert_eq!(a.api, Some(t2));
         assert_eq!(a.detail.as_deref(), Some("new"));
-        assert!(a.merge(&Seen { api: None, http: Some(t1), detail: Some("http".into()) }));
+        assert!(a.merge(&Seen {
+            api: None,
+            http: Some(t1),
+            detail: Some("http".into())
+        }));
         assert_eq!((a.api, a.http), (Some(t2), Some(t1)));
     }
 
     #[test]
     fn render_then_read_round_trips_to_the_microsecond() {
-        let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap() + chrono::Duration::microseconds(123_456);
-        let seen = Seen { api: Some(t), http: None, detail: Some("api alice get pods".into()) };
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap()
+            + chrono::Duration::microseconds(123_456);
+        let seen = Seen {
+            api: Some(t),
+            http: None,
+            detail: Some("api alice get pods".into()),
+        };
         let lease = render("team-a", &seen, None);
         assert_eq!(lease.metadata.name.as_deref(), Some(NAME));
-        assert_eq!(lease.spec.as_ref().and_then(|s| s.renew_time.as_ref()).and_then(from_micro), Some(t));
+        assert_eq!(
+            lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .and_then(from_micro),
+            Some(t)
+        );
         let back = read(&lease);
         assert_eq!((back.api, back.http), (Some(t), None));
         assert!(back.detail.unwrap().ends_with("api alice get pods"));

@@ -86,16 +86,29 @@ struct Entry {
 
 /// Writes activity somewhere durable; the Lease in a cluster.
 pub trait Sink: Send + Sync + 'static {
-    fn write(&self, namespace: String, seen: Seen) -> futures::future::BoxFuture<'static, Result<(), String>>;
+    fn write(
+        &self,
+        namespace: String,
+        seen: Seen,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 
 /// The Activity Lease sink.
 pub struct LeaseSink(pub kube::Client);
 
 impl Sink for LeaseSink {
-    fn write(&self, namespace: String, seen: Seen) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    fn write(
+        &self,
+        namespace: String,
+        seen: Seen,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
         let client = self.0.clone();
-        Box::pin(async move { lease::record(&client, &namespace, &seen).await.map(|_| ()).map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            lease::record(&client, &namespace, &seen)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -119,15 +132,31 @@ impl Reporter {
         sink: Option<Arc<dyn Sink>>,
         wake_tx: Option<mpsc::UnboundedSender<String>>,
     ) -> Reporter {
-        Reporter { inner: Arc::new(Inner { entries: Mutex::default(), states, sink, wake_tx }) }
+        Reporter {
+            inner: Arc::new(Inner {
+                entries: Mutex::default(),
+                states,
+                sink,
+                wake_tx,
+            }),
+        }
     }
 
     /// Count one request. Cheap: a map update under a short lock, and a spawned
     /// write only when it is a wake request.
     pub fn report(&self, activity: Activity) {
-        let Activity { namespace, at, source, detail } = activity;
+        let Activity {
+            namespace,
+            at,
+            source,
+            detail,
+        } = activity;
         let at = at.min(Utc::now());
-        let mut update = Seen { api: None, http: None, detail: None };
+        let mut update = Seen {
+            api: None,
+            http: None,
+            detail: None,
+        };
         match source {
             Source::Api => update.api = Some(at),
             Source::Http => update.http = Some(at),
@@ -141,8 +170,12 @@ impl Reporter {
             }
             entry.seen.detail = Some(truncate(&format!("{source} {detail}"), MAX_DESCRIPTION));
             entry.dirty = true;
+            // Only `asleep` asks for a wake: once the controller marks the namespace
+            // `waking` (a transition with a new `state-since`), the wake is under
+            // way, and keying on that new instant would make a second wake write
+            // for the same sleep. Activity while waking is flushed as usual.
             match state {
-                Some((State::Asleep | State::Waking, since))
+                Some((State::Asleep, since))
                     if since.is_none_or(|s| at > s) && entry.wake_requested_for != Some(since) =>
                 {
                     entry.wake_requested_for = Some(since);
@@ -179,7 +212,12 @@ impl Reporter {
 
     /// The newest activity this process saw for a namespace.
     pub fn seen(&self, namespace: &str) -> Option<Seen> {
-        self.inner.entries.lock().unwrap_or_else(|p| p.into_inner()).get(namespace).map(|e| e.seen.clone())
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace)
+            .map(|e| e.seen.clone())
     }
 
     /// Fold in what a Lease says (from a watch), so this process knows what
@@ -193,7 +231,9 @@ impl Reporter {
     /// Write every namespace whose activity is newer than its Lease. Returns
     /// how many writes failed (they are retried at the next flush).
     pub async fn flush(&self) -> usize {
-        let Some(sink) = self.inner.sink.clone() else { return 0 };
+        let Some(sink) = self.inner.sink.clone() else {
+            return 0;
+        };
         let dirty: Vec<(String, Seen)> = {
             let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries
@@ -211,7 +251,13 @@ impl Reporter {
                 tracing::warn!(%namespace, error = %e, "activity lease write failed");
                 crate::metrics::error("lease_write");
                 failed += 1;
-                if let Some(entry) = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&namespace) {
+                if let Some(entry) = self
+                    .inner
+                    .entries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&namespace)
+                {
                     entry.dirty = true;
                 }
             }
@@ -245,7 +291,11 @@ mod tests {
     #[derive(Default)]
     struct CountingSink(AtomicUsize, Mutex<Vec<(String, Seen)>>);
     impl Sink for Arc<CountingSink> {
-        fn write(&self, ns: String, seen: Seen) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        fn write(
+            &self,
+            ns: String,
+            seen: Seen,
+        ) -> futures::future::BoxFuture<'static, Result<(), String>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             self.1.lock().unwrap().push((ns, seen));
             Box::pin(async { Ok(()) })
@@ -253,7 +303,12 @@ mod tests {
     }
 
     fn http(ns: &str, at: DateTime<Utc>) -> Activity {
-        Activity { namespace: ns.into(), at, source: Source::Http, detail: "app.example.test".into() }
+        Activity {
+            namespace: ns.into(),
+            at,
+            source: Source::Http,
+            detail: "app.example.test".into(),
+        }
     }
 
     #[tokio::test]
@@ -270,7 +325,11 @@ mod tests {
         let written = sink.1.lock().unwrap()[0].1.http;
         assert_eq!(written, Some(t0 + chrono::Duration::milliseconds(99)));
         r.flush().await;
-        assert_eq!(sink.0.load(Ordering::SeqCst), 1, "nothing new, nothing written");
+        assert_eq!(
+            sink.0.load(Ordering::SeqCst),
+            1,
+            "nothing new, nothing written"
+        );
     }
 
     #[tokio::test]
@@ -278,9 +337,16 @@ mod tests {
         let sink = Arc::new(CountingSink::default());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let slept = Utc::now() - chrono::Duration::minutes(5);
-        let r = Reporter::new(Arc::new(Sleeping(slept)), Some(Arc::new(sink.clone())), Some(tx));
+        let r = Reporter::new(
+            Arc::new(Sleeping(slept)),
+            Some(Arc::new(sink.clone())),
+            Some(tx),
+        );
         for i in 0..1000 {
-            r.report(http("team-a", slept + chrono::Duration::milliseconds(10 + i)));
+            r.report(http(
+                "team-a",
+                slept + chrono::Duration::milliseconds(10 + i),
+            ));
         }
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -289,11 +355,39 @@ mod tests {
         assert!(rx.try_recv().is_err());
     }
 
+    struct Switchable(Mutex<(State, DateTime<Utc>)>);
+    impl NamespaceStates for Arc<Switchable> {
+        fn state(&self, _ns: &str) -> Option<(State, Option<DateTime<Utc>>)> {
+            let (state, since) = *self.0.lock().unwrap();
+            Some((state, Some(since)))
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_while_the_namespace_is_waking_make_no_second_wake_write() {
+        let sink = Arc::new(CountingSink::default());
+        let slept = Utc::now() - chrono::Duration::minutes(5);
+        let states = Arc::new(Switchable(Mutex::new((State::Asleep, slept))));
+        let r = Reporter::new(Arc::new(states.clone()), Some(Arc::new(sink.clone())), None);
+        r.report(http("team-a", Utc::now()));
+        *states.0.lock().unwrap() = (State::Waking, Utc::now());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        for _ in 0..10 {
+            r.report(http("team-a", Utc::now()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn activity_older_than_the_sleep_is_no_wake_request() {
         let sink = Arc::new(CountingSink::default());
         let slept = Utc::now() - chrono::Duration::minutes(5);
-        let r = Reporter::new(Arc::new(Sleeping(slept)), Some(Arc::new(sink.clone())), None);
+        let r = Reporter::new(
+            Arc::new(Sleeping(slept)),
+            Some(Arc::new(sink.clone())),
+            None,
+        );
         r.report(http("team-a", slept - chrono::Duration::seconds(1)));
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(sink.0.load(Ordering::SeqCst), 0);

@@ -35,7 +35,11 @@ pub struct Args {
     #[arg(long, env = "SIESTA_AUDIT_MAX_BODY", default_value_t = 16 * 1024 * 1024)]
     pub audit_max_body: usize,
     /// Namespace of the leader-election Lease.
-    #[arg(long, env = "SIESTA_LEADER_ELECTION_NAMESPACE", default_value = "siesta-system")]
+    #[arg(
+        long,
+        env = "SIESTA_LEADER_ELECTION_NAMESPACE",
+        default_value = "siesta-system"
+    )]
     pub leader_election_namespace: String,
     /// This replica's identity in the leader Lease (default: the host name).
     #[arg(long, env = "SIESTA_IDENTITY")]

@@ -1,6 +1,45 @@
 //! The ingress proxy: route, record activity, hold while waking, forward.
+//!
+//! The handler chain is [`Proxy::handle`], in the order a request meets it:
+//! 1. refuse what is never served (CONNECT; a request without a host);
+//! 2. route by host and path ([`routes`], from the routes file or [`ingress`]),
+//!    unknown host 404;
+//! 3. record activity for the route's namespace ([`crate::activity::Reporter`]),
+//!    unless it is a health check; for a sleeping namespace that record is the
+//!    wake request, written once;
+//! 4. hold while the namespace sleeps or has no ready endpoint ([`hold`]):
+//!    browsers get the [`wake_page`], others wait within [`limits`] and the
+//!    hold timeout;
+//! 5. forward ([`forward`]) and stream the answer back.
+pub mod forward;
+pub mod hold;
+pub mod ingress;
+pub mod limits;
+pub mod routes;
+pub mod server;
+pub mod wake_page;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::activity::{Activity, LeaseSink, Reporter, Sink, Source};
+use crate::annotations::WakePage;
+use crate::config::{AdminConfig, ProxyLimits};
+use forward::{Forwarder, Origin};
+use hold::Namespaces;
+use limits::HoldLimits;
+use routes::{Route, RouteTable};
 
 /// `siesta proxy` settings; each flag is also `SIESTA_<NAME>`.
 #[derive(clap::Args, Clone, Debug)]
@@ -25,6 +64,473 @@ pub struct Args {
     pub tls_key: Option<PathBuf>,
 }
 
-pub async fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Other("`proxy` is not built yet".into()))
+/// The response body: an upstream's stream, or a small local answer.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// What the proxy needs from the admin config. The hook where config loading
+/// and reload connect.
+pub fn limits(cfg: &AdminConfig) -> ProxyLimits {
+    cfg.proxy.clone()
+}
+
+/// How a proxy is started (by `run`, or by tests).
+pub struct Options {
+    /// Static routes; `None` means Ingresses of class `siesta` (needs a cluster).
+    pub routes: Option<RouteTable>,
+    pub limits: ProxyLimits,
+    /// How often awake namespaces' Activity Leases are written.
+    pub flush_interval: Duration,
+    /// The wake page when a namespace does not say (`siesta.dev/wake-page`).
+    pub wake_page: WakePage,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Replaces the Activity Lease writer (tests count wake writes with it).
+    pub sink: Option<Arc<dyn Sink>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let cfg = AdminConfig::default();
+        Options {
+            routes: None,
+            limits: limits(&cfg),
+            flush_interval: cfg.defaults.flush_interval,
+            wake_page: cfg.defaults.wake_page,
+            tls: None,
+            sink: None,
+        }
+    }
+}
+
+/// The shared state of the handler chain.
+pub struct Proxy {
+    routes: watch::Receiver<Arc<RouteTable>>,
+    namespaces: Arc<Namespaces>,
+    reporter: Reporter,
+    limits: ProxyLimits,
+    held: Arc<HoldLimits>,
+    wake_page: WakePage,
+    forwarder: Forwarder,
+}
+
+/// A started proxy; dropping it stops every task it started.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Start serving on `listener`: watches (with a cluster), the activity flusher
+/// and the accept loop. Returns once routes and namespace states are synced.
+pub async fn start(
+    listener: TcpListener,
+    options: Options,
+    cluster: Option<kube::Client>,
+) -> crate::Result<Running> {
+    let addr = listener.local_addr()?;
+    let namespaces = Arc::new(Namespaces::default());
+    let mut tasks = Vec::new();
+    let static_routes = options.routes.is_some();
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(options.routes.unwrap_or_default()));
+    let sink: Option<Arc<dyn Sink>> = match (options.sink, &cluster) {
+        (Some(s), _) => Some(s),
+        (None, Some(c)) => Some(Arc::new(LeaseSink(c.clone()))),
+        (None, None) => None,
+    };
+    let reporter = Reporter::new(namespaces.clone(), sink, None);
+    tasks.push(tokio::spawn(
+        reporter.clone().run_flusher(options.flush_interval),
+    ));
+    match cluster {
+        Some(client) => {
+            let synced = Arc::new(Notify::new());
+            tasks.push(tokio::spawn(ingress::watch_namespaces(
+                client.clone(),
+                namespaces.clone(),
+                synced.clone(),
+            )));
+            if !static_routes {
+                ingress::start(client, routes_tx, namespaces.clone()).await?;
+            }
+            synced.notified().await;
+        }
+        None if !static_routes => {
+            return Err(crate::Error::Config(
+                "without a cluster, a routes file is needed".into(),
+            ));
+        }
+        None => drop(routes_tx),
+    }
+    let proxy = Arc::new(Proxy {
+        routes: routes_rx,
+        namespaces,
+        reporter,
+        held: HoldLimits::new(
+            options.limits.max_held_per_namespace,
+            options.limits.max_held_total,
+        ),
+        limits: options.limits,
+        wake_page: options.wake_page,
+        forwarder: Forwarder::new(),
+    });
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        options.tls,
+        proxy.clone(),
+    )));
+    Ok(Running { addr, proxy, tasks })
+}
+
+/// `siesta proxy`: serve until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> crate::Result<()> {
+    let cfg = AdminConfig::default();
+    if let Some(path) = &args.config {
+        // The admin config loader is owned elsewhere; until it is connected here
+        // (through `limits`), the defaults apply.
+        tracing::warn!(config = %path.display(), "proxy: --config is not read yet; using default limits");
+    }
+    let routes = args
+        .routes
+        .as_deref()
+        .map(routes::load_routes)
+        .transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
+        (None, None) => None,
+        _ => {
+            return Err(crate::Error::Config(
+                "--tls-cert and --tls-key go together".into(),
+            ));
+        }
+    };
+    let cluster = match crate::kube_client().await {
+        Ok(c) => Some(c),
+        Err(e) if routes.is_some() => {
+            tracing::warn!(error = %e, "no cluster: routes file only, no activity is recorded");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let ready = crate::admin::Readiness::default();
+    let admin = crate::admin::bind(args.admin_listen).await?;
+    tokio::spawn(crate::admin::serve(admin, ready.clone()));
+    let listener = TcpListener::bind(args.listen).await?;
+    let options = Options {
+        routes,
+        limits: limits(&cfg),
+        flush_interval: cfg.defaults.flush_interval,
+        wake_page: cfg.defaults.wake_page,
+        tls,
+        sink: None,
+    };
+    let running = start(listener, options, cluster).await?;
+    ready.set(true);
+    tracing::info!(listen = %running.addr, admin = %args.admin_listen, "proxy serving");
+    shutdown_signal().await;
+    // 1. not ready, so load balancers stop sending; 2. a short drain; 3. stop.
+    ready.set(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(running);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Typed outcomes of the chain that the proxy answers itself, mapped to HTTP
+/// in one place ([`Refusal::response`]).
+#[derive(Debug)]
+enum Refusal {
+    Connect,
+    NoHost,
+    UnknownHost,
+    TooManyHeld,
+    HoldTimeout,
+    NoEndpoint,
+    WakePage(String),
+    Upstream(forward::ForwardError),
+}
+
+impl Refusal {
+    fn response(self) -> Response<Body> {
+        let (status, text, retry) = match self {
+            Refusal::Connect => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not served: this is not a forward proxy\n",
+                false,
+            ),
+            Refusal::NoHost => (StatusCode::BAD_REQUEST, "missing or invalid host\n", false),
+            Refusal::UnknownHost => (
+                StatusCode::NOT_FOUND,
+                "no route for this host and path\n",
+                false,
+            ),
+            Refusal::TooManyHeld => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests waiting for a wake; retry later\n",
+                true,
+            ),
+            Refusal::HoldTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the namespace did not wake in time\n",
+                false,
+            ),
+            Refusal::NoEndpoint => (StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n", true),
+            Refusal::WakePage(host) => {
+                return wake_page::page(&host).map(|b| Either::Right(Full::new(b)));
+            }
+            Refusal::Upstream(e) => {
+                tracing::debug!(error = %e, "upstream");
+                crate::metrics::error("proxy_upstream");
+                (e.status(), "upstream unavailable\n", false)
+            }
+        };
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+            text.as_bytes(),
+        ))));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if retry {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        r
+    }
+}
+
+/// The host a request is for: an absolute-form or HTTP/2 authority, else `Host`.
+/// Only the route table decides where it goes; the target is never followed.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    routes::normalize_host(raw)
+}
+
+fn status_class(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Proxy {
+    /// The handler chain (see the module doc). Never fails: every refusal is an answer.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
+        let mut namespace: Option<Arc<str>> = None;
+        let resp = match self
+            .route_and_forward(req, peer, https, &mut namespace)
+            .await
+        {
+            Ok(r) => r.map(Either::Left),
+            Err(refusal) => refusal.response(),
+        };
+        let ns = namespace.as_deref().unwrap_or("none");
+        crate::metrics::get()
+            .proxy_requests
+            .with_label_values(&[ns, status_class(resp.status())])
+            .inc();
+        resp
+    }
+
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+        namespace: &mut Option<Arc<str>>,
+    ) -> Result<Response<Incoming>, Refusal> {
+        // 1. never a forward proxy or a tunnel.
+        if req.method() == Method::CONNECT {
+            return Err(Refusal::Connect);
+        }
+        let host = request_host(&req).ok_or(Refusal::NoHost)?;
+        // 2. route.
+        let mut route = self
+            .find(&host, req.uri().path())
+            .ok_or(Refusal::UnknownHost)?;
+        *namespace = route.namespace.clone();
+        if let Some(ns) = route.namespace.clone() {
+            // 3. record (a sleeping namespace's first record is its wake request).
+            if self.counts_as_activity(&req) {
+                self.reporter.report(Activity {
+                    namespace: ns.to_string(),
+                    at: Utc::now(),
+                    source: Source::Http,
+                    detail: host.clone(),
+                });
+            }
+            // 4. hold while it sleeps or no endpoint is ready.
+            let info = self.namespaces.info(&ns);
+            let managed = info.is_some_and(|i| i.state.is_some());
+            if info.is_some_and(|i| i.sleeping()) || (managed && !route.ready()) {
+                let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
+                if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
+                    return Err(Refusal::WakePage(host));
+                }
+                route = self.hold(&ns, &host, req.uri().path()).await?;
+            }
+        }
+        // 5. forward.
+        let upstream = route.upstream().ok_or(Refusal::NoEndpoint)?;
+        // The host as the client named it (the authority wins, as for routing).
+        let original_host = match req.uri().authority() {
+            Some(a) => Some(a.as_str().to_string()),
+            None => req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string),
+        }
+        .unwrap_or_else(|| host.clone());
+        let origin = Origin {
+            client: peer,
+            https,
+            host: &original_host,
+        };
+        self.forwarder
+            .forward(req, &upstream, &origin)
+            .await
+            .map_err(Refusal::Upstream)
+    }
+
+    fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {
+        self.routes.borrow().find(host, path).cloned()
+    }
+
+    /// Health checks and probes are forwarded but never keep a namespace awake.
+    fn counts_as_activity<B>(&self, req: &Request<B>) -> bool {
+        let path = req.uri().path();
+        if self.limits.ignore_paths.iter().any(|p| p == path) {
+            return false;
+        }
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        !self
+            .limits
+            .ignore_user_agents
+            .iter()
+            .any(|p| !p.is_empty() && ua.starts_with(p.as_str()))
+    }
+
+    /// Wait (bounded) until the namespace is awake and the route has a ready
+    /// endpoint; the route as it then is.
+    async fn hold(&self, ns: &Arc<str>, host: &str, path: &str) -> Result<Arc<Route>, Refusal> {
+        let _slot = self.held.try_hold(ns).ok_or(Refusal::TooManyHeld)?;
+        let started = tokio::time::Instant::now();
+        let ready = || {
+            !self.namespaces.info(ns).is_some_and(|i| i.sleeping())
+                && self.find(host, path).is_some_and(|r| r.ready())
+        };
+        let waited = tokio::time::timeout(
+            self.limits.hold_timeout,
+            self.namespaces.wait_until(ns, ready),
+        )
+        .await;
+        crate::metrics::get()
+            .proxy_hold_duration
+            .with_label_values(&[ns])
+            .observe(started.elapsed().as_secs_f64());
+        waited.map_err(|_| Refusal::HoldTimeout)?;
+        self.find(host, path).ok_or(Refusal::UnknownHost)
+    }
+
+    /// Where a request for this host and path would go now, without sending it.
+    pub fn upstream_for(&self, host: &str, path: &str) -> Option<String> {
+        let route = self.find(&routes::normalize_host(host)?, path)?;
+        route.upstream().map(|u| u.authority.to_string())
+    }
+
+    /// How many requests of a namespace are held now.
+    pub fn held(&self, namespace: &str) -> usize {
+        self.held.held(namespace)
+    }
+
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_comes_from_the_authority_before_the_host_header() {
+        let req = Request::builder()
+            .uri("http://Evil.Internal:81/x")
+            .header("host", "app.example.test")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("evil.internal"));
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "App.Example.Test:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("app.example.test"));
+        let req = Request::builder().uri("/x").body(()).unwrap();
+        assert_eq!(request_host(&req), None);
+    }
+
+    #[test]
+    fn health_checks_do_not_count() {
+        let (tx, rx) = watch::channel(Arc::new(RouteTable::default()));
+        drop(tx);
+        let p = Proxy {
+            routes: rx,
+            namespaces: Arc::default(),
+            reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
+            limits: ProxyLimits::default(),
+            held: HoldLimits::new(1, 1),
+            wake_page: WakePage::Auto,
+            forwarder: Forwarder::new(),
+        };
+        let req = |path: &str, ua: &str| {
+            Request::builder()
+                .uri(path)
+                .header("user-agent", ua)
+                .body(())
+                .unwrap()
+        };
+        assert!(!p.counts_as_activity(&req("/healthz", "curl/8")));
+        assert!(!p.counts_as_activity(&req("/", "kube-probe/1.36")));
+        assert!(!p.counts_as_activity(&req("/", "ELB-HealthChecker/2.0")));
+        assert!(p.counts_as_activity(&req("/healthz/deep", "curl/8")));
+        assert!(p.counts_as_activity(&req("/", "Mozilla/5.0")));
+    }
 }
