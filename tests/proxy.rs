@@ -854,3 +854,127 @@ async fn ingress_routes_resolve_to_the_ready_endpoints_of_endpoint_slices() {
     assert!(eventually(None).await, "no ready endpoint left");
     remove_namespace(&kube, &ns).await;
 }
+
+/// A CA and a leaf certificate for `host`, made with the openssl CLI.
+fn certificates(dir: &std::path::Path, host: &str) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=siesta-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            &format!("/CN={host}"),
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+        ],
+    ]
+    .concat());
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName=DNS:{host}\n")).unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "tls.crt",
+    ]);
+}
+
+#[tokio::test]
+async fn h2_over_tls_is_negotiated_by_alpn() {
+    let host = "tls.example.test";
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path(), host);
+    let b = backend().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls = proxy::server::tls_acceptor(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .unwrap();
+    let options = Options {
+        routes: Some(parse_routes(&format!("routes:\n{}", route(host, b, None))).unwrap()),
+        tls: Some(tls),
+        ..Options::default()
+    };
+    let p = proxy::start(listener, options, None).await.unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    for cert in rustls_pemfile::certs(&mut &ca[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(format!("https://{host}/secure"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("path=/secure") && body.contains("xfp=https"),
+        "{body}"
+    );
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -35,11 +36,11 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Where the request came from, for `X-Forwarded-*`.
-pub struct Origin<'a> {
+pub struct Origin {
     pub client: SocketAddr,
     pub https: bool,
     /// The request's host as the client sent it.
-    pub host: &'a str,
+    pub host: HeaderValue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,21 +93,22 @@ impl Forwarder {
         &self,
         mut req: Request<Incoming>,
         upstream: &Upstream,
-        origin: &Origin<'_>,
+        origin: &Origin,
     ) -> Result<Response<Incoming>, ForwardError> {
         // gRPC needs HTTP/2 end to end; everything else is pooled HTTP/1.1.
         let h2 = upstream.h2c || (req.version() == Version::HTTP_2 && is_grpc(req.headers()));
         let upgrade = if h2 { None } else { upgrade_protocol(&req) };
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(upstream.authority.clone())
-            .path_and_query(path)
-            .build()
+        // Reuse the parsed path and query; only scheme and authority change.
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(upstream.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() = Uri::from_parts(parts)
             .map_err(|e| ForwardError::Upstream(format!("bad upstream uri: {e}")))?;
-        *req.uri_mut() = uri;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         set_forwarded(headers, origin);
@@ -119,9 +121,7 @@ impl Forwarder {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
             *req.version_mut() = Version::HTTP_2;
         } else {
-            if let Ok(host) = HeaderValue::from_str(origin.host) {
-                headers.insert(header::HOST, host);
-            }
+            headers.insert(header::HOST, origin.host.clone());
             *req.version_mut() = Version::HTTP_11;
         }
 
@@ -209,7 +209,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Append the client to `X-Forwarded-For`; set `-Proto` and `-Host`.
-pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
+pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin) {
     let ip = origin.client.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
@@ -222,10 +222,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin<'_>) {
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if origin.https { "https" } else { "http" }),
     );
-    match HeaderValue::from_str(origin.host) {
-        Ok(v) => headers.insert(X_FORWARDED_HOST.clone(), v),
-        Err(_) => headers.remove(&X_FORWARDED_HOST),
-    };
+    headers.insert(X_FORWARDED_HOST.clone(), origin.host.clone());
 }
 
 #[cfg(test)]
@@ -267,7 +264,7 @@ mod tests {
         let origin = Origin {
             client: "127.0.0.9:5555".parse().unwrap(),
             https: true,
-            host: "app.example.test",
+            host: HeaderValue::from_static("app.example.test"),
         };
         set_forwarded(&mut h, &origin);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");

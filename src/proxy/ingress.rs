@@ -234,18 +234,15 @@ impl ClusterRoutes {
                     table.add(
                         host,
                         m,
-                        Arc::new(Route {
-                            namespace: Some(namespace.clone()),
-                            backend,
-                        }),
+                        Arc::new(Route::new(Some(namespace.clone()), backend)),
                     );
                 }
             }
             if let Some(b) = spec.default_backend.as_ref() {
-                defaults.push(Arc::new(Route {
-                    namespace: Some(namespace.clone()),
-                    backend: self.resolve(ns, b, &slices_by_service),
-                }));
+                defaults.push(Arc::new(Route::new(
+                    Some(namespace.clone()),
+                    self.resolve(ns, b, &slices_by_service),
+                )));
             }
         }
         for d in defaults {

@@ -330,14 +330,9 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     routes::normalize_host(raw)
 }
 
-fn status_class(s: StatusCode) -> &'static str {
-    match s.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
+/// Index into [`routes::STATUS_CLASSES`].
+fn status_class(s: StatusCode) -> usize {
+    usize::from(s.as_u16() / 100).clamp(1, 5) - 1
 }
 
 impl Proxy {
@@ -348,19 +343,19 @@ impl Proxy {
         peer: SocketAddr,
         https: bool,
     ) -> Response<Body> {
-        let mut namespace: Option<Arc<str>> = None;
-        let resp = match self
-            .route_and_forward(req, peer, https, &mut namespace)
-            .await
-        {
+        let mut routed: Option<Arc<Route>> = None;
+        let resp = match self.route_and_forward(req, peer, https, &mut routed).await {
             Ok(r) => r.map(Either::Left),
             Err(refusal) => refusal.response(),
         };
-        let ns = namespace.as_deref().unwrap_or("none");
-        crate::metrics::get()
-            .proxy_requests
-            .with_label_values(&[ns, status_class(resp.status())])
-            .inc();
+        let class = status_class(resp.status());
+        match routed {
+            Some(route) => route.requests(class).inc(),
+            None => crate::metrics::get()
+                .proxy_requests
+                .with_label_values(&[routes::NO_NAMESPACE, routes::STATUS_CLASSES[class]])
+                .inc(),
+        }
         resp
     }
 
@@ -369,7 +364,7 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
         https: bool,
-        namespace: &mut Option<Arc<str>>,
+        routed: &mut Option<Arc<Route>>,
     ) -> Result<Response<Incoming>, Refusal> {
         // 1. never a forward proxy or a tunnel.
         if req.method() == Method::CONNECT {
@@ -380,21 +375,26 @@ impl Proxy {
         let mut route = self
             .find(&host, req.uri().path())
             .ok_or(Refusal::UnknownHost)?;
-        *namespace = route.namespace.clone();
+        *routed = Some(route.clone());
         if let Some(ns) = route.namespace.clone() {
-            // 3. record (a sleeping namespace's first record is its wake request).
-            if self.counts_as_activity(&req) {
+            let info = self.namespaces.info(&ns);
+            let sleeping = info.is_some_and(|i| i.sleeping());
+            // 3. record. A sleeping namespace's first record is its wake request,
+            // so it is always reported; an awake one once per millisecond per route.
+            let now = Utc::now();
+            if self.counts_as_activity(&req)
+                && (sleeping || route.report_due(now.timestamp_millis()))
+            {
                 self.reporter.report(Activity {
                     namespace: ns.to_string(),
-                    at: Utc::now(),
+                    at: now,
                     source: Source::Http,
                     detail: host.clone(),
                 });
             }
             // 4. hold while it sleeps or no endpoint is ready.
-            let info = self.namespaces.info(&ns);
             let managed = info.is_some_and(|i| i.state.is_some());
-            if info.is_some_and(|i| i.sleeping()) || (managed && !route.ready()) {
+            if sleeping || (managed && !route.ready()) {
                 let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
                 if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
                     return Err(Refusal::WakePage(host));
@@ -402,22 +402,19 @@ impl Proxy {
                 route = self.hold(&ns, &host, req.uri().path()).await?;
             }
         }
-        // 5. forward.
+        // 5. forward, naming the host as the client did (the authority wins, as for routing).
         let upstream = route.upstream().ok_or(Refusal::NoEndpoint)?;
-        // The host as the client named it (the authority wins, as for routing).
         let original_host = match req.uri().authority() {
-            Some(a) => Some(a.as_str().to_string()),
-            None => req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string),
-        }
-        .unwrap_or_else(|| host.clone());
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        };
+        let original_host = original_host
+            .or_else(|| HeaderValue::from_str(&host).ok())
+            .ok_or(Refusal::NoHost)?;
         let origin = Origin {
             client: peer,
             https,
-            host: &original_host,
+            host: original_host,
         };
         self.forwarder
             .forward(req, &upstream, &origin)

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use prometheus::IntCounter;
 
 use serde::Deserialize;
 
@@ -20,6 +23,12 @@ pub struct Route {
     /// Activity and wake-ups go to this namespace; `None` counts nothing.
     pub namespace: Option<Arc<str>>,
     pub backend: Backend,
+    /// Millisecond of the last activity report: an awake namespace is reported
+    /// at most once per millisecond per route, which keeps the newest activity
+    /// exact to that and the per-request cost to an atomic load.
+    last_report_ms: AtomicI64,
+    /// `siesta_proxy_requests_total` for this namespace, by status class.
+    counters: OnceLock<[IntCounter; 5]>,
 }
 
 #[derive(Debug)]
@@ -60,6 +69,11 @@ impl ServiceTarget {
     }
 }
 
+/// The `namespace` label of requests whose route names none.
+pub const NO_NAMESPACE: &str = "none";
+/// The `code` label values, by status / 100 - 1.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// A resolved upstream for one request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upstream {
@@ -68,6 +82,31 @@ pub struct Upstream {
 }
 
 impl Route {
+    pub fn new(namespace: Option<Arc<str>>, backend: Backend) -> Route {
+        Route {
+            namespace,
+            backend,
+            last_report_ms: AtomicI64::new(i64::MIN),
+            counters: OnceLock::new(),
+        }
+    }
+
+    /// Whether activity at `now_ms` should be reported (false when this route
+    /// reported within the same millisecond).
+    pub fn report_due(&self, now_ms: i64) -> bool {
+        self.last_report_ms.swap(now_ms, Ordering::Relaxed) != now_ms
+    }
+
+    /// The request counter for a status class (index 0 = 1xx .. 4 = 5xx).
+    pub fn requests(&self, class: usize) -> &IntCounter {
+        let counters = self.counters.get_or_init(|| {
+            let ns = self.namespace.as_deref().unwrap_or(NO_NAMESPACE);
+            let family = &crate::metrics::get().proxy_requests;
+            STATUS_CLASSES.map(|c| family.with_label_values(&[ns, c]))
+        });
+        &counters[class.min(4)]
+    }
+
     /// The upstream to send one request to, or `None` while no endpoint is ready.
     pub fn upstream(&self) -> Option<Upstream> {
         match &self.backend {
@@ -300,10 +339,7 @@ fn parse_route(raw: &RawRoute) -> Result<(String, PathMatch, Route), String> {
     Ok((
         host.to_string(),
         PathMatch::Prefix(prefix),
-        Route {
-            namespace,
-            backend: Backend::Static(authority),
-        },
+        Route::new(namespace, Backend::Static(authority)),
     ))
 }
 
@@ -431,10 +467,10 @@ routes:
     fn exact_paths_beat_prefixes() {
         let mut t = RouteTable::default();
         let r = |port: u16| {
-            Arc::new(Route {
-                namespace: None,
-                backend: Backend::Static(format!("127.0.0.1:{port}").parse().unwrap()),
-            })
+            Arc::new(Route::new(
+                None,
+                Backend::Static(format!("127.0.0.1:{port}").parse().unwrap()),
+            ))
         };
         t.add("h", PathMatch::Prefix("/a/b".into()), r(1));
         t.add("h", PathMatch::Exact("/a".into()), r(2));
@@ -469,18 +505,26 @@ routes:
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
         ];
-        let r = Route {
-            namespace: None,
-            backend: Backend::Service(ServiceTarget::new("s".into(), eps, None, false)),
-        };
+        let r = Route::new(
+            None,
+            Backend::Service(ServiceTarget::new("s".into(), eps, None, false)),
+        );
         let a = r.upstream().unwrap().authority.to_string();
         let b = r.upstream().unwrap().authority.to_string();
         assert_ne!(a, b);
-        let empty = Route {
-            namespace: None,
-            backend: Backend::Service(ServiceTarget::default()),
-        };
+        let empty = Route::new(None, Backend::Service(ServiceTarget::default()));
         assert!(!empty.ready() && empty.upstream().is_none());
+    }
+
+    #[test]
+    fn activity_is_reported_once_per_millisecond_per_route() {
+        let r = Route::new(
+            Some(Arc::from("team-a")),
+            Backend::Static("127.0.0.1:1".parse().unwrap()),
+        );
+        assert!(r.report_due(1_000));
+        assert!(!r.report_due(1_000));
+        assert!(r.report_due(1_001));
     }
 
     proptest! {
