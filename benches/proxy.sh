@@ -4,7 +4,8 @@
 #   benches/proxy.sh            (run by `make bench`; needs nginx, wrk, python3)
 #
 # Phases (each BENCH_SECS, default 10 s, after a 2 s warm-up; ROUNDS rounds,
-# default 2, interleaved so that noise from other load hits both alike):
+# default 3, interleaved so that noise from other load hits both alike; the
+# median round is reported):
 #   direct   wrk -> backend                        (the latency baseline)
 #   nginx    wrk -> nginx -> backend
 #   siesta   wrk -> siesta proxy -> backend        (route without a namespace)
@@ -20,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECS:-10}
-rounds=${ROUNDS:-2}
+rounds=${ROUNDS:-3}
 conns=${BENCH_CONNS:-64}
 held=${BENCH_HELD:-10000}
 target=${CARGO_TARGET_DIR:-target}
@@ -109,8 +110,8 @@ run() { # run NAME PORT HOST PID
   local r_now p_now
   r_now=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p_now=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
-  rps[$name]=$(awk -v a="${rps[$name]:-0}" -v b="$r_now" 'BEGIN {print a+b}')
-  p99[$name]=$(awk -v a="${p99[$name]:-0}" -v b="$p_now" 'BEGIN {print a+b}')
+  rps[$name]="${rps[$name]:-} $r_now"
+  p99[$name]="${p99[$name]:-} $p_now"
   if [ "$max" -gt "${peak[$name]:-0}" ]; then peak[$name]=$max; fi
   log "$name: $r_now req/s, p99 ${p_now} us${pid:+, peak RSS $max KiB}"
 }
@@ -121,7 +122,8 @@ for _ in $(seq "$rounds"); do
   run siesta "$siesta_port" plain.bench.test "$siesta_pid"
   run counted "$siesta_port" counted.bench.test "$siesta_pid"
 done
-avg() { awk -v s="$1" -v n="$rounds" 'BEGIN {printf "%.0f", s/n}'; }
+# The median of the rounds: robust to a round disturbed by other load.
+avg() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {printf "%.0f", (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 d_rps=$(avg "${rps[direct]}"); n_rps=$(avg "${rps[nginx]}"); s_rps=$(avg "${rps[siesta]}"); c_rps=$(avg "${rps[counted]}")
 d_p99=$(avg "${p99[direct]}"); n_p99=$(avg "${p99[nginx]}"); s_p99=$(avg "${p99[siesta]}"); c_p99=$(avg "${p99[counted]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a/b }'; }
@@ -155,8 +157,27 @@ PY
   sleep 1
   rss1=$(rss_kib "$siesta_pid")
   per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN { printf "%.2f", (b-a)/n }')
-  held_line="held: $now requests held; RSS $rss0 KiB -> $rss1 KiB: $per KiB per held request (target <= 4)"
+  held_line="held (HTTP/1):    $now requests, one connection each; RSS $rss0 KiB -> $rss1 KiB: $per KiB per held request (target <= 4)"
   kill "$hold_pid" 2>/dev/null || true
+  held_total() { curl -s "127.0.0.1:$admin_port/metrics" | awk '/^siesta_proxy_held_requests/ {s+=$2} END {print s+0}'; }
+  for _ in $(seq 100); do [ "$(held_total)" -eq 0 ] && break; sleep 0.2; done
+  # The same over HTTP/2: 10 connections of 1,000 streams each (h2load, h2c).
+  if command -v h2load >/dev/null; then
+    rss2=$(rss_kib "$siesta_pid")
+    h2pids=()
+    for i in $(seq 0 9); do
+      h2load -n $((held / 10)) -c 1 -m $((held / 10)) -H ":authority: held$i.bench.test" \
+        "http://127.0.0.1:$siesta_port/held" >/dev/null 2>&1 & h2pids+=($!); pids+=($!)
+    done
+    now=0
+    for _ in $(seq 300); do now=$(held_total); if [ "$now" -ge "$held" ]; then break; fi; sleep 0.2; done
+    sleep 1
+    rss3=$(rss_kib "$siesta_pid")
+    per2=$(awk -v a="$rss2" -v b="$rss3" -v n="$held" 'BEGIN { printf "%.2f", (b-a)/n }')
+    held_line="$held_line
+held (h2):        $now requests on 10 HTTP/2 connections; RSS $rss2 KiB -> $rss3 KiB: $per2 KiB per held request"
+    kill "${h2pids[@]}" 2>/dev/null || true
+  fi
   for ns in proxy-bench-awake $(seq -f 'proxy-bench-held-%g' 0 9); do kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
 fi
 
