@@ -14,7 +14,7 @@
 # then 10,000 requests held for 10 sleeping namespaces (needs the local cluster).
 #
 # Fairness: the backend is nginx `return 200` (1 worker). The proxies get one
-# core each: nginx `worker_processes 1`, Siesta `TOKIO_WORKER_THREADS=1`. nginx
+# core each: nginx `worker_processes 1`, Siesta `--workers 1`. nginx
 # keeps upstream connections alive (`keepalive 64`, HTTP/1.1), has no access
 # log, sets the same X-Forwarded-* headers, and neither side limits requests
 # per connection.
@@ -83,7 +83,7 @@ if $cluster; then
     kubectl annotate namespace "proxy-bench-held-$i" siesta.dev/state=asleep "siesta.dev/state-since=$since" >/dev/null
   done
 fi
-SIESTA_LOG=warn TOKIO_WORKER_THREADS=${SIESTA_THREADS:-1} "$siesta" proxy --listen "127.0.0.1:$siesta_port" \
+SIESTA_LOG=warn TOKIO_WORKER_THREADS=1 "$siesta" proxy --workers "${SIESTA_THREADS:-1}" --listen "127.0.0.1:$siesta_port" \
   --admin-listen "127.0.0.1:$admin_port" --routes "$dir/routes.yaml" 2>"$dir/siesta.log" & pids+=($!)
 siesta_pid=$!
 for _ in $(seq 100); do curl -sf "127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -62,6 +62,10 @@ pub struct Args {
     /// TLS private key (PEM).
     #[arg(long, env = "SIESTA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Threads serving traffic, each with its own single-threaded runtime (an
+    /// event loop per core, as nginx workers); 0 means one per CPU.
+    #[arg(long, env = "SIESTA_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
 /// The response body: an upstream's stream, or a small local answer.
@@ -85,6 +89,8 @@ pub struct Options {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Replaces the Activity Lease writer (tests count wake writes with it).
     pub sink: Option<Arc<dyn Sink>>,
+    /// Serving threads with their own runtimes; 0 serves on the caller's runtime.
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -97,6 +103,7 @@ impl Default for Options {
             wake_page: cfg.defaults.wake_page,
             tls: None,
             sink: None,
+            workers: 0,
         }
     }
 }
@@ -180,12 +187,45 @@ pub async fn start(
         wake_page: options.wake_page,
         forwarder: Forwarder::new(),
     });
-    tasks.push(tokio::spawn(server::serve(
-        listener,
-        options.tls,
-        proxy.clone(),
-    )));
+    if options.workers == 0 {
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            options.tls,
+            proxy.clone(),
+        )));
+    } else {
+        spawn_workers(listener, options.workers, options.tls, &proxy)?;
+    }
     Ok(Running { addr, proxy, tasks })
+}
+
+/// Serve on `workers` threads, each a single-threaded runtime accepting from
+/// the same listening socket: no work stealing or cross-thread wake-ups on the
+/// request path. Watches and the activity flusher stay on the caller's runtime.
+fn spawn_workers(
+    listener: TcpListener,
+    workers: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    proxy: &Arc<Proxy>,
+) -> crate::Result<()> {
+    let listener = listener.into_std()?;
+    for i in 0..workers {
+        let (listener, tls, proxy) = (listener.try_clone()?, tls.clone(), proxy.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("proxy-worker-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => server::serve(l, tls, proxy).await,
+                        Err(e) => tracing::error!(error = %e, "proxy worker cannot listen"),
+                    }
+                })
+            })?;
+    }
+    Ok(())
 }
 
 /// `siesta proxy`: serve until SIGTERM or Ctrl-C.
@@ -229,6 +269,10 @@ pub async fn run(args: Args) -> crate::Result<()> {
         wake_page: cfg.defaults.wake_page,
         tls,
         sink: None,
+        workers: match args.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
     };
     let running = start(listener, options, cluster).await?;
     ready.set(true);
