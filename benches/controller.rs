@@ -230,20 +230,43 @@ async fn reset(client: &kube::Client) {
     let api: Api<Namespace> = Api::all(client.clone());
     let sel = ListParams::default().labels(&format!("{LABEL}=controller"));
     let asleep = |ns: &kube::core::PartialObjectMeta<Namespace>| {
-        ns.metadata.annotations.as_ref().and_then(|a| a.get("siesta.dev/state")).is_some_and(|s| s != "awake")
+        ns.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("siesta.dev/state"))
+            .is_some_and(|s| s != "awake")
     };
-    let left: Vec<String> =
-        api.list_metadata(&sel).await.expect("list").items.iter().filter(|n| asleep(n)).filter_map(|n| n.metadata.name.clone()).collect();
+    let left: Vec<String> = api
+        .list_metadata(&sel)
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .filter(|n| asleep(n))
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
     if left.is_empty() {
         return;
     }
-    eprintln!("[bench] waking {} namespaces left asleep by an earlier run", left.len());
+    eprintln!(
+        "[bench] waking {} namespaces left asleep by an earlier run",
+        left.len()
+    );
     for name in &left {
         let patch = json!({"metadata": {"annotations": {"siesta.dev/action": "wake"}}});
-        let _ = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+        let _ = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
     }
     loop {
-        let still = api.list_metadata(&sel).await.expect("list").items.iter().filter(|n| asleep(n)).count();
+        let still = api
+            .list_metadata(&sel)
+            .await
+            .expect("list")
+            .items
+            .iter()
+            .filter(|n| asleep(n))
+            .count();
         if still == 0 {
             return;
         }
@@ -308,7 +331,12 @@ async fn main() {
     reset(&client).await;
     // Let the first reconcile of every namespace finish (no more reads), then
     // measure steady state.
-    let reads = |m: &str| m.lines().filter(|l| l.starts_with("siesta_kube_requests_total{verb=\"GET\"}")).map(|l| l.to_string()).collect::<String>();
+    let reads = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("siesta_kube_requests_total{verb=\"GET\"}"))
+            .map(|l| l.to_string())
+            .collect::<String>()
+    };
     let mut last = reads(&get(&metrics_url).await.unwrap_or_default());
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -170,8 +170,12 @@ impl Reporter {
             }
             entry.seen.detail = Some(truncate(&format!("{source} {detail}"), MAX_DESCRIPTION));
             entry.dirty = true;
+            // Only `asleep` asks for a wake: once the controller marks the namespace
+            // `waking` (a transition with a new `state-since`), the wake is under
+            // way, and keying on that new instant would make a second wake write
+            // for the same sleep. Activity while waking is flushed as usual.
             match state {
-                Some((State::Asleep | State::Waking, since))
+                Some((State::Asleep, since))
                     if since.is_none_or(|s| at > s) && entry.wake_requested_for != Some(since) =>
                 {
                     entry.wake_requested_for = Some(since);
@@ -349,6 +353,30 @@ mod tests {
         assert_eq!(sink.0.load(Ordering::SeqCst), 1);
         assert_eq!(rx.recv().await.as_deref(), Some("team-a"));
         assert!(rx.try_recv().is_err());
+    }
+
+    struct Switchable(Mutex<(State, DateTime<Utc>)>);
+    impl NamespaceStates for Arc<Switchable> {
+        fn state(&self, _ns: &str) -> Option<(State, Option<DateTime<Utc>>)> {
+            let (state, since) = *self.0.lock().unwrap();
+            Some((state, Some(since)))
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_while_the_namespace_is_waking_make_no_second_wake_write() {
+        let sink = Arc::new(CountingSink::default());
+        let slept = Utc::now() - chrono::Duration::minutes(5);
+        let states = Arc::new(Switchable(Mutex::new((State::Asleep, slept))));
+        let r = Reporter::new(Arc::new(states.clone()), Some(Arc::new(sink.clone())), None);
+        r.report(http("team-a", Utc::now()));
+        *states.0.lock().unwrap() = (State::Waking, Utc::now());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        for _ in 0..10 {
+            r.report(http("team-a", Utc::now()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(sink.0.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

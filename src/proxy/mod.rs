@@ -1,6 +1,45 @@
 //! The ingress proxy: route, record activity, hold while waking, forward.
+//!
+//! The handler chain is [`Proxy::handle`], in the order a request meets it:
+//! 1. refuse what is never served (CONNECT; a request without a host);
+//! 2. route by host and path ([`routes`], from the routes file or [`ingress`]),
+//!    unknown host 404;
+//! 3. record activity for the route's namespace ([`crate::activity::Reporter`]),
+//!    unless it is a health check; for a sleeping namespace that record is the
+//!    wake request, written once;
+//! 4. hold while the namespace sleeps or has no ready endpoint ([`hold`]):
+//!    browsers get the [`wake_page`], others wait within [`limits`] and the
+//!    hold timeout;
+//! 5. forward ([`forward`]) and stream the answer back.
+pub mod forward;
+pub mod hold;
+pub mod ingress;
+pub mod limits;
+pub mod routes;
+pub mod server;
+pub mod wake_page;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::activity::{Activity, LeaseSink, Reporter, Sink, Source};
+use crate::annotations::WakePage;
+use crate::config::{AdminConfig, ProxyLimits};
+use forward::{Forwarder, Origin};
+use hold::Namespaces;
+use limits::HoldLimits;
+use routes::{Route, RouteTable};
 
 /// `siesta proxy` settings; each flag is also `SIESTA_<NAME>`.
 #[derive(clap::Args, Clone, Debug)]
@@ -23,8 +62,501 @@ pub struct Args {
     /// TLS private key (PEM).
     #[arg(long, env = "SIESTA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Threads serving traffic, each with its own single-threaded runtime (an
+    /// event loop per core, as nginx workers); 0 means one per CPU.
+    #[arg(long, env = "SIESTA_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 }
 
-pub async fn run(_args: Args) -> crate::Result<()> {
-    Err(crate::Error::Other("`proxy` is not built yet".into()))
+/// The response body: an upstream's stream, or a small local answer.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// What the proxy needs from the admin config. The hook where config loading
+/// and reload connect.
+pub fn limits(cfg: &AdminConfig) -> ProxyLimits {
+    cfg.proxy.clone()
+}
+
+/// How a proxy is started (by `run`, or by tests).
+pub struct Options {
+    /// Static routes; `None` means Ingresses of class `siesta` (needs a cluster).
+    pub routes: Option<RouteTable>,
+    pub limits: ProxyLimits,
+    /// How often awake namespaces' Activity Leases are written.
+    pub flush_interval: Duration,
+    /// The wake page when a namespace does not say (`siesta.dev/wake-page`).
+    pub wake_page: WakePage,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Replaces the Activity Lease writer (tests count wake writes with it).
+    pub sink: Option<Arc<dyn Sink>>,
+    /// Serving threads with their own runtimes; 0 serves on the caller's runtime.
+    pub workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let cfg = AdminConfig::default();
+        Options {
+            routes: None,
+            limits: limits(&cfg),
+            flush_interval: cfg.defaults.flush_interval,
+            wake_page: cfg.defaults.wake_page,
+            tls: None,
+            sink: None,
+            workers: 0,
+        }
+    }
+}
+
+/// The shared state of the handler chain.
+pub struct Proxy {
+    routes: watch::Receiver<Arc<RouteTable>>,
+    namespaces: Arc<Namespaces>,
+    reporter: Reporter,
+    limits: ProxyLimits,
+    held: Arc<HoldLimits>,
+    wake_page: WakePage,
+    forwarder: Forwarder,
+}
+
+/// A started proxy; dropping it stops every task it started.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Start serving on `listener`: watches (with a cluster), the activity flusher
+/// and the accept loop. Returns once routes and namespace states are synced.
+pub async fn start(
+    listener: TcpListener,
+    options: Options,
+    cluster: Option<kube::Client>,
+) -> crate::Result<Running> {
+    let addr = listener.local_addr()?;
+    let namespaces = Arc::new(Namespaces::default());
+    let mut tasks = Vec::new();
+    let static_routes = options.routes.is_some();
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(options.routes.unwrap_or_default()));
+    let sink: Option<Arc<dyn Sink>> = match (options.sink, &cluster) {
+        (Some(s), _) => Some(s),
+        (None, Some(c)) => Some(Arc::new(LeaseSink(c.clone()))),
+        (None, None) => None,
+    };
+    let reporter = Reporter::new(namespaces.clone(), sink, None);
+    tasks.push(tokio::spawn(
+        reporter.clone().run_flusher(options.flush_interval),
+    ));
+    match cluster {
+        Some(client) => {
+            let synced = Arc::new(Notify::new());
+            tasks.push(tokio::spawn(ingress::watch_namespaces(
+                client.clone(),
+                namespaces.clone(),
+                synced.clone(),
+            )));
+            if !static_routes {
+                ingress::start(client, routes_tx, namespaces.clone()).await?;
+            }
+            synced.notified().await;
+        }
+        None if !static_routes => {
+            return Err(crate::Error::Config(
+                "without a cluster, a routes file is needed".into(),
+            ));
+        }
+        None => drop(routes_tx),
+    }
+    let proxy = Arc::new(Proxy {
+        routes: routes_rx,
+        namespaces,
+        reporter,
+        held: HoldLimits::new(
+            options.limits.max_held_per_namespace,
+            options.limits.max_held_total,
+        ),
+        limits: options.limits,
+        wake_page: options.wake_page,
+        forwarder: Forwarder::new(),
+    });
+    if options.workers == 0 {
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            options.tls,
+            proxy.clone(),
+        )));
+    } else {
+        spawn_workers(listener, options.workers, options.tls, &proxy)?;
+    }
+    Ok(Running { addr, proxy, tasks })
+}
+
+/// Serve on `workers` threads, each a single-threaded runtime accepting from
+/// the same listening socket: no work stealing or cross-thread wake-ups on the
+/// request path. Watches and the activity flusher stay on the caller's runtime.
+fn spawn_workers(
+    listener: TcpListener,
+    workers: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    proxy: &Arc<Proxy>,
+) -> crate::Result<()> {
+    let listener = listener.into_std()?;
+    for i in 0..workers {
+        let (listener, tls, proxy) = (listener.try_clone()?, tls.clone(), proxy.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("proxy-worker-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => server::serve(l, tls, proxy).await,
+                        Err(e) => tracing::error!(error = %e, "proxy worker cannot listen"),
+                    }
+                })
+            })?;
+    }
+    Ok(())
+}
+
+/// `siesta proxy`: serve until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> crate::Result<()> {
+    // The proxy reads the admin config once at start (limits, flush interval,
+    // default wake page); an invalid file is an error with every problem located.
+    let cfg = match &args.config {
+        Some(path) => crate::config::load(path).map_err(|e| crate::Error::Config(e.to_string()))?,
+        None => AdminConfig::default(),
+    };
+    let routes = args
+        .routes
+        .as_deref()
+        .map(routes::load_routes)
+        .transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
+        (None, None) => None,
+        _ => {
+            return Err(crate::Error::Config(
+                "--tls-cert and --tls-key go together".into(),
+            ));
+        }
+    };
+    let cluster = match crate::kube_client().await {
+        Ok(c) => Some(c),
+        Err(e) if routes.is_some() => {
+            tracing::warn!(error = %e, "no cluster: routes file only, no activity is recorded");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let ready = crate::admin::Readiness::default();
+    let admin = crate::admin::bind(args.admin_listen).await?;
+    tokio::spawn(crate::admin::serve(admin, ready.clone()));
+    let listener = TcpListener::bind(args.listen).await?;
+    let options = Options {
+        routes,
+        limits: limits(&cfg),
+        flush_interval: cfg.defaults.flush_interval,
+        wake_page: cfg.defaults.wake_page,
+        tls,
+        sink: None,
+        workers: match args.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
+    };
+    let running = start(listener, options, cluster).await?;
+    ready.set(true);
+    tracing::info!(listen = %running.addr, admin = %args.admin_listen, "proxy serving");
+    crate::shutdown_signal().await;
+    // 1. not ready, so load balancers stop sending; 2. a short drain; 3. stop.
+    ready.set(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(running);
+    Ok(())
+}
+
+/// Typed outcomes of the chain that the proxy answers itself, mapped to HTTP
+/// in one place ([`Refusal::response`]).
+#[derive(Debug)]
+enum Refusal {
+    Connect,
+    NoHost,
+    UnknownHost,
+    TooManyHeld,
+    HoldTimeout,
+    NoEndpoint,
+    WakePage(String),
+    Upstream(forward::ForwardError),
+}
+
+impl Refusal {
+    fn response(self) -> Response<Body> {
+        let (status, text, retry) = match self {
+            Refusal::Connect => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not served: this is not a forward proxy\n",
+                false,
+            ),
+            Refusal::NoHost => (StatusCode::BAD_REQUEST, "missing or invalid host\n", false),
+            Refusal::UnknownHost => (
+                StatusCode::NOT_FOUND,
+                "no route for this host and path\n",
+                false,
+            ),
+            Refusal::TooManyHeld => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many requests waiting for a wake; retry later\n",
+                true,
+            ),
+            Refusal::HoldTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the namespace did not wake in time\n",
+                false,
+            ),
+            Refusal::NoEndpoint => (StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n", true),
+            Refusal::WakePage(host) => {
+                return wake_page::page(&host).map(|b| Either::Right(Full::new(b)));
+            }
+            Refusal::Upstream(e) => {
+                tracing::debug!(error = %e, "upstream");
+                crate::metrics::error("proxy_upstream");
+                (e.status(), "upstream unavailable\n", false)
+            }
+        };
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+            text.as_bytes(),
+        ))));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if retry {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        r
+    }
+}
+
+/// The host a request is for: an absolute-form or HTTP/2 authority, else `Host`.
+/// Only the route table decides where it goes; the target is never followed.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    routes::normalize_host(raw)
+}
+
+/// Index into [`routes::STATUS_CLASSES`].
+fn status_class(s: StatusCode) -> usize {
+    usize::from(s.as_u16() / 100).clamp(1, 5) - 1
+}
+
+impl Proxy {
+    /// The handler chain (see the module doc). Never fails: every refusal is an answer.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
+        let mut routed: Option<Arc<Route>> = None;
+        let resp = match self.route_and_forward(req, peer, https, &mut routed).await {
+            Ok(r) => r.map(Either::Left),
+            Err(refusal) => refusal.response(),
+        };
+        let class = status_class(resp.status());
+        match routed {
+            Some(route) => route.requests(class).inc(),
+            None => crate::metrics::get()
+                .proxy_requests
+                .with_label_values(&[routes::NO_NAMESPACE, routes::STATUS_CLASSES[class]])
+                .inc(),
+        }
+        resp
+    }
+
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+        routed: &mut Option<Arc<Route>>,
+    ) -> Result<Response<Incoming>, Refusal> {
+        // 1. never a forward proxy or a tunnel.
+        if req.method() == Method::CONNECT {
+            return Err(Refusal::Connect);
+        }
+        let host = request_host(&req).ok_or(Refusal::NoHost)?;
+        // 2. route.
+        let mut route = self
+            .find(&host, req.uri().path())
+            .ok_or(Refusal::UnknownHost)?;
+        *routed = Some(route.clone());
+        if let Some(ns) = route.namespace.clone() {
+            let info = self.namespaces.info(&ns);
+            let sleeping = info.is_some_and(|i| i.sleeping());
+            // 3. record. A sleeping namespace's first record is its wake request,
+            // so it is always reported; an awake one once per millisecond per route.
+            let now = Utc::now();
+            if self.counts_as_activity(&req)
+                && (sleeping || route.report_due(now.timestamp_millis()))
+            {
+                self.reporter.report(Activity {
+                    namespace: ns.to_string(),
+                    at: now,
+                    source: Source::Http,
+                    detail: host.clone(),
+                });
+            }
+            // 4. hold while it sleeps or no endpoint is ready.
+            let managed = info.is_some_and(|i| i.state.is_some());
+            if sleeping || (managed && !route.ready()) {
+                let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
+                if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
+                    return Err(Refusal::WakePage(host));
+                }
+                route = self.hold(&ns, &host, req.uri().path()).await?;
+            }
+        }
+        // 5. forward, naming the host as the client did (the authority wins, as for routing).
+        let upstream = route.upstream().ok_or(Refusal::NoEndpoint)?;
+        let original_host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        };
+        let original_host = original_host
+            .or_else(|| HeaderValue::from_str(&host).ok())
+            .ok_or(Refusal::NoHost)?;
+        let origin = Origin {
+            client: peer,
+            https,
+            host: original_host,
+        };
+        self.forwarder
+            .forward(req, &upstream, &origin)
+            .await
+            .map_err(Refusal::Upstream)
+    }
+
+    fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {
+        self.routes.borrow().find(host, path).cloned()
+    }
+
+    /// Health checks and probes are forwarded but never keep a namespace awake.
+    fn counts_as_activity<B>(&self, req: &Request<B>) -> bool {
+        let path = req.uri().path();
+        if self.limits.ignore_paths.iter().any(|p| p == path) {
+            return false;
+        }
+        let ua = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        !self
+            .limits
+            .ignore_user_agents
+            .iter()
+            .any(|p| !p.is_empty() && ua.starts_with(p.as_str()))
+    }
+
+    /// Wait (bounded) until the namespace is awake and the route has a ready
+    /// endpoint; the route as it then is.
+    async fn hold(&self, ns: &Arc<str>, host: &str, path: &str) -> Result<Arc<Route>, Refusal> {
+        let _slot = self.held.try_hold(ns).ok_or(Refusal::TooManyHeld)?;
+        let started = tokio::time::Instant::now();
+        let ready = || {
+            !self.namespaces.info(ns).is_some_and(|i| i.sleeping())
+                && self.find(host, path).is_some_and(|r| r.ready())
+        };
+        let waited = tokio::time::timeout(
+            self.limits.hold_timeout,
+            self.namespaces.wait_until(ns, ready),
+        )
+        .await;
+        crate::metrics::get()
+            .proxy_hold_duration
+            .with_label_values(&[ns])
+            .observe(started.elapsed().as_secs_f64());
+        waited.map_err(|_| Refusal::HoldTimeout)?;
+        self.find(host, path).ok_or(Refusal::UnknownHost)
+    }
+
+    /// Where a request for this host and path would go now, without sending it.
+    pub fn upstream_for(&self, host: &str, path: &str) -> Option<String> {
+        let route = self.find(&routes::normalize_host(host)?, path)?;
+        route.upstream().map(|u| u.authority.to_string())
+    }
+
+    /// How many requests of a namespace are held now.
+    pub fn held(&self, namespace: &str) -> usize {
+        self.held.held(namespace)
+    }
+
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_comes_from_the_authority_before_the_host_header() {
+        let req = Request::builder()
+            .uri("http://Evil.Internal:81/x")
+            .header("host", "app.example.test")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("evil.internal"));
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "App.Example.Test:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).as_deref(), Some("app.example.test"));
+        let req = Request::builder().uri("/x").body(()).unwrap();
+        assert_eq!(request_host(&req), None);
+    }
+
+    #[test]
+    fn health_checks_do_not_count() {
+        let (tx, rx) = watch::channel(Arc::new(RouteTable::default()));
+        drop(tx);
+        let p = Proxy {
+            routes: rx,
+            namespaces: Arc::default(),
+            reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
+            limits: ProxyLimits::default(),
+            held: HoldLimits::new(1, 1),
+            wake_page: WakePage::Auto,
+            forwarder: Forwarder::new(),
+        };
+        let req = |path: &str, ua: &str| {
+            Request::builder()
+                .uri(path)
+                .header("user-agent", ua)
+                .body(())
+                .unwrap()
+        };
+        assert!(!p.counts_as_activity(&req("/healthz", "curl/8")));
+        assert!(!p.counts_as_activity(&req("/", "kube-probe/1.36")));
+        assert!(!p.counts_as_activity(&req("/", "ELB-HealthChecker/2.0")));
+        assert!(p.counts_as_activity(&req("/healthz/deep", "curl/8")));
+        assert!(p.counts_as_activity(&req("/", "Mozilla/5.0")));
+    }
 }

@@ -1,0 +1,322 @@
+//! Routes from the cluster: Ingresses of class `siesta`, resolved through their
+//! Services to ready endpoints (EndpointSlices) or an ExternalName, so a freshly
+//! woken pod is used the moment it is ready. Also the Namespace watch that feeds
+//! the hold gate. Watch events only mark the table stale; one task rebuilds it,
+//! coalescing bursts.
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{Notify, watch};
+
+use super::hold::Namespaces;
+use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
+
+/// The Ingress class this proxy serves.
+pub const CLASS: &str = "siesta";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Bursts of watch events within this window make one rebuild.
+const REBUILD_DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Keep `namespaces` in step with the cluster until the process ends.
+pub async fn watch_namespaces(
+    client: kube::Client,
+    namespaces: Arc<Namespaces>,
+    synced: Arc<Notify>,
+) {
+    let events =
+        watcher(Api::<Namespace>::all(client), watcher::Config::default()).default_backoff();
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(ns)) => namespaces.apply(&ns),
+            Ok(watcher::Event::Delete(ns)) => {
+                if let Some(name) = ns.metadata.name.as_deref() {
+                    namespaces.delete(name);
+                }
+            }
+            Ok(watcher::Event::Init) => namespaces.relist_start(),
+            Ok(watcher::Event::InitApply(ns)) => namespaces.relist_item(&ns),
+            Ok(watcher::Event::InitDone) => {
+                namespaces.relist_done();
+                synced.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "namespace watch");
+                crate::metrics::error("kube_api");
+            }
+        }
+    }
+}
+
+/// The three stores behind Ingress routes.
+#[derive(Clone)]
+pub struct ClusterRoutes {
+    ingresses: Store<Ingress>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+}
+
+/// Start the Ingress, Service and EndpointSlice watches and the rebuild task;
+/// returns once the first table is built.
+pub async fn start(
+    client: kube::Client,
+    routes: watch::Sender<Arc<RouteTable>>,
+    namespaces: Arc<Namespaces>,
+) -> crate::Result<()> {
+    let stale = Arc::new(Notify::new());
+    let (ingresses, w1) = reflector::store();
+    let (services, w2) = reflector::store();
+    let (slices, w3) = reflector::store();
+    drive(
+        reflector(
+            w1,
+            watcher(
+                Api::<Ingress>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        ),
+        stale.clone(),
+    );
+    drive(
+        reflector(
+            w2,
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        ),
+        stale.clone(),
+    );
+    drive(
+        reflector(
+            w3,
+            watcher(
+                Api::<EndpointSlice>::all(client),
+                watcher::Config::default(),
+            ),
+        ),
+        stale.clone(),
+    );
+    let view = ClusterRoutes {
+        ingresses,
+        services,
+        slices,
+    };
+    let synced = tokio::try_join!(
+        view.ingresses.wait_until_ready(),
+        view.services.wait_until_ready(),
+        view.slices.wait_until_ready()
+    );
+    synced.map_err(|e| crate::Error::Other(format!("route watches ended before syncing: {e}")))?;
+    routes.send_replace(Arc::new(view.build()));
+    tokio::spawn(async move {
+        loop {
+            stale.notified().await;
+            tokio::time::sleep(REBUILD_DEBOUNCE).await;
+            routes.send_replace(Arc::new(view.build()));
+            // Endpoints may have become ready: let held requests look again.
+            namespaces.notify_all();
+        }
+    });
+    Ok(())
+}
+
+fn reflector<K>(
+    writer: reflector::store::Writer<K>,
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    reflector::reflector(writer, events.default_backoff())
+}
+
+fn drive<K: Send + 'static>(
+    events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    stale: Arc<Notify>,
+) {
+    tokio::spawn(async move {
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(_) => stale.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "route watch");
+                    crate::metrics::error("kube_api");
+                }
+            }
+        }
+    });
+}
+
+fn is_siesta_class(ing: &Ingress) -> bool {
+    let by_spec = ing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+        == Some(CLASS);
+    let by_annotation = ing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubernetes.io/ingress.class"))
+        .is_some_and(|c| c == CLASS);
+    by_spec || by_annotation
+}
+
+impl ClusterRoutes {
+    /// The whole table from the stores' current contents.
+    pub fn build(&self) -> RouteTable {
+        let mut ingresses: Vec<Arc<Ingress>> = self
+            .ingresses
+            .state()
+            .into_iter()
+            .filter(|i| is_siesta_class(i))
+            .collect();
+        // Conflicting rules: the oldest Ingress wins, as with other controllers.
+        ingresses.sort_by(|a, b| {
+            (
+                a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                &a.metadata.namespace,
+                &a.metadata.name,
+            )
+                .cmp(&(
+                    b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    &b.metadata.namespace,
+                    &b.metadata.name,
+                ))
+        });
+        let mut slices_by_service: HashMap<(String, String), Vec<Arc<EndpointSlice>>> =
+            HashMap::new();
+        for s in self.slices.state() {
+            let (Some(ns), Some(svc)) = (
+                s.metadata.namespace.clone(),
+                s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .cloned(),
+            ) else {
+                continue;
+            };
+            slices_by_service.entry((ns, svc)).or_default().push(s);
+        }
+        let mut table = RouteTable::default();
+        let mut defaults = Vec::new();
+        for ing in &ingresses {
+            let Some(ns) = ing.metadata.namespace.as_deref() else {
+                continue;
+            };
+            let Some(spec) = ing.spec.as_ref() else {
+                continue;
+            };
+            let namespace: Arc<str> = Arc::from(ns);
+            for rule in spec.rules.iter().flatten() {
+                let host = rule.host.as_deref().unwrap_or("*");
+                for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+                    let path = p.path.clone().unwrap_or_else(|| "/".into());
+                    let m = if p.path_type == "Exact" {
+                        PathMatch::Exact(path)
+                    } else {
+                        PathMatch::Prefix(path)
+                    };
+                    let backend = self.resolve(ns, &p.backend, &slices_by_service);
+                    table.add(
+                        host,
+                        m,
+                        Arc::new(Route::new(Some(namespace.clone()), backend)),
+                    );
+                }
+            }
+            if let Some(b) = spec.default_backend.as_ref() {
+                defaults.push(Arc::new(Route::new(
+                    Some(namespace.clone()),
+                    self.resolve(ns, b, &slices_by_service),
+                )));
+            }
+        }
+        for d in defaults {
+            table.add("*", PathMatch::Prefix("/".into()), d);
+        }
+        table
+    }
+
+    fn resolve(
+        &self,
+        ns: &str,
+        backend: &IngressBackend,
+        slices: &HashMap<(String, String), Vec<Arc<EndpointSlice>>>,
+    ) -> Backend {
+        let Some(sb) = backend.service.as_ref() else {
+            return Backend::Service(ServiceTarget::default());
+        };
+        let wanted_number = sb.port.as_ref().and_then(|p| p.number);
+        let wanted_name = sb.port.as_ref().and_then(|p| p.name.as_deref());
+        let Some(svc) = self.services.get(&ObjectRef::new(&sb.name).within(ns)) else {
+            return Backend::Service(ServiceTarget::new(sb.name.clone(), vec![], None, false));
+        };
+        let spec = svc.spec.clone().unwrap_or_default();
+        let port = spec.ports.iter().flatten().find(|p| {
+            wanted_number.is_some_and(|n| p.port == n)
+                || wanted_name.is_some_and(|n| p.name.as_deref() == Some(n))
+        });
+        let h2c = port
+            .and_then(|p| p.app_protocol.as_deref())
+            .is_some_and(|a| matches!(a, "kubernetes.io/h2c" | "h2c" | "grpc"));
+        if spec.type_.as_deref() == Some("ExternalName") {
+            let number = wanted_number.or(port.map(|p| p.port)).unwrap_or(80);
+            let external = spec
+                .external_name
+                .as_deref()
+                .and_then(|host| format!("{host}:{number}").parse().ok());
+            return Backend::Service(ServiceTarget::new(sb.name.clone(), vec![], external, h2c));
+        }
+        let Some(port) = port else {
+            return Backend::Service(ServiceTarget::new(sb.name.clone(), vec![], None, h2c));
+        };
+        let port_name = port.name.as_deref().unwrap_or("");
+        let mut endpoints = BTreeSet::new();
+        for slice in slices
+            .get(&(ns.to_string(), sb.name.clone()))
+            .into_iter()
+            .flatten()
+        {
+            let Some(target) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            for ep in slice.endpoints.iter().flatten() {
+                if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
+                }
+                for addr in &ep.addresses {
+                    if let Ok(ip) = addr.parse::<IpAddr>() {
+                        endpoints.insert(SocketAddr::new(ip, target));
+                    }
+                }
+            }
+        }
+        Backend::Service(ServiceTarget::new(
+            sb.name.clone(),
+            endpoints.into_iter().collect(),
+            None,
+            h2c,
+        ))
+    }
+}

@@ -1,0 +1,116 @@
+//! The traffic listener: accept, optional TLS (ALPN h2 and http/1.1), then
+//! HTTP/1.1 or HTTP/2 (h2c by prior knowledge, or h2 over TLS) on one port,
+//! with upgrades. Limits on slow or oversized request heads live here.
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::Proxy;
+
+/// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+/// A client that has not sent a whole request head by then is disconnected;
+/// also the idle keep-alive timeout of HTTP/1 connections.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Enough concurrent HTTP/2 streams per connection for many held requests.
+const MAX_CONCURRENT_STREAMS: u32 = 1000;
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// Accept connections until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>) {
+    let builder = Arc::new(builder());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (builder, proxy, tls) = (builder.clone(), proxy.clone(), tls.clone());
+        tokio::spawn(async move {
+            match tls {
+                None => connection(&builder, stream, peer, false, proxy).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls_stream)) => {
+                            connection(&builder, tls_stream, peer, true, proxy).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
+                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: S,
+    peer: SocketAddr,
+    https: bool,
+    proxy: Arc<Proxy>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, peer, https).await) }
+    });
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .await
+    {
+        tracing::trace!(%peer, error = %e, "connection ended");
+    }
+}
+
+/// A TLS acceptor from PEM files, offering h2 and http/1.1.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> crate::Result<TlsAcceptor> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| crate::Error::Config(format!("{what}: {e}"));
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert)?))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&cert.display().to_string(), &e))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key)?))
+        .map_err(|e| bad(&key.display().to_string(), &e))?
+        .ok_or_else(|| crate::Error::Config(format!("{}: no private key", key.display())))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("tls", &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad("tls", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
