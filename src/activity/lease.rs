@@ -84,7 +84,11 @@ pub fn read(lease: &Lease) -> Seen {
             .and_then(|s| s.renew_time.as_ref())
             .and_then(from_micro);
     }
-    seen.detail = ann.and_then(|a| a.get(LAST_ACTIVITY)).cloned();
+    // The annotation is "<instant> <detail>"; keep the detail.
+    seen.detail = ann.and_then(|a| a.get(LAST_ACTIVITY)).map(|v| match v.split_once(' ') {
+        Some((t, d)) if parse_instant(t).is_ok() => d.to_string(),
+        _ => v.clone(),
+    });
     seen
 }
 
@@ -198,6 +202,6 @@ mod tests {
         );
         let back = read(&lease);
         assert_eq!((back.api, back.http), (Some(t), None));
-        assert!(back.detail.unwrap().ends_with("api alice get pods"));
+        assert_eq!(back.detail.as_deref(), Some("api alice get pods"));
     }
 }
