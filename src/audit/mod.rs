@@ -8,3 +8,4 @@ pub mod rules;
 
 pub use ingest::{Ingest, Tally};
 pub use rules::Rules;
+pub mod webhook;
