@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock};
 
+use chrono::{DateTime, Utc};
+
 use super::event::{Event, split_event_list};
 use super::rules::{Rules, Verdict};
 use crate::activity::{Activity, Reporter, Source};
@@ -115,26 +117,26 @@ impl Ingest {
     /// A body of JSON lines (one Event per line); bad lines are counted invalid
     /// and skipped. A trailing line without its newline is processed too.
     pub fn lines(&self, body: &[u8]) -> Tally {
+        self.lines_since(body, None)
+    }
+
+    /// Like [`Ingest::lines`], but events older than `not_before` are ignored
+    /// (an audit log read again after a restart).
+    pub fn lines_since(&self, body: &[u8], not_before: Option<DateTime<Utc>>) -> Tally {
         let rules = self.rules();
         let mut tally = Tally::default();
         for line in body.split(|&b| b == b'\n') {
-            self.line_with(&rules, line, &mut tally);
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            match Event::parse(line) {
+                Ok(event) => self.event(&rules, &event, not_before, &mut tally),
+                Err(_) => tally.invalid += 1,
+            }
         }
         tally.publish();
         tally
-    }
-
-    /// One line; blank lines are skipped. Returns what it was, without
-    /// publishing metrics (callers batch).
-    fn line_with(&self, rules: &Rules, line: &[u8], tally: &mut Tally) {
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            return;
-        }
-        match Event::parse(line) {
-            Ok(event) => self.event(rules, &event, tally),
-            Err(_) => tally.invalid += 1,
-        }
     }
 
     /// An `audit.k8s.io/v1` EventList. `Err` when the body is not one (400);
@@ -150,7 +152,7 @@ impl Ingest {
         let mut tally = Tally::default();
         for range in items {
             match body.get(range.clone()).map(Event::parse) {
-                Some(Ok(event)) => self.event(&rules, &event, &mut tally),
+                Some(Ok(event)) => self.event(&rules, &event, None, &mut tally),
                 _ => tally.invalid += 1,
             }
         }
@@ -158,7 +160,13 @@ impl Ingest {
         tally
     }
 
-    fn event(&self, rules: &Rules, event: &Event<'_>, tally: &mut Tally) {
+    fn event(
+        &self,
+        rules: &Rules,
+        event: &Event<'_>,
+        not_before: Option<DateTime<Utc>>,
+        tally: &mut Tally,
+    ) {
         let namespace = match rules.judge(event) {
             Verdict::Count { namespace } => namespace,
             Verdict::Ignore(_) => {
@@ -170,6 +178,10 @@ impl Ingest {
             tally.invalid += 1;
             return;
         };
+        if not_before.is_some_and(|t| at < t) {
+            tally.ignored += 1;
+            return;
+        }
         let first = self
             .inner
             .dedupe

@@ -8,4 +8,5 @@ pub mod rules;
 
 pub use ingest::{Ingest, Tally};
 pub use rules::Rules;
+pub mod tail;
 pub mod webhook;
