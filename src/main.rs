@@ -69,6 +69,13 @@ fn not_built(what: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+fn audit_replay(file: &std::path::Path, config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let ignore = config.map(siesta::audit::ignore_from_config_file).transpose()?.unwrap_or_default();
+    let report = siesta::audit::replay::replay_file(file, siesta::audit::Rules::new(&ignore))?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -87,7 +94,7 @@ fn main() -> ExitCode {
             Command::Sleep { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Sleep).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
             Command::Wake { namespace } => siesta::status::command(&namespace, siesta::annotations::Action::Wake).await.map(|_| ExitCode::SUCCESS).map_err(Into::into),
             Command::CheckConfig { .. } => Ok(not_built("check-config")),
-            Command::Audit(AuditCommand::Replay { .. }) => Ok(not_built("audit replay")),
+            Command::Audit(AuditCommand::Replay { file, config }) => audit_replay(&file, config.as_deref()),
             Command::Schedule { .. } => Ok(not_built("schedule")),
         }
     });

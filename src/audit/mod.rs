@@ -2,11 +2,91 @@
 //! EventLists and JSON lines, a followed audit log file, `siesta audit replay`)
 //! feeds one [`ingest::Ingest`]: parse ([`event`]), judge ([`rules`]), drop
 //! repeated stages of one request, report to the [`crate::activity::Reporter`].
+//!
+//! [`run`] is what the controller starts: the [`webhook`] and, with
+//! `--audit-log`, the [`tail`] follower, with rules following admin config reloads.
 pub mod event;
 pub mod ingest;
+pub mod replay;
 pub mod rules;
+pub mod tail;
+pub mod webhook;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 pub use ingest::{Ingest, Tally};
 pub use rules::Rules;
-pub mod tail;
-pub mod webhook;
+
+use crate::activity::Reporter;
+use crate::config::{AdminConfig, AuditIgnore};
+
+/// Without a saved position, events this much older than the process start
+/// are not counted from the audit log (a restart's gap is covered; older
+/// lines were counted by the process before).
+pub const RESTART_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Serve the audit webhook and follow `--audit-log` until one of them fails.
+/// Rules follow `config`: each new admin config applies to events from then on.
+pub async fn run(
+    args: &crate::controller::Args,
+    reporter: Reporter,
+    mut config: watch::Receiver<Arc<AdminConfig>>,
+) -> crate::Result<()> {
+    let ingest = Ingest::new(
+        Rules::new(&config.borrow_and_update().audit_ignore),
+        reporter,
+    );
+    let webhook = webhook::Webhook::bind(&webhook::Settings::from_args(args)).await?;
+    tracing::info!(address = %webhook.local_addr()?, "audit webhook listening");
+    let rules = {
+        let ingest = ingest.clone();
+        async move {
+            while config.changed().await.is_ok() {
+                let ignore = config.borrow_and_update().audit_ignore.clone();
+                ingest.set_rules(Rules::new(&ignore));
+            }
+            // The sender is gone: keep the last rules.
+            std::future::pending::<()>().await
+        }
+    };
+    let tail = {
+        let ingest = ingest.clone();
+        let options = args.audit_log.clone().map(|path| tail::Options {
+            path,
+            // A flag once the controller's Args has one; every flag is also SIESTA_<NAME>.
+            state_file: std::env::var_os("SIESTA_AUDIT_LOG_STATE").map(Into::into),
+            not_before: Some(chrono::Utc::now() - RESTART_MARGIN),
+        });
+        async move {
+            match options {
+                Some(options) => tail::follow(options, ingest).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    tokio::select! {
+        r = webhook.serve(ingest) => r,
+        r = tail => r,
+        () = rules => Ok(()),
+    }
+}
+
+/// The `audit.ignore` lists of an admin config file, for `siesta audit replay --config`.
+pub fn ignore_from_config_file(path: &Path) -> crate::Result<AuditIgnore> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::Error::Config(format!("{}: {e}", path.display())))?;
+    let raw: crate::config::RawConfig = serde_yaml::from_str(&text)
+        .map_err(|e| crate::Error::Config(format!("{}: {e}", path.display())))?;
+    let i = raw.audit.ignore;
+    Ok(AuditIgnore {
+        users: i.users,
+        groups: i.groups,
+        service_accounts: i.service_accounts,
+        user_agent_prefixes: i.user_agent_prefixes,
+        verbs: i.verbs,
+        resources: i.resources,
+    })
+}
