@@ -90,3 +90,4 @@ pub fn ignore_from_config_file(path: &Path) -> crate::Result<AuditIgnore> {
         resources: i.resources,
     })
 }
+pub mod synthetic;
