@@ -18,10 +18,15 @@ use siesta::audit::{Ingest, Rules};
 
 fn lines(c: &mut Criterion) {
     let body = Generator::new(42).lines(8 << 20);
-    let ingest = Ingest::new(Rules::default(), Reporter::new(Arc::new(AllAwake), None, None));
+    let ingest = Ingest::new(
+        Rules::default(),
+        Reporter::new(Arc::new(AllAwake), None, None),
+    );
     let mut group = c.benchmark_group("lines");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
     group.bench_function("ingest", |b| b.iter(|| ingest.lines(&body)));
     group.bench_function("ignored_any", |b| {
         b.iter(|| {
@@ -34,20 +39,36 @@ fn lines(c: &mut Criterion) {
 }
 
 fn webhook(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let body = Bytes::from(Generator::new(7).event_list(400));
     let (client, uri) = runtime.block_on(async {
-        let ingest = Ingest::new(Rules::default(), Reporter::new(Arc::new(AllAwake), None, None));
-        let settings = Settings { listen: Some("127.0.0.1:0".parse().unwrap()), max_body: 16 << 20, ..Settings::default() };
+        let ingest = Ingest::new(
+            Rules::default(),
+            Reporter::new(Arc::new(AllAwake), None, None),
+        );
+        let settings = Settings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            max_body: 16 << 20,
+            ..Settings::default()
+        };
         let webhook = Webhook::bind(&settings).await.unwrap();
-        let uri: http::Uri = format!("http://{}/audit", webhook.local_addr().unwrap()).parse().unwrap();
+        let uri: http::Uri = format!("http://{}/audit", webhook.local_addr().unwrap())
+            .parse()
+            .unwrap();
         tokio::spawn(webhook.serve(ingest));
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Full<Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
         (client, uri)
     });
     let post = || {
-        let request = http::Request::post(uri.clone()).body(Full::new(body.clone())).unwrap();
+        let request = http::Request::post(uri.clone())
+            .body(Full::new(body.clone()))
+            .unwrap();
         let client = client.clone();
         async move {
             let response = client.request(request).await.unwrap();
@@ -68,7 +89,13 @@ fn webhook(c: &mut Criterion) {
     });
     latencies.sort();
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    println!("webhook/event_list_400 ({} bytes): p50 {:?} p99 {:?} max {:?}", body.len(), p(0.5), p(0.99), p(1.0));
+    println!(
+        "webhook/event_list_400 ({} bytes): p50 {:?} p99 {:?} max {:?}",
+        body.len(),
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
     // Criterion's unpaced loop would only measure the 503 backpressure once
     // the worker falls behind; the paced percentiles above are the figure.
     let _ = c;

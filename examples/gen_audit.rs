@@ -5,7 +5,9 @@ use std::io::Write;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().unwrap_or_else(|| "/tmp/siesta-audit-bench.log".into());
+    let path = args
+        .next()
+        .unwrap_or_else(|| "/tmp/siesta-audit-bench.log".into());
     let megabytes: usize = args.next().and_then(|m| m.parse().ok()).unwrap_or(300);
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
     let mut generator = siesta::audit::synthetic::Generator::new(42);

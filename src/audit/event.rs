@@ -35,61 +35,166 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
                 Ok(Text(Cow::Owned(v)))
             }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                std::str::from_utf8(v)
+                    .map(|s| Text(Cow::Borrowed(s)))
+                    .map_err(E::custom)
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                std::str::from_utf8(v)
+                    .map(|s| Text(Cow::Owned(s.to_owned())))
+                    .map_err(E::custom)
+            }
         }
-        d.deserialize_str(V)
+        // Bytes, so serde_json leaves UTF-8 to `from_utf8` (one pass, no copy).
+        d.deserialize_bytes(V)
     }
 }
 
+/// A string as raw bytes, unescaped but not checked for UTF-8: map keys (most
+/// name fields Siesta skips) and long values only searched for a prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Raw<'a>(pub Cow<'a, [u8]>);
+
+type Key<'de> = Raw<'de>;
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Raw(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Raw(Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Raw(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Raw(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// A struct read from a JSON object with byte keys; unknown fields are
+/// skipped, `check` rejects what is incomplete.
+macro_rules! borrowed_object {
+    ($name:ident, $expecting:literal, check = $check:expr, { $($key:literal => $field:ident),* $(,)? }) => {
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<'a>(std::marker::PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                    type Value = $name<'a>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<M: de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                        let mut out = $name::default();
+                        while let Some(key) = map.next_key::<Key<'de>>()? {
+                            match &*key.0 {
+                                $($key => out.$field = map.next_value()?,)*
+                                _ => {
+                                    map.next_value::<de::IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        let check: fn(&$name<'a>) -> Result<(), &'static str> = $check;
+                        check(&out).map_err(de::Error::custom)?;
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(V(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
 /// One `audit.k8s.io/v1` Event, reduced to what decides whether it counts.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 pub struct Event<'a> {
-    #[serde(borrow, rename = "auditID")]
-    pub audit_id: Text<'a>,
-    #[serde(borrow, default)]
-    pub stage: Option<Text<'a>>,
-    #[serde(borrow, default, rename = "requestURI")]
-    pub request_uri: Option<Text<'a>>,
-    #[serde(borrow)]
+    pub audit_id: Raw<'a>,
+    pub request_uri: Option<Raw<'a>>,
     pub verb: Text<'a>,
-    #[serde(borrow)]
     pub user: UserInfo<'a>,
-    #[serde(borrow, default)]
     pub impersonated_user: Option<UserInfo<'a>>,
-    #[serde(borrow, default)]
-    pub user_agent: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    pub user_agent: Option<Raw<'a>>,
     pub object_ref: Option<ObjectRef<'a>>,
-    #[serde(default)]
     pub response_status: Option<ResponseStatus>,
-    #[serde(borrow, default)]
-    pub request_received_timestamp: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub stage_timestamp: Option<Text<'a>>,
+    pub request_received_timestamp: Option<Raw<'a>>,
+    pub stage_timestamp: Option<Raw<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+borrowed_object!(Event, "an audit Event", check = |e| {
+    if e.audit_id.0.is_empty() {
+        Err("missing auditID")
+    } else if e.verb.as_str().is_empty() {
+        Err("missing verb")
+    } else if e.user.username.as_str().is_empty() {
+        Err("missing user.username")
+    } else {
+        Ok(())
+    }
+}, {
+    b"auditID" => audit_id,
+    b"requestURI" => request_uri,
+    b"verb" => verb,
+    b"user" => user,
+    b"impersonatedUser" => impersonated_user,
+    b"userAgent" => user_agent,
+    b"objectRef" => object_ref,
+    b"responseStatus" => response_status,
+    b"requestReceivedTimestamp" => request_received_timestamp,
+    b"stageTimestamp" => stage_timestamp,
+});
+
+#[derive(Debug, Default)]
 pub struct UserInfo<'a> {
-    #[serde(borrow, default)]
     pub username: Text<'a>,
-    #[serde(borrow, default)]
-    pub groups: Vec<Text<'a>>,
+    /// Kept as raw JSON and read only when a rule needs it.
+    pub groups: Option<&'a serde_json::value::RawValue>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+borrowed_object!(UserInfo, "an audit user", check = |_| Ok(()), {
+    b"username" => username,
+    b"groups" => groups,
+});
+
+impl<'a> UserInfo<'a> {
+    /// The user's groups; malformed groups read as none.
+    pub fn groups(&self) -> Vec<Text<'a>> {
+        self.groups
+            .and_then(|raw| {
+                serde_json::from_str::<Option<Vec<Text<'a>>>>(raw.get())
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct ObjectRef<'a> {
-    #[serde(borrow, default)]
     pub resource: Option<Text<'a>>,
-    #[serde(borrow, default)]
     pub namespace: Option<Text<'a>>,
-    #[serde(borrow, default)]
     pub name: Option<Text<'a>>,
-    #[serde(borrow, default)]
     pub api_group: Option<Text<'a>>,
-    #[serde(borrow, default)]
     pub subresource: Option<Text<'a>>,
 }
+
+borrowed_object!(ObjectRef, "an audit objectRef", check = |_| Ok(()), {
+    b"resource" => resource,
+    b"namespace" => namespace,
+    b"name" => name,
+    b"apiGroup" => api_group,
+    b"subresource" => subresource,
+});
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ResponseStatus {
@@ -136,7 +241,8 @@ impl<'a> Event<'a> {
             .stage_timestamp
             .as_ref()
             .or(self.request_received_timestamp.as_ref())?;
-        DateTime::parse_from_rfc3339(raw.as_str())
+        let raw = std::str::from_utf8(&raw.0).ok()?;
+        DateTime::parse_from_rfc3339(raw)
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
@@ -178,10 +284,10 @@ mod tests {
     #[test]
     fn a_person_listing_pods_is_parsed_without_copies() {
         let e = Event::parse(PERSON_GET.as_bytes()).unwrap();
-        assert_eq!(e.audit_id.as_str(), "a1");
+        assert_eq!(&*e.audit_id.0, b"a1");
         assert_eq!(e.verb.as_str(), "list");
         assert!(matches!(e.user.username.0, Cow::Borrowed("alice")));
-        assert_eq!(e.user.groups.len(), 2);
+        assert_eq!(e.user.groups().len(), 2);
         assert_eq!(e.namespace(), Some("team-a"));
         assert_eq!(e.response_status.as_ref().unwrap().code, Some(200));
         assert_eq!(

@@ -66,7 +66,7 @@ impl Dedupe {
     }
 
     /// True when this ID is seen for the first time.
-    fn first(&mut self, audit_id: &str) -> bool {
+    fn first(&mut self, audit_id: &[u8]) -> bool {
         let h = self.hasher.hash_one(audit_id);
         if self.previous.contains(&h) || !self.current.insert(h) {
             return false;
@@ -125,8 +125,10 @@ impl Ingest {
     pub fn lines_since(&self, body: &[u8], not_before: Option<DateTime<Utc>>) -> Tally {
         let rules = self.rules();
         let mut tally = Tally::default();
-        for line in body.split(|&b| b == b'\n') {
-            let line = line.trim_ascii();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
+            let line = body[start..end].trim_ascii();
+            start = end + 1;
             if line.is_empty() {
                 continue;
             }
@@ -187,7 +189,7 @@ impl Ingest {
             .dedupe
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .first(event.audit_id.as_str());
+            .first(&event.audit_id.0);
         if !first {
             tally.ignored += 1;
             return;
@@ -327,10 +329,10 @@ pub(crate) mod tests {
     fn dedupe_memory_is_bounded_and_recent_ids_are_remembered() {
         let mut d = Dedupe::new();
         for i in 0..3 * DEDUPE_GENERATION {
-            assert!(d.first(&i.to_string()));
+            assert!(d.first(i.to_string().as_bytes()));
         }
         assert!(d.current.len() + d.previous.len() <= 2 * DEDUPE_GENERATION);
-        assert!(!d.first(&(3 * DEDUPE_GENERATION - 1).to_string()));
+        assert!(!d.first((3 * DEDUPE_GENERATION - 1).to_string().as_bytes()));
     }
 
     #[test]

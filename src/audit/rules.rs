@@ -191,7 +191,7 @@ impl Rules {
             && let Some(i) = self
                 .user_agent_prefixes
                 .iter()
-                .position(|p| agent.as_str().starts_with(p.as_str()))
+                .position(|p| agent.0.starts_with(p.as_bytes()))
         {
             return Verdict::Ignore(if i == 0 {
                 Ignored::Siesta
@@ -207,29 +207,13 @@ impl Rules {
         {
             return Verdict::Ignore(Ignored::Denied);
         }
-        if event
-            .request_uri
-            .as_ref()
-            .is_some_and(|u| is_dry_run(u.as_str()))
-        {
+        if event.request_uri.as_ref().is_some_and(|u| is_dry_run(&u.0)) {
             return Verdict::Ignore(Ignored::DryRun);
         }
         let user = event.effective_user();
         let name = user.username.as_str();
         if self.users.iter().any(|p| p.matches(name)) {
             return Verdict::Ignore(Ignored::Admin);
-        }
-        if let Some(group) = user
-            .groups
-            .iter()
-            .find(|g| self.groups.contains(g.as_str()))
-        {
-            let default = COMPONENT_GROUPS.contains(&group.as_str());
-            return Verdict::Ignore(if default {
-                Ignored::Component
-            } else {
-                Ignored::Admin
-            });
         }
         let object = event.object_ref.as_ref();
         let resource = object
@@ -249,6 +233,19 @@ impl Rules {
         } else if name.starts_with("system:") && !self.counted_users.iter().any(|p| p.matches(name))
         {
             return Verdict::Ignore(Ignored::Component);
+        }
+        // Last among identity checks: groups are parsed only for the few events that get here.
+        if let Some(group) = user
+            .groups()
+            .iter()
+            .find(|g| self.groups.contains(g.as_str()))
+        {
+            let default = COMPONENT_GROUPS.contains(&group.as_str());
+            return Verdict::Ignore(if default {
+                Ignored::Component
+            } else {
+                Ignored::Admin
+            });
         }
         if !self.resources.is_empty() {
             let sub = object
@@ -278,9 +275,13 @@ fn service_account_user(entry: &str) -> String {
     format!("{SERVICE_ACCOUNT}{ns}:{name}")
 }
 
-fn is_dry_run(uri: &str) -> bool {
-    uri.split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("dryRun=")))
+fn is_dry_run(uri: &[u8]) -> bool {
+    let Some(q) = memchr::memchr(b'?', uri) else {
+        return false;
+    };
+    uri[q + 1..]
+        .split(|&b| b == b'&')
+        .any(|kv| kv.starts_with(b"dryRun="))
 }
 
 #[cfg(test)]

@@ -16,12 +16,21 @@ struct Who {
 }
 
 const VERBS_READ: &[&str] = &["get", "list", "get", "get"];
-const RESOURCES: &[(&str, &str)] =
-    &[("pods", ""), ("configmaps", ""), ("deployments", "apps"), ("services", ""), ("secrets", ""), ("replicasets", "apps")];
+const RESOURCES: &[(&str, &str)] = &[
+    ("pods", ""),
+    ("configmaps", ""),
+    ("deployments", "apps"),
+    ("services", ""),
+    ("secrets", ""),
+    ("replicasets", "apps"),
+];
 
 impl Generator {
     pub fn new(seed: u64) -> Generator {
-        Generator { state: seed.max(1), n: 0 }
+        Generator {
+            state: seed.max(1),
+            n: 0,
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -45,42 +54,113 @@ impl Generator {
         let (who, verb, resource, group, namespace) = match roll {
             // Controllers of kube-system: most of the volume.
             0..=39 => {
-                let c = self.pick(&["deployment-controller", "replicaset-controller", "endpointslice-controller", "generic-garbage-collector"]);
-                let who = Who { user: format!("system:serviceaccount:kube-system:{c}"), groups: r#"["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]"#, agent: "kube-controller-manager/v1.36.3 (linux/amd64) kubernetes/$Format/deployment-controller" };
+                let c = self.pick(&[
+                    "deployment-controller",
+                    "replicaset-controller",
+                    "endpointslice-controller",
+                    "generic-garbage-collector",
+                ]);
+                let who = Who {
+                    user: format!("system:serviceaccount:kube-system:{c}"),
+                    groups: r#"["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]"#,
+                    agent: "kube-controller-manager/v1.36.3 (linux/amd64) kubernetes/$Format/deployment-controller",
+                };
                 let (r, g) = *self.pick(RESOURCES);
                 (who, *self.pick(&["update", "patch", "get"]), r, g, ns)
             }
             // Nodes reporting pod status.
             40..=59 => {
                 let node = format!("system:node:node-{}", self.next() % 50);
-                (Who { user: node, groups: r#"["system:nodes","system:authenticated"]"#, agent: "kubelet/v1.36.3 (linux/amd64) kubernetes/$Format" }, "patch", "pods", "", ns)
+                (
+                    Who {
+                        user: node,
+                        groups: r#"["system:nodes","system:authenticated"]"#,
+                        agent: "kubelet/v1.36.3 (linux/amd64) kubernetes/$Format",
+                    },
+                    "patch",
+                    "pods",
+                    "",
+                    ns,
+                )
             }
-            60..=67 => (Who { user: "system:kube-scheduler".into(), groups: r#"["system:authenticated"]"#, agent: "kube-scheduler/v1.36.3 (linux/amd64) kubernetes/$Format/scheduler" }, "create", "pods", "", ns),
+            60..=67 => (
+                Who {
+                    user: "system:kube-scheduler".into(),
+                    groups: r#"["system:authenticated"]"#,
+                    agent: "kube-scheduler/v1.36.3 (linux/amd64) kubernetes/$Format/scheduler",
+                },
+                "create",
+                "pods",
+                "",
+                ns,
+            ),
             // Apps' own service accounts in their namespace.
             68..=79 => {
-                let who = Who { user: format!("system:serviceaccount:{ns}:default"), groups: r#"["system:serviceaccounts","system:authenticated"]"#, agent: "app/1.0 (linux/amd64) client-go/v0.31.0" };
+                let who = Who {
+                    user: format!("system:serviceaccount:{ns}:default"),
+                    groups: r#"["system:serviceaccounts","system:authenticated"]"#,
+                    agent: "app/1.0 (linux/amd64) client-go/v0.31.0",
+                };
                 (who, "get", "configmaps", "", ns)
             }
             // A GitOps agent.
             80..=87 => {
-                let who = Who { user: "system:serviceaccount:argocd:argocd-application-controller".into(), groups: r#"["system:serviceaccounts","system:serviceaccounts:argocd","system:authenticated"]"#, agent: "argocd-application-controller/v2.12.0 (linux/amd64) kubernetes/$Format" };
+                let who = Who {
+                    user: "system:serviceaccount:argocd:argocd-application-controller".into(),
+                    groups: r#"["system:serviceaccounts","system:serviceaccounts:argocd","system:authenticated"]"#,
+                    agent: "argocd-application-controller/v2.12.0 (linux/amd64) kubernetes/$Format",
+                };
                 let (r, g) = *self.pick(RESOURCES);
                 (who, *self.pick(&["list", "get", "patch"]), r, g, ns)
             }
             // Siesta itself.
-            88..=89 => (Who { user: "siesta".into(), groups: r#"["system:authenticated"]"#, agent: crate::USER_AGENT }, "patch", "deployments", "apps", ns),
+            88..=89 => (
+                Who {
+                    user: "siesta".into(),
+                    groups: r#"["system:authenticated"]"#,
+                    agent: crate::USER_AGENT,
+                },
+                "patch",
+                "deployments",
+                "apps",
+                ns,
+            ),
             // People.
             _ => {
-                let name = self.pick(&["alice@example.com", "bob@example.com", "carol@example.com", "dev\\u00e9lopeur@example.com"]);
-                let who = Who { user: name.to_string(), groups: r#"["developers","system:authenticated"]"#, agent: "kubectl/v1.36.3 (linux/amd64) kubernetes/$Format" };
+                let name = self.pick(&[
+                    "alice@example.com",
+                    "bob@example.com",
+                    "carol@example.com",
+                    "dev\\u00e9lopeur@example.com",
+                ]);
+                let who = Who {
+                    user: name.to_string(),
+                    groups: r#"["developers","system:authenticated"]"#,
+                    agent: "kubectl/v1.36.3 (linux/amd64) kubernetes/$Format",
+                };
                 let (r, g) = *self.pick(RESOURCES);
                 (who, *self.pick(VERBS_READ), r, g, ns)
             }
         };
-        let id = format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", self.next() as u32, self.next() as u16, self.n % 4096, self.next() % 4096, self.next() & 0xffff_ffff_ffff);
-        let name = format!("{resource}-{}-{:05x}", self.next() % 40, self.next() % 0xfffff);
-        let prefix = if group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{group}/v1") };
-        let code = if self.next() % 50 == 0 { 404 } else { 200 };
+        let id = format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            self.next() as u32,
+            self.next() as u16,
+            self.n % 4096,
+            self.next() % 4096,
+            self.next() & 0xffff_ffff_ffff
+        );
+        let name = format!(
+            "{resource}-{}-{:05x}",
+            self.next() % 40,
+            self.next() % 0xfffff
+        );
+        let prefix = if group.is_empty() {
+            "/api/v1".to_string()
+        } else {
+            format!("/apis/{group}/v1")
+        };
+        let code = if self.next().is_multiple_of(50) { 404 } else { 200 };
         let ms = self.n % 1_000_000;
         let mut s = String::with_capacity(1024);
         let _ = write!(
@@ -115,8 +195,11 @@ impl Generator {
     /// An EventList of `n` events, as the API server's webhook sends it.
     pub fn event_list(&mut self, n: usize) -> Vec<u8> {
         let items: Vec<String> = (0..n).map(|_| self.line()).collect();
-        format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#, items.join(","))
-            .into_bytes()
+        format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+            items.join(",")
+        )
+        .into_bytes()
     }
 }
 
@@ -134,6 +217,11 @@ mod tests {
         let t = ingest.lines(&body);
         assert_eq!(t.invalid, 0);
         assert!(t.counted > 0 && t.ignored > 3 * t.counted, "{t:?}");
-        assert!(crate::audit::event::split_event_list(&Generator::new(1).event_list(400)).unwrap().len() == 400);
+        assert!(
+            crate::audit::event::split_event_list(&Generator::new(1).event_list(400))
+                .unwrap()
+                .len()
+                == 400
+        );
     }
 }
