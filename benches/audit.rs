@@ -18,23 +18,45 @@ use siesta::audit::{Ingest, Rules};
 
 fn lines(c: &mut Criterion) {
     let body = Generator::new(42).lines(8 << 20);
-    let ingest = Ingest::new(
-        Rules::default(),
-        Reporter::new(Arc::new(AllAwake), None, None),
+    // A fresh ingest each pass, so counted requests are not all repeats.
+    let fresh = || {
+        Ingest::new(
+            Rules::default(),
+            Reporter::new(Arc::new(AllAwake), None, None),
+        )
+    };
+    // On a shared machine, the fastest of interleaved passes is the steadiest ratio.
+    let pass = |f: &dyn Fn()| {
+        let started = tokio::time::Instant::now();
+        f();
+        started.elapsed()
+    };
+    let ignored_any = || {
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let _ = std::hint::black_box(serde_json::from_slice::<serde::de::IgnoredAny>(line));
+        }
+    };
+    let (mut best_ingest, mut best_ignored) = (Duration::MAX, Duration::MAX);
+    for _ in 0..15 {
+        best_ingest = best_ingest.min(pass(&|| {
+            std::hint::black_box(fresh().lines(&body));
+        }));
+        best_ignored = best_ignored.min(pass(&ignored_any));
+    }
+    let mb = body.len() as f64 / 1e6;
+    println!(
+        "lines, fastest of 15 interleaved passes: ingest {:.0} MB/s, IgnoredAny {:.0} MB/s, ratio {:.2}",
+        mb / best_ingest.as_secs_f64(),
+        mb / best_ignored.as_secs_f64(),
+        best_ignored.as_secs_f64() / best_ingest.as_secs_f64()
     );
     let mut group = c.benchmark_group("lines");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    group.bench_function("ingest", |b| b.iter(|| ingest.lines(&body)));
-    group.bench_function("ignored_any", |b| {
-        b.iter(|| {
-            for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let _ = std::hint::black_box(serde_json::from_slice::<serde::de::IgnoredAny>(line));
-            }
-        })
-    });
+    group.bench_function("ingest", |b| b.iter(|| fresh().lines(&body)));
+    group.bench_function("ignored_any", |b| b.iter(ignored_any));
     group.finish();
 }
 
