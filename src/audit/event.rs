@@ -58,6 +58,13 @@ pub struct Raw<'a>(pub Cow<'a, [u8]>);
 
 type Key<'de> = Raw<'de>;
 
+impl Raw<'_> {
+    /// The text, checked for UTF-8 only now; invalid UTF-8 reads as empty.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -183,9 +190,9 @@ impl<'a> UserInfo<'a> {
 pub struct ObjectRef<'a> {
     pub resource: Option<Text<'a>>,
     pub namespace: Option<Text<'a>>,
-    pub name: Option<Text<'a>>,
-    pub api_group: Option<Text<'a>>,
-    pub subresource: Option<Text<'a>>,
+    pub name: Option<Raw<'a>>,
+    pub api_group: Option<Raw<'a>>,
+    pub subresource: Option<Raw<'a>>,
 }
 
 borrowed_object!(ObjectRef, "an audit objectRef", check = |_| Ok(()), {

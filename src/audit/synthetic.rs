@@ -160,7 +160,11 @@ impl Generator {
         } else {
             format!("/apis/{group}/v1")
         };
-        let code = if self.next().is_multiple_of(50) { 404 } else { 200 };
+        let code = if self.next().is_multiple_of(50) {
+            404
+        } else {
+            200
+        };
         let ms = self.n % 1_000_000;
         let mut s = String::with_capacity(1024);
         let _ = write!(
