@@ -71,9 +71,17 @@ fn init_tracing() {
         .try_init();
 }
 
-fn not_built(what: &str) -> ExitCode {
-    eprintln!("siesta: `{what}` is not built yet");
-    ExitCode::from(2)
+fn audit_replay(
+    file: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let ignore = config
+        .map(siesta::audit::ignore_from_config_file)
+        .transpose()?
+        .unwrap_or_default();
+    let report = siesta::audit::replay::replay_file(file, siesta::audit::Rules::new(&ignore))?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -128,7 +136,9 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 })
             }
-            Command::Audit(AuditCommand::Replay { .. }) => Ok(not_built("audit replay")),
+            Command::Audit(AuditCommand::Replay { file, config }) => {
+                audit_replay(&file, config.as_deref())
+            }
             Command::Schedule { spec, at, config } => {
                 siesta::schedule::cli(&spec, at.as_deref(), config.as_deref())
                     .map(|out| {

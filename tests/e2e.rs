@@ -16,11 +16,17 @@ async fn backend() -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello").await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                    )
+                    .await;
             });
         }
     });
@@ -28,8 +34,15 @@ async fn backend() -> u16 {
 }
 
 async fn get_via_proxy(proxy: u16, host: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy)).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).to_string()
@@ -41,7 +54,16 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
     let group = "e2e-http";
     let ctl = Siesta::controller(group, &[]);
     ctl.wait_ready().await;
-    let ns = namespace(&c, "e2e-http", group, &[("siesta.dev/enabled", "true"), ("siesta.dev/idle-after", "off")]).await;
+    let ns = namespace(
+        &c,
+        "e2e-http",
+        group,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
     eventually("asleep", Duration::from_secs(20), || async {
@@ -59,7 +81,13 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
     .unwrap();
     let listen = free_port();
     let proxy = Siesta::start(
-        &["proxy", "--routes", routes.path().to_str().unwrap(), "--listen", &format!("127.0.0.1:{listen}")],
+        &[
+            "proxy",
+            "--routes",
+            routes.path().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+        ],
         &[],
     );
     proxy.wait_ready().await;
@@ -69,10 +97,24 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
     let held = t.elapsed();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("hello"), "{answer}");
-    assert_eq!(ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref(), Some("awake"));
-    assert_eq!(ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(), Some("http"));
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref(),
+        Some("awake")
+    );
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
+        Some("http")
+    );
     assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
-    println!("first request held {:.2} s while the namespace woke", held.as_secs_f64());
+    println!(
+        "first request held {:.2} s while the namespace woke",
+        held.as_secs_f64()
+    );
     let m = proxy.metrics().await;
-    assert!(m.contains(&format!("siesta_proxy_requests_total{{code=\"2xx\",namespace=\"{ns}\"}} 1")), "{m}");
+    assert!(
+        m.contains(&format!(
+            "siesta_proxy_requests_total{{code=\"2xx\",namespace=\"{ns}\"}} 1"
+        )),
+        "{m}"
+    );
 }

@@ -85,10 +85,12 @@ pub fn read(lease: &Lease) -> Seen {
             .and_then(from_micro);
     }
     // The annotation is "<instant> <detail>"; keep the detail.
-    seen.detail = ann.and_then(|a| a.get(LAST_ACTIVITY)).map(|v| match v.split_once(' ') {
-        Some((t, d)) if parse_instant(t).is_ok() => d.to_string(),
-        _ => v.clone(),
-    });
+    seen.detail = ann
+        .and_then(|a| a.get(LAST_ACTIVITY))
+        .map(|v| match v.split_once(' ') {
+            Some((t, d)) if parse_instant(t).is_ok() => d.to_string(),
+            _ => v.clone(),
+        });
     seen
 }
 

@@ -200,7 +200,19 @@ pub async fn run(args: Args) -> crate::Result<()> {
     watch_workloads::<ReplicaSet>(&client, states.clone(), triggers.clone());
     watch_workloads::<CronJob>(&client, states.clone(), triggers.clone());
 
-    // TODO(audit): serve the audit webhook here once it lands.
+    // Audit ingest runs on every replica (the webhook Service reaches any of
+    // them); its wake requests go through the Activity Lease to the leader.
+    {
+        let args = args.clone();
+        let reporter = reporter.clone();
+        let config_rx = config_rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::audit::run(&args, reporter, config_rx).await {
+                tracing::error!(error = %e, "audit ingest stopped");
+                std::process::exit(1);
+            }
+        });
+    }
     let _ = states.wait_until_ready().await;
     ready.set(true);
 
@@ -339,6 +351,10 @@ pub struct Args {
     /// Follow this audit log file (JSON lines) like `tail -F`.
     #[arg(long, env = "SIESTA_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+    /// Where the audit log follower keeps its position (device, inode, offset),
+    /// so a restart neither re-counts nor misses lines.
+    #[arg(long, env = "SIESTA_AUDIT_LOG_STATE")]
+    pub audit_log_state: Option<PathBuf>,
     /// TLS certificate (PEM) for the audit listener; required off loopback.
     #[arg(long, env = "SIESTA_AUDIT_TLS_CERT")]
     pub audit_tls_cert: Option<PathBuf>,

@@ -1,0 +1,593 @@
+//! The audit webhook: `POST /audit` (an EventList, as the API server sends it)
+//! and `POST /audit/lines` (one Event per line, as log shippers send them).
+//!
+//! The request path only reads the body (capped), checks that it is JSON of
+//! the right shape and queues it; a worker parses and reports. So the API
+//! server gets its 2xx in well under a millisecond per batch, and a full queue
+//! answers 503 (the API server retries with backoff) rather than growing.
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+
+use super::event::split_event_list;
+use super::ingest::Ingest;
+use crate::{Error, Result};
+
+/// Slow clients: the time to send request headers, and then the body.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line plus headers) read into memory.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_CONNECTIONS: usize = 256;
+/// Accepted bodies waiting for the worker; beyond this the webhook answers 503.
+const QUEUE: usize = 32;
+
+/// How the audit listener is exposed and who may send to it.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub listen: Option<SocketAddr>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub client_ca: Option<std::path::PathBuf>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub max_body: usize,
+}
+
+impl Settings {
+    pub fn from_args(args: &crate::controller::Args) -> Settings {
+        Settings {
+            listen: Some(args.audit_listen),
+            tls_cert: args.audit_tls_cert.clone(),
+            tls_key: args.audit_tls_key.clone(),
+            client_ca: args.audit_client_ca.clone(),
+            token_file: args.audit_token_file.clone(),
+            max_body: args.audit_max_body,
+        }
+    }
+}
+
+/// Who may post: with neither set, anyone who can reach the (loopback) address.
+struct Auth {
+    token: Option<String>,
+    client_certs: bool,
+}
+
+impl Auth {
+    fn required(&self) -> bool {
+        self.token.is_some() || self.client_certs
+    }
+
+    fn allows(&self, verified_client_cert: bool, authorization: Option<&[u8]>) -> bool {
+        if !self.required() || (self.client_certs && verified_client_cert) {
+            return true;
+        }
+        match (
+            &self.token,
+            authorization.and_then(|a| a.strip_prefix(b"Bearer ")),
+        ) {
+            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.trim_ascii()),
+            _ => false,
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A bound, configured audit listener.
+pub struct Webhook {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    auth: Arc<Auth>,
+    max_body: usize,
+}
+
+impl Webhook {
+    /// Load TLS and credentials, refuse an exposed address without both, bind.
+    pub async fn bind(settings: &Settings) -> Result<Webhook> {
+        let listen = settings
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let token = match &settings.token_file {
+            Some(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("audit token file {}: {e}", path.display()))
+                })?;
+                let token = token.trim().to_string();
+                if token.is_empty() {
+                    return Err(Error::Config(format!(
+                        "audit token file {} is empty",
+                        path.display()
+                    )));
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(tls_acceptor(cert, key, settings.client_ca.as_deref())?)
+            }
+            (None, None) if settings.client_ca.is_some() => {
+                return Err(Error::Config(
+                    "--audit-client-ca needs --audit-tls-cert and --audit-tls-key".into(),
+                ));
+            }
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(
+                    "--audit-tls-cert and --audit-tls-key go together".into(),
+                ));
+            }
+        };
+        let auth = Auth {
+            token,
+            client_certs: settings.client_ca.is_some(),
+        };
+        if !listen.ip().is_loopback() && (tls.is_none() || !auth.required()) {
+            return Err(Error::Config(format!(
+                "audit listener {listen} is not loopback: it needs TLS (--audit-tls-cert, --audit-tls-key) \
+                 and authentication (--audit-token-file or --audit-client-ca)"
+            )));
+        }
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::Other(format!("audit listen {listen}: {e}")))?;
+        Ok(Webhook {
+            listener,
+            tls,
+            auth: Arc::new(auth),
+            max_body: settings.max_body.max(1),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serve until the task is dropped.
+    pub async fn serve(self, ingest: Ingest) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let worker = tokio::task::spawn_blocking(move || work(rx, ingest));
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let max_body = self.max_body;
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = connections.clone().acquire_owned().await else {
+                break;
+            };
+            let (tls, auth, tx) = (self.tls.clone(), self.auth.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = stream.set_nodelay(true);
+                let result = match tls {
+                    Some(tls) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                let verified = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .is_some_and(|c| !c.is_empty());
+                                connection(
+                                    TokioIo::new(stream),
+                                    Handler {
+                                        auth,
+                                        verified,
+                                        max_body,
+                                        tx,
+                                    },
+                                )
+                                .await
+                            }
+                            Ok(Err(e)) => Err(format!("tls handshake: {e}")),
+                            Err(_) => Err("tls handshake timed out".into()),
+                        }
+                    }
+                    None => {
+                        connection(
+                            TokioIo::new(stream),
+                            Handler {
+                                auth,
+                                verified: false,
+                                max_body,
+                                tx,
+                            },
+                        )
+                        .await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "audit connection ended");
+                }
+            });
+        }
+        drop(tx);
+        let _ = worker.await;
+        Ok(())
+    }
+}
+
+async fn connection<IO>(io: TokioIo<IO>, handler: Handler) -> Result<(), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let service = hyper::service::service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler.handle(req).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(io, service)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+enum Job {
+    EventList(Bytes, Vec<Range<usize>>),
+    Lines(Bytes),
+}
+
+/// The worker: parse and report off the request path.
+fn work(mut rx: mpsc::Receiver<Job>, ingest: Ingest) {
+    while let Some(job) = rx.blocking_recv() {
+        match job {
+            Job::EventList(body, items) => ingest.event_list_items(&body, &items),
+            Job::Lines(body) => ingest.lines(&body),
+        };
+    }
+}
+
+struct Handler {
+    auth: Arc<Auth>,
+    verified: bool,
+    max_body: usize,
+    tx: mpsc::Sender<Job>,
+}
+
+/// What went wrong with a request, mapped to its status in one place.
+enum Refusal {
+    NotFound,
+    Method,
+    Unauthorized,
+    TooLarge,
+    Timeout,
+    Malformed(String),
+    Busy,
+}
+
+impl Refusal {
+    fn response(self) -> Response<Full<Bytes>> {
+        let (status, message) = match self {
+            Refusal::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not found: POST /audit or /audit/lines".to_string(),
+            ),
+            Refusal::Method => (StatusCode::METHOD_NOT_ALLOWED, "use POST".to_string()),
+            Refusal::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized".to_string()),
+            Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body too large".to_string()),
+            Refusal::Timeout => (StatusCode::REQUEST_TIMEOUT, "body too slow".to_string()),
+            Refusal::Malformed(e) => (
+                StatusCode::BAD_REQUEST,
+                format!("not an audit EventList: {e}"),
+            ),
+            Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, retry".to_string()),
+        };
+        if matches!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT | StatusCode::BAD_REQUEST
+        ) {
+            crate::metrics::get()
+                .audit_events
+                .with_label_values(&["invalid"])
+                .inc();
+            crate::metrics::error("audit_body");
+        }
+        let mut response = text(status, message);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(message + "\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+impl Handler {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match self.accept(req).await {
+            Ok(()) => text(StatusCode::OK, "accepted".into()),
+            Err(refusal) => refusal.response(),
+        }
+    }
+
+    async fn accept(&self, req: Request<Incoming>) -> Result<(), Refusal> {
+        let lines = match req.uri().path() {
+            "/audit" => false,
+            "/audit/lines" => true,
+            _ => return Err(Refusal::NotFound),
+        };
+        if req.method() != Method::POST {
+            return Err(Refusal::Method);
+        }
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !self.auth.allows(self.verified, authorization) {
+            return Err(Refusal::Unauthorized);
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return Err(Refusal::TooLarge);
+        }
+        let body = Limited::new(req.into_body(), self.max_body);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+            Err(_) => return Err(Refusal::Timeout),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(Refusal::TooLarge);
+            }
+            Ok(Err(e)) => return Err(Refusal::Malformed(e.to_string())),
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        let job = if lines {
+            Job::Lines(body)
+        } else {
+            let items = split_event_list(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+            Job::EventList(body, items)
+        };
+        self.tx.try_send(job).map_err(|_| Refusal::Busy)
+    }
+}
+
+fn tls_acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| Error::Config(format!("audit tls {}: {e}", path.display())))
+    };
+    let bad = |path: &Path, e: &dyn std::fmt::Display| {
+        Error::Config(format!("audit tls {}: {e}", path.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert, &"no certificate"));
+    }
+    let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| bad(key, &e))?
+        .ok_or_else(|| bad(key, &"no private key"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("audit tls: {e}")))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
+                roots
+                    .add(c.map_err(|e| bad(ca, &e))?)
+                    .map_err(|e| bad(ca, &e))?;
+            }
+            // Unauthenticated handshakes are let through so a bearer token can
+            // still authenticate; the handler refuses requests with neither.
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| bad(ca, &e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad(cert, &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::Reporter;
+    use crate::audit::ingest::tests::{ingest, line};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(settings: Settings) -> (SocketAddr, Reporter) {
+        let (ingest, reporter) = ingest();
+        let webhook = Webhook::bind(&Settings {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..settings
+        })
+        .await
+        .unwrap();
+        let addr = webhook.local_addr().unwrap();
+        tokio::spawn(webhook.serve(ingest));
+        (addr, reporter)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            max_body: 64 * 1024,
+            ..Settings::default()
+        }
+    }
+
+    /// One HTTP/1.1 request on a fresh connection; the response status.
+    async fn post(addr: SocketAddr, path: &str, extra: &str, body: &[u8]) -> u16 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let _ = s.write_all(body).await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out)
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn eventually_seen(reporter: &Reporter, namespace: &str) -> bool {
+        for _ in 0..200 {
+            if reporter.seen(namespace).is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    fn event_list(items: &[String]) -> String {
+        format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+            items.join(",")
+        )
+    }
+
+    #[tokio::test]
+    async fn an_event_list_with_one_malformed_item_still_counts_its_good_items() {
+        let (addr, reporter) = start(settings()).await;
+        let good = line("w1", "alice", "get", "audit-w1", "2026-01-02T03:04:05Z");
+        let body = event_list(&[r#"{"auditID":false}"#.to_string(), good]);
+        assert_eq!(post(addr, "/audit", "", body.as_bytes()).await, 200);
+        assert!(eventually_seen(&reporter, "audit-w1").await);
+    }
+
+    #[tokio::test]
+    async fn json_lines_are_accepted() {
+        let (addr, reporter) = start(settings()).await;
+        let body = format!(
+            "garbage\n{}\n",
+            line("w2", "alice", "get", "audit-w2", "2026-01-02T03:04:05Z")
+        );
+        assert_eq!(post(addr, "/audit/lines", "", body.as_bytes()).await, 200);
+        assert!(eventually_seen(&reporter, "audit-w2").await);
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_and_an_oversized_body_413() {
+        let (addr, _) = start(settings()).await;
+        assert_eq!(
+            post(addr, "/audit", "", b"{\"items\":[{\"auditID\":").await,
+            400
+        );
+        assert_eq!(post(addr, "/audit", "", b"[]").await, 400);
+        let big = vec![b' '; 64 * 1024 + 1];
+        assert_eq!(post(addr, "/audit", "", &big).await, 413);
+        assert_eq!(post(addr, "/audit/lines", "", &big).await, 413);
+        // Chunked, so the cap is met while reading rather than from content-length.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /audit HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n").await.unwrap();
+        let chunk = vec![b' '; 16 * 1024];
+        for _ in 0..5 {
+            let _ = s
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await;
+            let _ = s.write_all(&chunk).await;
+            let _ = s.write_all(b"\r\n").await;
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 413"));
+        assert_eq!(post(addr, "/nope", "", b"{}").await, 404);
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_is_required_when_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let (addr, _) = start(Settings {
+            token_file: Some(token),
+            ..settings()
+        })
+        .await;
+        let body = event_list(&[]);
+        assert_eq!(post(addr, "/audit", "", body.as_bytes()).await, 401);
+        assert_eq!(
+            post(
+                addr,
+                "/audit",
+                "authorization: Bearer wrong\r\n",
+                body.as_bytes()
+            )
+            .await,
+            401
+        );
+        assert_eq!(
+            post(
+                addr,
+                "/audit",
+                "authorization: Bearer s3cret\r\n",
+                body.as_bytes()
+            )
+            .await,
+            200
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exposed_address_without_tls_and_auth_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret").unwrap();
+        for s in [
+            Settings::default(),
+            Settings {
+                token_file: Some(token),
+                ..Settings::default()
+            },
+        ] {
+            let s = Settings {
+                listen: Some("0.0.0.0:0".parse().unwrap()),
+                ..s
+            };
+            let err = Webhook::bind(&s).await.err().expect("refused");
+            assert!(err.to_string().contains("not loopback"), "{err}");
+        }
+    }
+}
