@@ -14,6 +14,9 @@ use common::*;
 use serde_json::{Value, json};
 
 const GROUP: &str = "prometheus";
+/// This binary's own leader Lease namespace, so that controllers of other
+/// test binaries running at the same time do not make it wait.
+const LEADER_NAMESPACE: &str = "siesta-test-prometheus";
 /// OpenCost's default on-demand prices, Siesta's defaults.
 const CPU_CORE_HOUR: f64 = 0.031611;
 const MEMORY_GIB_HOUR: f64 = 0.004237;
@@ -23,7 +26,17 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 /// a rate over 30 s has 30 steps.
 fn controller() -> &'static Mutex<Siesta> {
     static C: OnceLock<Mutex<Siesta>> = OnceLock::new();
-    C.get_or_init(|| Mutex::new(Siesta::controller(GROUP, &["--savings-interval", "1s"])))
+    C.get_or_init(|| {
+        Mutex::new(Siesta::controller(
+            GROUP,
+            &[
+                "--savings-interval",
+                "1s",
+                "--leader-election-namespace",
+                LEADER_NAMESPACE,
+            ],
+        ))
+    })
 }
 
 fn admin_port() -> u16 {
@@ -31,13 +44,25 @@ fn admin_port() -> u16 {
 }
 
 async fn setup() -> kube::Client {
+    let c = client().await;
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some(LEADER_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // exists already when another test of this binary created it
+    let _ = kube::Api::all(c.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await;
     let url = format!("http://127.0.0.1:{}/readyz", admin_port());
     eventually("controller ready", Duration::from_secs(30), || {
         let url = url.clone();
         async move { http_get(&url).await.is_some() }
     })
     .await;
-    client().await
+    c
 }
 
 async fn state_is(c: &kube::Client, ns: &str, want: &str) {
