@@ -330,3 +330,35 @@ async fn prometheus_sees_a_sleeping_namespace_save_at_its_requested_rate() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_namespace_stops_saving_and_leaves_no_series() {
+    let c = setup().await;
+    let ns = sleeping_namespace(&c, "prom-deleted").await;
+    let url = format!("http://127.0.0.1:{}/metrics", admin_port());
+    let label = format!("namespace=\"{ns}\"");
+    eventually("savings published", Duration::from_secs(20), || {
+        let (url, want) = (
+            url.clone(),
+            format!("siesta_saved_cost_total{{currency=\"USD\",{label}}}"),
+        );
+        async move { http_get(&url).await.unwrap_or_default().contains(&want) }
+    })
+    .await;
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
+        .delete(&ns, &Default::default())
+        .await
+        .expect("delete namespace");
+    eventually(
+        "no series of the deleted namespace",
+        Duration::from_secs(60),
+        || {
+            let (url, label) = (url.clone(), label.clone());
+            async move {
+                let text = http_get(&url).await.unwrap_or_default();
+                !text.is_empty() && !text.contains(&label)
+            }
+        },
+    )
+    .await;
+}
