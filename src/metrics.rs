@@ -13,7 +13,12 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::annotations::State;
+use crate::annotations::{Reason, State};
+
+/// Why namespaces sleep, and what wakes them: the label values of
+/// `siesta_sleeps_total` and `siesta_wakes_total`.
+const SLEEP_REASONS: [Reason; 3] = [Reason::Idle, Reason::Schedule, Reason::Manual];
+const WAKE_TRIGGERS: [Reason; 4] = [Reason::Api, Reason::Http, Reason::Schedule, Reason::Manual];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -138,8 +143,19 @@ impl Metrics {
     }
 
     /// Publish a namespace's state: `asleep` and `waking` are each 1 in their
-    /// state and 0 otherwise, so `awake` is both at 0.
+    /// state and 0 otherwise, so `awake` is both at 0. Its event counters
+    /// exist from then on at 0: a series born at 1 hides its first event from
+    /// `increase()` (no first wake in "what wakes namespaces", no first
+    /// conflict in the alert).
     pub fn namespace_state(&self, namespace: &str, state: State) {
+        for reason in SLEEP_REASONS {
+            let _ = self.sleeps.with_label_values(&[namespace, reason.as_str()]);
+        }
+        for trigger in WAKE_TRIGGERS {
+            let _ = self.wakes.with_label_values(&[namespace, trigger.as_str()]);
+        }
+        let _ = self.conflicts.with_label_values(&[namespace]);
+        let _ = self.wake_duration.with_label_values(&[namespace]);
         self.namespace_asleep
             .with_label_values(&[namespace])
             .set(i64::from(state == State::Asleep));
@@ -306,6 +322,16 @@ mod tests {
         };
         m.namespace_state("a", State::Asleep);
         assert_eq!(both(&m), (1, 0));
+        // event counters start at 0, so that increase() sees the first event
+        let text = m.render();
+        for zero in [
+            "siesta_wakes_total{namespace=\"a\",trigger=\"http\"} 0",
+            "siesta_sleeps_total{namespace=\"a\",reason=\"idle\"} 0",
+            "siesta_conflicts_total{namespace=\"a\"} 0",
+            "siesta_wake_duration_seconds_count{namespace=\"a\"} 0",
+        ] {
+            assert!(text.contains(zero), "no {zero} in {text}");
+        }
         m.namespace_state("a", State::Waking);
         assert_eq!(both(&m), (0, 1));
         m.namespace_state("a", State::Awake);
