@@ -177,3 +177,15 @@ fn the_dashboard_uses_its_datasource_variable_and_filters_by_namespace() {
         }
     }
 }
+
+#[test]
+fn every_family_is_documented_in_docs_metrics_md() {
+    let doc = std::fs::read_to_string(prom::root().join("docs/metrics.md"))
+        .expect("read docs/metrics.md");
+    for family in siesta::metrics::get().families() {
+        assert!(
+            doc.contains(&format!("| `{family}` |")),
+            "docs/metrics.md has no table row for {family}"
+        );
+    }
+}
