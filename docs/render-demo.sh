@@ -12,6 +12,10 @@ bin=${1:-${CARGO_TARGET_DIR:-target}/debug/siesta}
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then
+    echo "the controller had stopped; its log ends:" >&2
+    tail -n 20 "$work/controller.log" >&2
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   kubectl delete ns demo-shop demo-blog demo-ci demo-docs --wait=false >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -21,7 +25,7 @@ trap cleanup EXIT
 kubectl create namespace siesta-demo-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 "$bin" controller --admin-listen 127.0.0.1:19081 --audit-listen 127.0.0.1:19443 \
   --namespace-selector siesta-demo=render --leader-election-namespace siesta-demo-system \
-  --leader-lease-duration 4s --savings-interval 1s >"$work/controller.log" 2>&1 &
+  --savings-interval 1s >"$work/controller.log" 2>&1 &
 pids+=($!)
 cat >"$work/prometheus.yml" <<CONF
 global: {scrape_interval: 1s, evaluation_interval: 1s}
@@ -68,4 +72,5 @@ act demo-shop wake
 sleep 30
 act demo-shop sleep
 sleep 30
+kill -0 "${pids[0]}" || { echo "the controller stopped during the demo" >&2; exit 1; }
 python3 docs/render.py --prometheus http://127.0.0.1:19090 --minutes 5.5
