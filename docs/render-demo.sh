@@ -44,6 +44,8 @@ declare -A apps=(
   [demo-ci]="runner:3:1:1Gi"
   [demo-docs]="docs:2:0:0"
 )
+# a previous run's namespaces may still be terminating
+kubectl delete namespace "${!apps[@]}" --ignore-not-found --wait=true >/dev/null
 for ns in "${!apps[@]}"; do
   kubectl create namespace "$ns" >/dev/null
   kubectl label namespace "$ns" siesta-demo=render >/dev/null
