@@ -42,3 +42,9 @@ bench: deps
 
 clean: cluster-down
 	$(CARGO) clean
+
+## promtool-check: alert rules checked and unit-tested, PrometheusRule in sync (tests/deploy.rs runs the same in `make test`)
+promtool-check:
+	promtool check rules deploy/prometheus/rules.yaml
+	promtool test rules deploy/prometheus/rules_test.yaml
+	deploy/prometheus/build.sh --check

@@ -1,23 +1,41 @@
 //! Every metric family of DESIGN.md, registered in one place. Label values are
 //! bounded: namespaces and fixed enums, never a user, path or host.
+//!
+//! docs/metrics.md documents each family; `deploy/grafana/siesta.json` and
+//! `deploy/prometheus/rules.yaml` query them, and a test checks that every
+//! `siesta_*` name they use is one of [`Metrics::families`].
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::annotations::{Reason, State};
+
+/// Why namespaces sleep, and what wakes them: the label values of
+/// `siesta_sleeps_total` and `siesta_wakes_total`.
+const SLEEP_REASONS: [Reason; 3] = [Reason::Idle, Reason::Schedule, Reason::Manual];
+const WAKE_TRIGGERS: [Reason; 4] = [Reason::Api, Reason::Http, Reason::Schedule, Reason::Manual];
 
 pub struct Metrics {
     pub registry: Registry,
+    /// The name of every registered family, in registration order.
+    families: Vec<String>,
+    /// The histograms among them (queried as `_bucket`, `_sum`, `_count`).
+    histograms: Vec<String>,
     pub namespace_asleep: IntGaugeVec,
+    pub namespace_waking: IntGaugeVec,
     pub last_activity: GaugeVec,
     pub sleeps: IntCounterVec,
     pub wakes: IntCounterVec,
     pub wake_duration: HistogramVec,
     pub replicas_asleep: IntGaugeVec,
-    pub saved_cpu: prometheus::CounterVec,
-    pub saved_memory: prometheus::CounterVec,
-    pub saved_cost: prometheus::CounterVec,
+    pub saved_cpu: CounterVec,
+    pub saved_memory: CounterVec,
+    pub saved_cost: CounterVec,
     pub workloads_without_requests: IntGaugeVec,
     pub conflicts: IntCounterVec,
     pub audit_events: IntCounterVec,
@@ -31,43 +49,82 @@ pub struct Metrics {
     pub kube_responses: IntCounterVec,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone()))
-        .expect("metric families are registered once, with distinct names");
-    c
-}
-
 /// Buckets from 50 ms to 10 minutes: proxy holds and wakes.
 const WAIT_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
+/// Registers families; the names and label sets below are static, so a
+/// failure here is a programming error caught by the first test that runs.
+struct Builder {
+    registry: Registry,
+    families: Vec<String>,
+    histograms: Vec<String>,
+}
+
+const BAD_FAMILY: &str = "metric families have valid, distinct names and label sets";
+
+impl Builder {
+    fn reg<T: Collector + Clone + 'static>(&mut self, c: T) -> T {
+        self.families
+            .extend(c.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect(BAD_FAMILY);
+        c
+    }
+    fn int_gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.reg(IntGaugeVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
+    }
+    fn gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.reg(GaugeVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
+    }
+    fn int_counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.reg(IntCounterVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
+    }
+    fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+        self.reg(CounterVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
+    }
+    fn histogram(&mut self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(WAIT_BUCKETS.to_vec());
+        self.histograms.push(name.to_string());
+        self.reg(HistogramVec::new(opts, labels).expect(BAD_FAMILY))
+    }
+}
+
 impl Metrics {
     fn new() -> Metrics {
-        let r = Registry::new();
+        let mut b = Builder {
+            registry: Registry::new(),
+            families: Vec::new(),
+            histograms: Vec::new(),
+        };
         let ns = &["namespace"];
         Metrics {
-            namespace_asleep: reg(&r, IntGaugeVec::new(Opts::new("siesta_namespace_asleep", "1 while the namespace sleeps, 0 while it is awake or waking."), ns).unwrap()),
-            last_activity: reg(&r, GaugeVec::new(Opts::new("siesta_last_activity_timestamp_seconds", "Unix time of the newest counted activity, by source (api, http)."), &["namespace", "source"]).unwrap()),
-            sleeps: reg(&r, IntCounterVec::new(Opts::new("siesta_sleeps_total", "Namespaces put to sleep, by reason (idle, schedule, manual)."), &["namespace", "reason"]).unwrap()),
-            wakes: reg(&r, IntCounterVec::new(Opts::new("siesta_wakes_total", "Namespaces woken, by trigger (api, http, schedule, manual)."), &["namespace", "trigger"]).unwrap()),
-            wake_duration: reg(&r, HistogramVec::new(HistogramOpts::new("siesta_wake_duration_seconds", "Time from a wake decision to every restored workload ready.").buckets(WAIT_BUCKETS.to_vec()), ns).unwrap()),
-            replicas_asleep: reg(&r, IntGaugeVec::new(Opts::new("siesta_replicas_asleep", "Replicas (or suspended CronJobs) held at zero by Siesta, by workload kind."), &["namespace", "kind"]).unwrap()),
-            saved_cpu: reg(&r, prometheus::CounterVec::new(Opts::new("siesta_saved_cpu_core_seconds_total", "CPU requests of sleeping pods times the time they slept, in core-seconds."), ns).unwrap()),
-            saved_memory: reg(&r, prometheus::CounterVec::new(Opts::new("siesta_saved_memory_byte_seconds_total", "Memory requests of sleeping pods times the time they slept, in byte-seconds."), ns).unwrap()),
-            saved_cost: reg(&r, prometheus::CounterVec::new(Opts::new("siesta_saved_cost_total", "Money saved while sleeping, from the admin's prices per CPU-hour and GiB-hour."), &["namespace", "currency"]).unwrap()),
-            workloads_without_requests: reg(&r, IntGaugeVec::new(Opts::new("siesta_workloads_without_requests", "Sleeping workloads whose pods request no CPU or memory: savings are underestimated."), ns).unwrap()),
-            conflicts: reg(&r, IntCounterVec::new(Opts::new("siesta_conflicts_total", "Sleeping workloads changed by someone else; Siesta let their change win."), ns).unwrap()),
-            audit_events: reg(&r, IntCounterVec::new(Opts::new("siesta_audit_events_total", "Audit events ingested, by result (counted, ignored, invalid)."), &["result"]).unwrap()),
-            proxy_requests: reg(&r, IntCounterVec::new(Opts::new("siesta_proxy_requests_total", "Requests answered by the proxy, by namespace and status class."), &["namespace", "code"]).unwrap()),
-            proxy_held: reg(&r, IntGaugeVec::new(Opts::new("siesta_proxy_held_requests", "Requests held while their namespace wakes."), ns).unwrap()),
-            proxy_hold_duration: reg(&r, HistogramVec::new(HistogramOpts::new("siesta_proxy_hold_duration_seconds", "How long held requests waited for their namespace to wake.").buckets(WAIT_BUCKETS.to_vec()), ns).unwrap()),
-            errors: reg(&r, IntCounterVec::new(Opts::new("siesta_errors_total", "Errors, by kind (a fixed set)."), &["kind"]).unwrap()),
-            config_reloads: reg(&r, IntCounterVec::new(Opts::new("siesta_config_reloads_total", "Admin config loads, by result (ok, rejected)."), &["result"]).unwrap()),
-            leader: reg(&r, IntGaugeVec::new(Opts::new("siesta_leader", "1 while this controller replica holds the leader Lease."), &[]).unwrap()),
-            kube_requests: reg(&r, IntCounterVec::new(Opts::new("siesta_kube_requests_total", "Requests Siesta sent to the Kubernetes API, by HTTP method (watch for watches)."), &["verb"]).unwrap()),
-            kube_responses: reg(&r, IntCounterVec::new(Opts::new("siesta_kube_responses_total", "Answers of the Kubernetes API to Siesta, by status (2xx, 403, 409, 4xx, 5xx...)."), &["code"]).unwrap()),
-            registry: r,
+            namespace_asleep: b.int_gauge("siesta_namespace_asleep", "1 while the namespace sleeps (state asleep), else 0.", ns),
+            namespace_waking: b.int_gauge("siesta_namespace_waking", "1 while the namespace wakes (state waking: restored workloads not all ready yet), else 0.", ns),
+            last_activity: b.gauge("siesta_last_activity_timestamp_seconds", "Unix time of the newest counted activity, by source (api, http).", &["namespace", "source"]),
+            sleeps: b.int_counter("siesta_sleeps_total", "Namespaces put to sleep, by reason (idle, schedule, manual).", &["namespace", "reason"]),
+            wakes: b.int_counter("siesta_wakes_total", "Namespaces woken, by trigger (api, http, schedule, manual).", &["namespace", "trigger"]),
+            wake_duration: b.histogram("siesta_wake_duration_seconds", "Time from a wake decision to every restored workload ready (or the wake timeout).", ns),
+            replicas_asleep: b.int_gauge("siesta_replicas_asleep", "Replicas (or suspended CronJobs) held at zero by Siesta, by workload kind.", &["namespace", "kind"]),
+            saved_cpu: b.counter("siesta_saved_cpu_core_seconds_total", "CPU requests of sleeping pods times the time they slept, in core-seconds.", ns),
+            saved_memory: b.counter("siesta_saved_memory_byte_seconds_total", "Memory requests of sleeping pods times the time they slept, in byte-seconds.", ns),
+            saved_cost: b.counter("siesta_saved_cost_total", "Money saved while sleeping, at the admin's prices per CPU-hour and GiB-hour, in the currency label's unit.", &["namespace", "currency"]),
+            workloads_without_requests: b.int_gauge("siesta_workloads_without_requests", "Sleeping workloads whose pods request no CPU or memory: savings are underestimated.", ns),
+            conflicts: b.int_counter("siesta_conflicts_total", "Sleeping workloads changed by someone else; Siesta let their change win.", ns),
+            audit_events: b.int_counter("siesta_audit_events_total", "Audit events ingested, by result (counted, ignored, invalid).", &["result"]),
+            proxy_requests: b.int_counter("siesta_proxy_requests_total", "Requests answered by the proxy, by namespace and status class (2xx, 3xx, 4xx, 5xx).", &["namespace", "code"]),
+            proxy_held: b.int_gauge("siesta_proxy_held_requests", "Requests held while their namespace wakes.", ns),
+            proxy_hold_duration: b.histogram("siesta_proxy_hold_duration_seconds", "How long held requests waited for their namespace to wake.", ns),
+            errors: b.int_counter("siesta_errors_total", "Errors, by kind (a fixed set).", &["kind"]),
+            config_reloads: b.int_counter("siesta_config_reloads_total", "Admin config loads, by result (ok, rejected).", &["result"]),
+            leader: b.int_gauge("siesta_leader", "1 while this controller replica holds the leader Lease, else 0.", &[]),
+            kube_requests: b.int_counter("siesta_kube_requests_total", "Requests Siesta sent to the Kubernetes API, by HTTP method (watch for watches).", &["verb"]),
+            kube_responses: b.int_counter("siesta_kube_responses_total", "Answers of the Kubernetes API to Siesta, by status (2xx, 401, 403, 404, 409, 429, 4xx, 5xx).", &["code"]),
+            registry: b.registry,
+            families: b.families,
+            histograms: b.histograms,
         }
     }
 
@@ -77,7 +134,117 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+
+    /// Every registered family's name (histograms without their
+    /// `_bucket`/`_sum`/`_count` series), whether or not it has samples yet.
+    pub fn families(&self) -> &[String] {
+        &self.families
+    }
+
+    /// The histogram families among [`Metrics::families`].
+    pub fn histograms(&self) -> &[String] {
+        &self.histograms
+    }
+
+    /// Publish a namespace's state: `asleep` and `waking` are each 1 in their
+    /// state and 0 otherwise, so `awake` is both at 0. Its event counters
+    /// exist from then on at 0: a series born at 1 hides its first event from
+    /// `increase()` (no first wake in "what wakes namespaces", no first
+    /// conflict in the alert).
+    pub fn namespace_state(&self, namespace: &str, state: State) {
+        for reason in SLEEP_REASONS {
+            let _ = self.sleeps.with_label_values(&[namespace, reason.as_str()]);
+        }
+        for trigger in WAKE_TRIGGERS {
+            let _ = self.wakes.with_label_values(&[namespace, trigger.as_str()]);
+        }
+        let _ = self.conflicts.with_label_values(&[namespace]);
+        let _ = self.wake_duration.with_label_values(&[namespace]);
+        self.namespace_asleep
+            .with_label_values(&[namespace])
+            .set(i64::from(state == State::Asleep));
+        self.namespace_waking
+            .with_label_values(&[namespace])
+            .set(i64::from(state == State::Waking));
+    }
+
+    /// Drop every series of a namespace that is gone (deleted, or no longer
+    /// selected), so it neither shows as asleep forever nor grows the series
+    /// count. Counters already scraped keep their history in Prometheus.
+    pub fn forget_namespace(&self, namespace: &str) {
+        for g in [
+            &self.namespace_asleep,
+            &self.namespace_waking,
+            &self.replicas_asleep,
+            &self.workloads_without_requests,
+            &self.proxy_held,
+        ] {
+            remove_namespace(g, namespace);
+        }
+        for c in [
+            &self.sleeps,
+            &self.wakes,
+            &self.conflicts,
+            &self.proxy_requests,
+        ] {
+            remove_namespace(c, namespace);
+        }
+        for c in [&self.saved_cpu, &self.saved_memory, &self.saved_cost] {
+            remove_namespace(c, namespace);
+        }
+        for h in [&self.wake_duration, &self.proxy_hold_duration] {
+            remove_namespace(h, namespace);
+        }
+        remove_namespace(&self.last_activity, namespace);
+    }
+
+    /// Namespaces that have a `siesta_namespace_asleep` series.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespace_asleep
+            .collect()
+            .iter()
+            .flat_map(|mf| mf.get_metric())
+            .flat_map(|m| m.get_label())
+            .filter(|l| l.name() == "namespace")
+            .map(|l| l.value().to_string())
+            .collect()
+    }
 }
+
+/// Remove every series of `vec` whose `namespace` label is `namespace`,
+/// whatever its other labels.
+fn remove_namespace<T: MetricVecBuilder>(vec: &MetricVec<T>, namespace: &str) {
+    for mf in vec.collect() {
+        for m in mf.get_metric() {
+            let labels: HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("namespace") == Some(&namespace) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
+/// The families of DESIGN.md's metrics table (the contract); more exist.
+pub const DESIGN_FAMILIES: &[&str] = &[
+    "siesta_namespace_asleep",
+    "siesta_last_activity_timestamp_seconds",
+    "siesta_sleeps_total",
+    "siesta_wakes_total",
+    "siesta_wake_duration_seconds",
+    "siesta_replicas_asleep",
+    "siesta_saved_cpu_core_seconds_total",
+    "siesta_saved_memory_byte_seconds_total",
+    "siesta_saved_cost_total",
+    "siesta_audit_events_total",
+    "siesta_proxy_requests_total",
+    "siesta_proxy_held_requests",
+    "siesta_proxy_hold_duration_seconds",
+    "siesta_errors_total",
+];
 
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
@@ -108,9 +275,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_design_family_is_exposed_with_help() {
-        let m = get();
-        m.namespace_asleep.with_label_values(&["a"]).set(1);
+    fn every_design_family_is_registered_and_exposed_with_help() {
+        // A fresh registry, so tests running in parallel do not interfere.
+        let m = Metrics::new();
+        for family in DESIGN_FAMILIES {
+            assert!(
+                m.families().iter().any(|f| f == family),
+                "{family} is not registered"
+            );
+        }
+        m.namespace_state("a", State::Asleep);
         m.last_activity.with_label_values(&["a", "api"]).set(1.0);
         m.sleeps.with_label_values(&["a", "idle"]).inc();
         m.wakes.with_label_values(&["a", "api"]).inc();
@@ -121,32 +295,72 @@ mod tests {
         m.saved_cpu.with_label_values(&["a"]).inc_by(1.0);
         m.saved_memory.with_label_values(&["a"]).inc_by(1.0);
         m.saved_cost.with_label_values(&["a", "USD"]).inc_by(1.0);
+        m.workloads_without_requests
+            .with_label_values(&["a"])
+            .set(0);
+        m.conflicts.with_label_values(&["a"]).inc();
         m.audit_events.with_label_values(&["counted"]).inc();
         m.proxy_requests.with_label_values(&["a", "2xx"]).inc();
         m.proxy_held.with_label_values(&["a"]).set(0);
         m.proxy_hold_duration.with_label_values(&["a"]).observe(0.1);
-        error("scale");
+        m.errors.with_label_values(&["scale"]).inc();
+        m.config_reloads.with_label_values(&["ok"]).inc();
+        m.leader.with_label_values::<&str>(&[]).set(1);
+        m.kube_requests.with_label_values(&["GET"]).inc();
+        m.kube_responses.with_label_values(&["2xx"]).inc();
         let text = m.render();
-        for family in [
-            "siesta_namespace_asleep",
-            "siesta_last_activity_timestamp_seconds",
-            "siesta_sleeps_total",
-            "siesta_wakes_total",
-            "siesta_wake_duration_seconds",
-            "siesta_replicas_asleep",
-            "siesta_saved_cpu_core_seconds_total",
-            "siesta_saved_memory_byte_seconds_total",
-            "siesta_saved_cost_total",
-            "siesta_audit_events_total",
-            "siesta_proxy_requests_total",
-            "siesta_proxy_held_requests",
-            "siesta_proxy_hold_duration_seconds",
-            "siesta_errors_total",
-        ] {
+        for family in m.families() {
             assert!(
                 text.contains(&format!("# HELP {family} ")),
                 "{family} has no HELP"
             );
         }
+    }
+
+    #[test]
+    fn namespace_state_sets_asleep_and_waking_exclusively() {
+        let m = Metrics::new();
+        let both = |m: &Metrics| {
+            (
+                m.namespace_asleep.with_label_values(&["a"]).get(),
+                m.namespace_waking.with_label_values(&["a"]).get(),
+            )
+        };
+        m.namespace_state("a", State::Asleep);
+        assert_eq!(both(&m), (1, 0));
+        // event counters start at 0, so that increase() sees the first event
+        let text = m.render();
+        for zero in [
+            "siesta_wakes_total{namespace=\"a\",trigger=\"http\"} 0",
+            "siesta_sleeps_total{namespace=\"a\",reason=\"idle\"} 0",
+            "siesta_conflicts_total{namespace=\"a\"} 0",
+            "siesta_wake_duration_seconds_count{namespace=\"a\"} 0",
+        ] {
+            assert!(text.contains(zero), "no {zero} in {text}");
+        }
+        m.namespace_state("a", State::Waking);
+        assert_eq!(both(&m), (0, 1));
+        m.namespace_state("a", State::Awake);
+        assert_eq!(both(&m), (0, 0));
+    }
+
+    #[test]
+    fn a_forgotten_namespace_leaves_no_series_and_others_stay() {
+        let m = Metrics::new();
+        for ns in ["gone", "kept"] {
+            m.namespace_state(ns, State::Asleep);
+            m.last_activity.with_label_values(&[ns, "http"]).set(1.0);
+            m.replicas_asleep
+                .with_label_values(&[ns, "StatefulSet"])
+                .set(2);
+            m.saved_cost.with_label_values(&[ns, "EUR"]).inc_by(1.0);
+            m.wake_duration.with_label_values(&[ns]).observe(3.0);
+        }
+        assert_eq!(m.namespaces().len(), 2);
+        m.forget_namespace("gone");
+        let text = m.render();
+        assert!(!text.contains("\"gone\""), "{text}");
+        assert!(text.contains("namespace=\"kept\""), "{text}");
+        assert_eq!(m.namespaces(), vec!["kept".to_string()]);
     }
 }

@@ -116,6 +116,11 @@ pub async fn run(args: Args) -> crate::Result<()> {
     let config: Arc<AdminConfig> = config_rx.borrow().clone();
     let ready = crate::admin::Readiness::default();
     let admin = crate::admin::bind(args.admin_listen).await?;
+    // A standby says so (0) rather than having no `siesta_leader` series.
+    crate::metrics::get()
+        .leader
+        .with_label_values(&[] as &[&str])
+        .set(0);
     tokio::spawn(crate::admin::serve(admin, ready.clone()));
 
     // Namespaces: one watch, always running, so standbys know which
@@ -243,12 +248,24 @@ pub async fn run(args: Args) -> crate::Result<()> {
     {
         let ctx = ctx.clone();
         let config_rx = config_rx.clone();
+        let states = states.clone();
+        let every = args.savings_interval.max(Duration::from_millis(100));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                let now = chrono::Utc::now();
+                // A namespace deleted (or no longer selected) stops saving and
+                // leaves no series behind.
+                let m = crate::metrics::get();
+                for ns in m.namespaces() {
+                    if states.get(&ObjectRef::new(&ns)).is_none() {
+                        ctx.savings.stop(&ns, now);
+                        m.forget_namespace(&ns);
+                    }
+                }
                 let prices = config_rx.borrow().prices.clone();
-                savings::publish(&ctx.savings.tick(chrono::Utc::now()), &prices);
+                savings::publish(&ctx.savings.tick(now), &prices);
             }
         });
     }
@@ -386,6 +403,11 @@ pub struct Args {
     /// Only manage namespaces whose labels match this selector (default: all).
     #[arg(long, env = "SIESTA_NAMESPACE_SELECTOR")]
     pub namespace_selector: Option<String>,
+    /// How often the savings counters advance for sleeping namespaces (they
+    /// are computed from the recorded sleep start, so this only sets their
+    /// resolution). Default 10s.
+    #[arg(long, env = "SIESTA_SAVINGS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub savings_interval: std::time::Duration,
     /// Reconciles at once (each is a handful of API requests).
     #[arg(long, env = "SIESTA_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,

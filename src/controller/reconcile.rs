@@ -161,6 +161,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
     let action = match decision.verdict {
         Verdict::Sleep(reason) => {
             transition(&ctx, &name, State::Asleep, reason, now).await?;
+            m.namespace_state(&name, State::Asleep);
             let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
             after_pass(&ctx, &name, &report, Pass::Sleep).await;
             m.sleeps.with_label_values(&[&name, reason.as_str()]).inc();
@@ -178,6 +179,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
         }
         Verdict::Wake(reason) => {
             transition(&ctx, &name, State::Waking, reason, now).await?;
+            m.namespace_state(&name, State::Waking);
             ctx.savings.stop(&name, now);
             let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
             after_pass(&ctx, &name, &report, Pass::Wake).await;
@@ -200,6 +202,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             if decision.clear_action {
                 patch_namespace(&ctx, &name, json!({ ACTION: null })).await?;
             }
+            m.namespace_state(&name, recorded.state);
             match recorded.state {
                 State::Asleep => {
                     // Keep the promise "asleep means every managed workload at
@@ -227,11 +230,6 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             }
         }
     };
-    let asleep = matches!(decision.verdict, Verdict::Sleep(_))
-        || (decision.verdict == Verdict::Keep && recorded.state == State::Asleep);
-    m.namespace_asleep
-        .with_label_values(&[&name])
-        .set(i64::from(asleep));
     Ok(action)
 }
 
@@ -265,10 +263,7 @@ async fn finish_waking(
         .wake_duration
         .with_label_values(&[name])
         .observe(waited.as_secs_f64());
-    metrics::get()
-        .namespace_asleep
-        .with_label_values(&[name])
-        .set(0);
+    metrics::get().namespace_state(name, State::Awake);
     if not_ready > 0 {
         ctx.event(
             ns_ref,

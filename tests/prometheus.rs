@@ -1,0 +1,364 @@
+//! Siesta's /metrics as Prometheus sees it: the output passes `promtool check
+//! metrics`, and a real Prometheus (the Debian package) scraping a controller
+//! on loopback answers the dashboard's expressions with the savings a sleeping
+//! namespace of known requests should accrue.
+mod common;
+#[path = "support/prom.rs"]
+mod prom;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+const GROUP: &str = "prometheus";
+/// This binary's own leader Lease namespace, so that controllers of other
+/// test binaries running at the same time do not make it wait.
+const LEADER_NAMESPACE: &str = "siesta-test-prometheus";
+/// OpenCost's default on-demand prices, Siesta's defaults.
+const CPU_CORE_HOUR: f64 = 0.031611;
+const MEMORY_GIB_HOUR: f64 = 0.004237;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// One controller for this test binary; savings advance every second so that
+/// a rate over 30 s has 30 steps.
+fn controller() -> &'static Mutex<Siesta> {
+    static C: OnceLock<Mutex<Siesta>> = OnceLock::new();
+    C.get_or_init(|| {
+        Mutex::new(Siesta::controller(
+            GROUP,
+            &[
+                "--savings-interval",
+                "1s",
+                "--leader-election-namespace",
+                LEADER_NAMESPACE,
+            ],
+        ))
+    })
+}
+
+fn admin_port() -> u16 {
+    controller().lock().unwrap_or_else(|p| p.into_inner()).admin
+}
+
+async fn setup() -> kube::Client {
+    let c = client().await;
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some(LEADER_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // exists already when another test of this binary created it
+    let _ = kube::Api::all(c.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await;
+    let url = format!("http://127.0.0.1:{}/readyz", admin_port());
+    eventually("controller ready", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move { http_get(&url).await.is_some() }
+    })
+    .await;
+    c
+}
+
+async fn state_is(c: &kube::Client, ns: &str, want: &str) {
+    eventually(
+        &format!("{ns} is {want}"),
+        Duration::from_secs(20),
+        || async { ns_annotation(c, ns, "siesta.dev/state").await.as_deref() == Some(want) },
+    )
+    .await;
+}
+
+/// A namespace put to sleep at once, with two Deployments of 2 x (500m, 256Mi):
+/// 2 cores and 1 GiB requested while awake.
+async fn sleeping_namespace(c: &kube::Client, prefix: &str) -> String {
+    let ns = namespace(
+        c,
+        prefix,
+        GROUP,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
+    for name in ["web", "api"] {
+        let w = workload(name).replicas(2).requests("500m", "256Mi");
+        create(c, &ns, &w.deployment()).await;
+    }
+    annotate_namespace(c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    state_is(c, &ns, "asleep").await;
+    ns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_metrics_output_passes_promtool_check_metrics() {
+    let c = setup().await;
+    let asleep = sleeping_namespace(&c, "prom-lint-asleep").await;
+    // a second namespace sleeps and is woken (its pods need not be ready yet:
+    // the wake histogram exists at 0 from the start)
+    let woken = sleeping_namespace(&c, "prom-lint-woken").await;
+    annotate_namespace(&c, &woken, json!({"siesta.dev/action": "wake"})).await;
+
+    let url = format!("http://127.0.0.1:{}/metrics", admin_port());
+    let want = [
+        format!("siesta_namespace_asleep{{namespace=\"{asleep}\"}} 1"),
+        format!("siesta_namespace_waking{{namespace=\"{asleep}\"}} 0"),
+        format!("siesta_saved_cost_total{{currency=\"USD\",namespace=\"{asleep}\"}}"),
+        format!("siesta_saved_cpu_core_seconds_total{{namespace=\"{asleep}\"}}"),
+        format!("siesta_saved_memory_byte_seconds_total{{namespace=\"{asleep}\"}}"),
+        format!("siesta_replicas_asleep{{kind=\"Deployment\",namespace=\"{asleep}\"}} 4"),
+        format!("siesta_workloads_without_requests{{namespace=\"{asleep}\"}} 0"),
+        format!("siesta_sleeps_total{{namespace=\"{asleep}\",reason=\"manual\"}} 1"),
+        format!("siesta_wakes_total{{namespace=\"{woken}\",trigger=\"manual\"}} 1"),
+        format!("siesta_wake_duration_seconds_count{{namespace=\"{woken}\"}} "),
+        "siesta_leader 1".to_string(),
+    ];
+    let text = std::sync::Arc::new(Mutex::new(String::new()));
+    eventually(
+        "every controller family has samples",
+        Duration::from_secs(20),
+        || {
+            let (url, want, text) = (url.clone(), want.clone(), text.clone());
+            async move {
+                let body = http_get(&url).await.unwrap_or_default();
+                let all = want.iter().all(|w| body.contains(w.as_str()));
+                *text.lock().unwrap_or_else(|p| p.into_inner()) = body;
+                all
+            }
+        },
+    )
+    .await;
+    let text = text.lock().unwrap_or_else(|p| p.into_inner()).clone();
+
+    let out = prom::promtool(&["check", "metrics"], Some(&text));
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\nmetrics:\n{text}",
+        prom::describe(&out)
+    );
+}
+
+/// A Prometheus on loopback scraping the given admin ports every second,
+/// storing into a temporary directory. Dropping it stops it; if the test
+/// process dies instead, the shell wrapper sees its standard input close and
+/// stops Prometheus too.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[u16]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: siesta-controller\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let port = free_port();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" "$@" & p=$!; read -r _; kill "$p"; wait "$p""#)
+            .arg(prom::tool("prometheus"))
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// GET an API path with form parameters (curl encodes them): the JSON answer.
+    fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "-G"]);
+        for (k, v) in params {
+            cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
+        }
+        let out = cmd
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("run curl (Debian package curl)");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// An instant query: the whole answer.
+    fn query(&self, expr: &str) -> Value {
+        self.api("/api/v1/query", &[("query", expr)])
+    }
+
+    /// The value of a one-element instant vector, if that is the answer.
+    fn scalar(&self, expr: &str) -> Option<f64> {
+        let v = self.query(expr);
+        let result = v["data"]["result"].as_array()?;
+        match result.as_slice() {
+            [one] => one["value"][1].as_str()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Wait until the query API answers.
+    async fn wait_ready(&self) {
+        eventually(
+            "prometheus answers queries",
+            Duration::from_secs(20),
+            || {
+                let up = self.scalar("vector(1)") == Some(1.0);
+                async move { up }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        // closing its standard input makes the wrapper stop Prometheus
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The first expression of the dashboard panel with this title, for `namespace`.
+fn panel_expr(title: &str, namespace: &str) -> String {
+    let d = prom::dashboard();
+    let expr = d["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["title"] == title)
+        .and_then(|p| p["targets"][0]["expr"].as_str())
+        .unwrap_or_else(|| panic!("the dashboard has no panel {title:?}"));
+    prom::substitute(expr, namespace)
+}
+
+fn assert_near(what: &str, got: Option<f64>, want: f64) {
+    let got = got.unwrap_or_else(|| panic!("{what}: no single value"));
+    let error = (got - want).abs() / want;
+    eprintln!(
+        "{what}: {got} (expected {want}, off by {:.2}%)",
+        error * 100.0
+    );
+    assert!(
+        error < 0.10,
+        "{what}: got {got}, want {want} within 10% (off by {:.1}%)",
+        error * 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_sees_a_sleeping_namespace_save_at_its_requested_rate() {
+    let started = tokio::time::Instant::now();
+    let c = setup().await;
+    let prometheus = Prometheus::start(&[admin_port()]);
+    prometheus.wait_ready().await;
+    let ns = sleeping_namespace(&c, "prom-rate").await;
+
+    // the dashboard's "Namespaces asleep now", for this namespace
+    let asleep = panel_expr("Namespaces asleep now", &ns);
+    eventually(
+        "prometheus sees the namespace asleep",
+        Duration::from_secs(20),
+        || {
+            let got = prometheus.scalar(&asleep);
+            async move { got == Some(1.0) }
+        },
+    )
+    .await;
+
+    // Savings began more than a full 30 s window ago, so that no rate below
+    // extrapolates over the series' start (which would read a few % low).
+    let samples =
+        format!("count_over_time(siesta_saved_cpu_core_seconds_total{{namespace=\"{ns}\"}}[40s])");
+    eventually("35 s of savings samples", Duration::from_secs(50), || {
+        let n = prometheus.scalar(&samples).unwrap_or(0.0);
+        async move { n >= 35.0 }
+    })
+    .await;
+
+    let cores = panel_expr("CPU cores not requested (asleep)", &ns);
+    assert_near("CPU cores saved per second", prometheus.scalar(&cores), 2.0);
+    let memory = panel_expr("Memory not requested (asleep)", &ns);
+    assert_near("bytes saved per second", prometheus.scalar(&memory), GIB);
+    let money = panel_expr("Money saved per hour, by namespace", &ns);
+    assert_near(
+        "money saved per hour",
+        prometheus.scalar(&money),
+        2.0 * CPU_CORE_HOUR + 1.0 * MEMORY_GIB_HOUR,
+    );
+    let per_second = format!("rate(siesta_saved_cost_total{{namespace=\"{ns}\"}}[30s])");
+    assert_near(
+        "rate(siesta_saved_cost_total[30s])",
+        prometheus.scalar(&per_second),
+        (2.0 * CPU_CORE_HOUR + MEMORY_GIB_HOUR) / 3600.0,
+    );
+
+    // every expression of the dashboard and the alerts is valid PromQL that
+    // Prometheus evaluates against Siesta's series
+    for (place, expr) in prom::dashboard_exprs()
+        .into_iter()
+        .chain(prom::rule_exprs())
+    {
+        let q = prom::substitute(&expr, &ns);
+        let answer = prometheus.query(&q);
+        assert_eq!(
+            answer["status"], "success",
+            "{place}: Prometheus rejects {q}: {answer}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_namespace_stops_saving_and_leaves_no_series() {
+    let c = setup().await;
+    let ns = sleeping_namespace(&c, "prom-deleted").await;
+    let url = format!("http://127.0.0.1:{}/metrics", admin_port());
+    let label = format!("namespace=\"{ns}\"");
+    eventually("savings published", Duration::from_secs(20), || {
+        let (url, want) = (
+            url.clone(),
+            format!("siesta_saved_cost_total{{currency=\"USD\",{label}}}"),
+        );
+        async move { http_get(&url).await.unwrap_or_default().contains(&want) }
+    })
+    .await;
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
+        .delete(&ns, &Default::default())
+        .await
+        .expect("delete namespace");
+    eventually(
+        "no series of the deleted namespace",
+        Duration::from_secs(60),
+        || {
+            let (url, label) = (url.clone(), label.clone());
+            async move {
+                let text = http_get(&url).await.unwrap_or_default();
+                !text.is_empty() && !text.contains(&label)
+            }
+        },
+    )
+    .await;
+}
