@@ -118,3 +118,103 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
         "{m}"
     );
 }
+
+/// A client the audit ingest ignores (a kube-system service account, through
+/// impersonation), so the test's own polling is not activity.
+async fn ignored_client() -> kube::Client {
+    let mut cfg = kube::Config::infer().await.expect("KUBECONFIG");
+    cfg.auth_info.impersonate = Some("system:serviceaccount:kube-system:siesta-e2e".into());
+    cfg.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
+    kube::Client::try_from(cfg).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sleeping_namespace_wakes_on_a_persons_kubectl_request_seen_only_through_audit() {
+    let person = client().await;
+    let c = ignored_client().await;
+    let group = "e2e-api";
+    // The local apiserver sends its audit batches to 127.0.0.1:8443.
+    let ctl = Siesta::controller(group, &["--audit-listen", "127.0.0.1:8443"]);
+    ctl.wait_ready().await;
+    let ns = namespace(
+        &c,
+        "e2e-api",
+        group,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
+    create(&c, &ns, &workload("web").replicas(2).deployment()).await;
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    eventually("asleep", Duration::from_secs(20), || async {
+        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref() == Some("asleep")
+            && replicas_of::<Deployment>(&c, &ns, "web").await == Some(0)
+    })
+    .await;
+
+    // Requests by ignored identities do not wake it.
+    kubectl(
+        &[
+            "--as",
+            "system:serviceaccount:kube-system:foo",
+            "--as-group",
+            "system:masters",
+            "get",
+            "pods",
+            "-n",
+            &ns,
+        ],
+        None,
+    );
+    kubectl(
+        &[
+            "--as",
+            "system:kube-scheduler",
+            "--as-group",
+            "system:masters",
+            "get",
+            "pods",
+            "-n",
+            &ns,
+        ],
+        None,
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref(),
+        Some("asleep")
+    );
+
+    // A person's request does, seen only through the apiserver's audit webhook.
+    let t = Instant::now();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(person, &ns);
+    pods.list(&Default::default()).await.unwrap();
+    eventually("replicas restored", Duration::from_secs(15), || async {
+        replicas_of::<Deployment>(&c, &ns, "web").await == Some(2)
+    })
+    .await;
+    let restored = t.elapsed();
+    println!(
+        "person's request to restored replicas: {:.2} s (audit batch wait 1 s)",
+        restored.as_secs_f64()
+    );
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
+        Some("api")
+    );
+    assert!(
+        ns_annotation(&c, &ns, "siesta.dev/last-activity")
+            .await
+            .unwrap_or_default()
+            .contains("siesta-admin"),
+        "the wake names who woke it"
+    );
+    assert!(restored < Duration::from_secs(5), "woken in {restored:?}");
+    let m = ctl.metrics().await;
+    assert!(
+        m.contains("siesta_audit_events_total{result=\"counted\"}"),
+        "{m}"
+    );
+}

@@ -76,13 +76,10 @@ impl Siesta {
     pub fn controller_with_env(group: &str, extra: &[&str], envs: &[(&str, &str)]) -> Siesta {
         let audit = format!("127.0.0.1:{}", free_port());
         let selector = format!("siesta-test={group}");
-        let mut args = vec![
-            "controller",
-            "--audit-listen",
-            &audit,
-            "--namespace-selector",
-            &selector,
-        ];
+        let mut args = vec!["controller", "--namespace-selector", &selector];
+        if !extra.contains(&"--audit-listen") {
+            args.extend(["--audit-listen", &audit]);
+        }
         args.extend_from_slice(extra);
         Siesta::start(&args, envs)
     }
