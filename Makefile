@@ -2,7 +2,6 @@
 SHELL := /bin/bash
 CLUSTER := tests/cluster/cluster.sh
 CARGO ?= cargo
-export SIESTA_LOG ?= info
 
 .PHONY: run test deps build cluster-up cluster-down lint unit integration bench promtool-check clean
 
@@ -33,7 +32,7 @@ unit:
 ## integration: real control plane; tests start their own controller and proxy processes
 integration:
 	$(CLUSTER) up
-	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --tests --test '*' -- --test-threads 4
+	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads 4
 
 test: deps lint unit integration
 

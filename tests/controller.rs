@@ -71,25 +71,28 @@ async fn idle_namespace_sleeps_and_wakes_restoring_every_count_exactly() {
         ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
         Some("idle")
     );
-    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    replicas_become::<Deployment>(&c, &ns, "web", 0).await;
     assert_eq!(
         annotation_of::<Deployment>(&c, &ns, "web", "siesta.dev/original-replicas")
             .await
             .as_deref(),
         Some("3")
     );
-    assert_eq!(replicas_of::<StatefulSet>(&c, &ns, "db").await, Some(0));
+    replicas_become::<StatefulSet>(&c, &ns, "db", 0).await;
     assert_eq!(
         annotation_of::<StatefulSet>(&c, &ns, "db", "siesta.dev/original-replicas")
             .await
             .as_deref(),
         Some("2")
     );
-    let cj = Api::<CronJob>::namespaced(c.clone(), &ns)
-        .get("report")
-        .await
-        .unwrap();
-    assert_eq!(cj.spec.suspend, Some(true));
+    eventually("report suspended", Duration::from_secs(15), || async {
+        let cj = Api::<CronJob>::namespaced(c.clone(), &ns)
+            .get("report")
+            .await
+            .unwrap();
+        cj.spec.suspend == Some(true)
+    })
+    .await;
     assert_eq!(
         annotation_of::<CronJob>(&c, &ns, "report", "siesta.dev/original-suspend")
             .await
@@ -203,7 +206,7 @@ async fn manual_sleep_and_wake_through_the_cli() {
         ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
         Some("manual")
     );
-    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    replicas_become::<Deployment>(&c, &ns, "web", 0).await;
     siesta("wake");
     state_is(&c, &ns, "awake", Duration::from_secs(30)).await;
     assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
@@ -354,7 +357,7 @@ async fn a_bad_annotation_is_reported_changes_nothing_and_its_fix_takes_effect()
     assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
     annotate_namespace(&c, &ns, json!({"siesta.dev/idle-after": "2s"})).await;
     state_is(&c, &ns, "asleep", Duration::from_secs(20)).await;
-    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    replicas_become::<Deployment>(&c, &ns, "web", 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -388,7 +391,7 @@ async fn an_hpa_does_not_scale_a_sleeping_workload_back_up() {
     state_is(&c, &ns, "asleep", Duration::from_secs(15)).await;
     // The HPA controller syncs every 15 s; with its target at zero it disables scaling.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    replicas_become::<Deployment>(&c, &ns, "web", 0).await;
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "wake"})).await;
     state_is(&c, &ns, "awake", Duration::from_secs(30)).await;
     assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
@@ -426,7 +429,7 @@ async fn a_schedule_sleeps_the_namespace_at_its_window_and_wakes_it_at_the_wake_
         ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
         Some("schedule")
     );
-    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    replicas_become::<Deployment>(&c, &ns, "web", 0).await;
     state_is(&c, &ns, "awake", Duration::from_secs(25)).await;
     assert_eq!(
         ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),

@@ -41,7 +41,7 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     };
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
     eventually("asleep", Duration::from_secs(30), || state("asleep")).await;
-    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    replicas_become::<Deployment>(&c, &ns, "web", 0).await;
     // someone else's change: an Event on the workload, then a wake
     scale::<StatefulSet>(&c, &ns, "db", 2).await;
     eventually("released", Duration::from_secs(15), || async {

@@ -515,3 +515,21 @@ pub fn apply_shipped_rbac() {
         .collect();
     kubectl(&["apply", "-f", "-"], Some(&docs.join("\n---\n")));
 }
+
+/// Wait until a workload has this many replicas (a sleep or wake pass runs just
+/// after the namespace's state annotation changes).
+pub async fn replicas_become<K>(client: &kube::Client, ns: &str, name: &str, want: i32)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + serde::Serialize,
+{
+    eventually(
+        &format!("{ns}/{name} at {want} replicas"),
+        Duration::from_secs(15),
+        || async { replicas_of::<K>(client, ns, name).await == Some(want) },
+    )
+    .await;
+}
