@@ -9,7 +9,14 @@ use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use serde_json::json;
 
+/// One test, two parts in turn: the shipped Role for leader election covers
+/// only `siesta-system`, so the two controllers must not run at once.
 #[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_roles_are_all_the_controller_and_the_proxy_need() {
+    the_controller_needs_nothing_beyond_its_shipped_role().await;
+    the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped_role().await;
+}
+
 async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     let c = client().await;
     apply_shipped_rbac();
@@ -79,4 +86,96 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
         .filter(|l| l.starts_with("siesta_errors_total"))
         .collect();
     assert!(errors.is_empty(), "errors: {errors:?}");
+}
+
+async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped_role() {
+    let c = client().await;
+    apply_shipped_rbac();
+    let controller_cfg = service_account_kubeconfig("siesta-system", "siesta-controller");
+    let proxy_cfg = service_account_kubeconfig("siesta-system", "siesta-proxy");
+    let ctl = Siesta::controller_with_env(
+        "rbac-proxy",
+        &[
+            "--leader-lease-duration",
+            "4s",
+            "--leader-election-namespace",
+            "siesta-system",
+            "--identity",
+            "rbac",
+        ],
+        &[("KUBECONFIG", controller_cfg.path().to_str().unwrap())],
+    );
+    ctl.wait_ready().await;
+    let ns = namespace(
+        &c,
+        "rbac-proxy",
+        "rbac-proxy",
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
+    create(&c, &ns, &workload("web").replicas(1).deployment()).await;
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    eventually("asleep", Duration::from_secs(20), || async {
+        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref() == Some("asleep")
+    })
+    .await;
+
+    // An Ingress of class siesta to an ExternalName Service naming 127.0.0.1
+    // (EndpointSlices may not hold loopback addresses).
+    let upstream = backend().await;
+    let host = format!("{ns}.rbac.test");
+    kubectl(
+        &["apply", "-n", &ns, "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{type: ExternalName, externalName: 127.0.0.1, ports: [{{name: http, port: {upstream}}}]}}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web}}\nspec:\n  ingressClassName: siesta\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: {upstream}}}}}}}}}\n"
+        )),
+    );
+    let listen = free_port();
+    let proxy = Siesta::start(
+        &["proxy", "--listen", &format!("127.0.0.1:{listen}")],
+        &[("KUBECONFIG", proxy_cfg.path().to_str().unwrap())],
+    );
+    proxy.wait_ready().await;
+    let mut answer = String::new();
+    for _ in 0..50 {
+        // the Ingress may take a moment to reach the proxy's table
+        answer = get_via_proxy(listen, &host).await;
+        if !answer.starts_with("HTTP/1.1 404") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+        "{answer}"
+    );
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
+        Some("http")
+    );
+
+    for (who, metrics) in [
+        ("proxy", proxy.metrics().await),
+        ("controller", ctl.metrics().await),
+    ] {
+        let forbidden: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("siesta_kube_responses_total")
+                    && (l.contains("\"403\"") || l.contains("\"401\""))
+            })
+            .collect();
+        assert!(
+            forbidden.is_empty(),
+            "{who}: forbidden requests: {forbidden:?}"
+        );
+        assert!(
+            metrics.contains("siesta_kube_responses_total{code=\"2xx\"}"),
+            "{who} talked to the API"
+        );
+    }
 }

@@ -76,9 +76,18 @@ impl Siesta {
     pub fn controller_with_env(group: &str, extra: &[&str], envs: &[(&str, &str)]) -> Siesta {
         let audit = format!("127.0.0.1:{}", free_port());
         let selector = format!("siesta-test={group}");
+        // Each group leads through its own Lease, so test groups running at
+        // once never wait for each other.
+        let lease_ns = format!("siesta-lease-{group}");
         let mut args = vec!["controller", "--namespace-selector", &selector];
         if !extra.contains(&"--audit-listen") {
             args.extend(["--audit-listen", &audit]);
+        }
+        if !extra.contains(&"--leader-election-namespace") {
+            let _ = Command::new("kubectl")
+                .args(["create", "namespace", &lease_ns])
+                .output();
+            args.extend(["--leader-election-namespace", &lease_ns]);
         }
         args.extend_from_slice(extra);
         Siesta::start(&args, envs)
@@ -532,4 +541,44 @@ where
         || async { replicas_of::<K>(client, ns, name).await == Some(want) },
     )
     .await;
+}
+
+/// A backend that answers every request with "hello".
+pub async fn backend() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                    )
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+pub async fn get_via_proxy(proxy: u16, host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", proxy))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).to_string()
 }
