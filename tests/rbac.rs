@@ -24,7 +24,14 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     let path = kubeconfig.path().to_str().unwrap().to_string();
     let ctl = Siesta::controller_with_env(
         "rbac",
-        &["--leader-lease-duration", "4s"],
+        &[
+            "--leader-lease-duration",
+            "4s",
+            "--leader-election-namespace",
+            "siesta-system",
+            "--identity",
+            "rbac",
+        ],
         &[("KUBECONFIG", &path)],
     );
     ctl.wait_ready().await;
