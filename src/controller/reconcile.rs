@@ -202,7 +202,11 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             if decision.clear_action {
                 patch_namespace(&ctx, &name, json!({ ACTION: null })).await?;
             }
-            m.namespace_state(&name, recorded.state);
+            // Series only for namespaces Siesta has acted on: 10,000 awake
+            // namespaces cost nothing.
+            if managed_before {
+                m.namespace_state(&name, recorded.state);
+            }
             match recorded.state {
                 State::Asleep => {
                     // Keep the promise "asleep means every managed workload at
