@@ -90,7 +90,9 @@ fn watch_workloads<K>(
 {
     let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
     tokio::spawn(async move {
-        watcher(api, watcher::Config::default().any_semantic())
+        // Paginated lists (no `any_semantic`): 10,000 workloads arrive 500 at
+        // a time instead of in one response held in memory at once.
+        watcher(api, watcher::Config::default().page_size(500))
             .default_backoff()
             .touched_objects()
             .for_each(|obj| {
@@ -132,7 +134,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         let selector = args.namespace_selector.clone();
         let api: Api<Namespace> = Api::all(client.clone());
         tokio::spawn(async move {
-            let mut cfg = watcher::Config::default().any_semantic();
+            let mut cfg = watcher::Config::default().page_size(500);
             if let Some(sel) = &selector {
                 cfg = cfg.labels(sel);
             }
@@ -178,7 +180,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         tokio::spawn(async move {
             watcher(
                 api,
-                watcher::Config::default().labels(&selector).any_semantic(),
+                watcher::Config::default().labels(&selector).page_size(500),
             )
             .default_backoff()
             .applied_objects()
@@ -285,9 +287,9 @@ pub async fn run(args: Args) -> crate::Result<()> {
         }
         let (ns_rx, trigger_rx) = triggers.lead();
         // Everything known so far gets one reconcile; then changes, timers and triggers.
-        let initial: Vec<Result<Namespace, watcher::Error>> =
-            states.state().iter().map(|ns| Ok((**ns).clone())).collect();
-        let ns_stream = futures::stream::iter(initial).chain(UnboundedReceiverStream::new(ns_rx));
+        // (cloned one at a time as the controller takes them, not all at once)
+        let initial = futures::stream::iter(states.state()).map(|ns| Ok((*ns).clone()));
+        let ns_stream = initial.chain(UnboundedReceiverStream::new(ns_rx));
         let stop = {
             let client = client.clone();
             let settings = settings.clone();

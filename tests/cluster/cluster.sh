@@ -159,9 +159,11 @@ W
   start kube-controller-manager "$k8s_bin/kube-controller-manager" \
     --kubeconfig "$dir/controller-manager.kubeconfig" --bind-address 127.0.0.1 --secure-port 0 \
     --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
+    --kube-api-qps 500 --kube-api-burst 1000 --concurrent-replicaset-syncs 20 --concurrent-deployment-syncs 20 \
     --use-service-account-credentials=true --leader-elect=false --controllers '*,-nodeipam,-cloud-node-lifecycle'
   start kube-scheduler "$k8s_bin/kube-scheduler" \
-    --kubeconfig "$dir/scheduler.kubeconfig" --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false
+    --kubeconfig "$dir/scheduler.kubeconfig" --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
+    --kube-api-qps 500 --kube-api-burst 1000
   start kwok "$kwok_bin/kwok" --kubeconfig "$dir/kwok.kubeconfig" --config "$kwok_bin/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --server-address 127.0.0.1:0 --cidr 10.244.0.1/16 --node-ip 10.250.0.1 --node-lease-duration-seconds 40
