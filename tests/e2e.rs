@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy() {
@@ -15,23 +14,9 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
     let group = "e2e-http";
     let ctl = Siesta::controller(group, &[]);
     ctl.wait_ready().await;
-    let ns = namespace(
-        &c,
-        "e2e-http",
-        group,
-        &[
-            ("siesta.dev/enabled", "true"),
-            ("siesta.dev/idle-after", "off"),
-        ],
-    )
-    .await;
+    let ns = namespace(&c, "e2e-http", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
-    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
-    eventually("asleep", Duration::from_secs(20), || async {
-        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref() == Some("asleep")
-            && replicas_of::<Deployment>(&c, &ns, "web").await == Some(0)
-    })
-    .await;
+    sleep_and_wait(&c, &ns).await;
 
     let upstream = backend().await;
     let routes = tempfile::NamedTempFile::new().unwrap();
@@ -97,23 +82,9 @@ async fn a_sleeping_namespace_wakes_on_a_persons_kubectl_request_seen_only_throu
     // The local apiserver sends its audit batches to 127.0.0.1:8443.
     let ctl = Siesta::controller(group, &["--audit-listen", "127.0.0.1:8443"]);
     ctl.wait_ready().await;
-    let ns = namespace(
-        &c,
-        "e2e-api",
-        group,
-        &[
-            ("siesta.dev/enabled", "true"),
-            ("siesta.dev/idle-after", "off"),
-        ],
-    )
-    .await;
+    let ns = namespace(&c, "e2e-api", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
-    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
-    eventually("asleep", Duration::from_secs(20), || async {
-        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref() == Some("asleep")
-            && replicas_of::<Deployment>(&c, &ns, "web").await == Some(0)
-    })
-    .await;
+    sleep_and_wait(&c, &ns).await;
 
     // Requests by ignored identities do not wake it.
     kubectl(

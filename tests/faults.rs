@@ -174,16 +174,7 @@ async fn a_standby_takes_over_when_the_leader_dies() {
     tokio::time::sleep(Duration::from_secs(1)).await; // a leads first
     let b = Siesta::controller(group, &["--identity", "replica-b"]);
     b.wait_ready().await;
-    let ns = namespace(
-        &c,
-        "failover",
-        group,
-        &[
-            ("siesta.dev/enabled", "true"),
-            ("siesta.dev/idle-after", "off"),
-        ],
-    )
-    .await;
+    let ns = namespace(&c, "failover", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
     eventually(
@@ -220,22 +211,9 @@ async fn a_gitops_agent_reapplying_replicas_for_a_minute_causes_one_release_and_
     let group = "faults-gitops";
     let ctl = Siesta::controller(group, &[]);
     ctl.wait_ready().await;
-    let ns = namespace(
-        &c,
-        "gitops",
-        group,
-        &[
-            ("siesta.dev/enabled", "true"),
-            ("siesta.dev/idle-after", "off"),
-        ],
-    )
-    .await;
+    let ns = namespace(&c, "gitops", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(3).deployment()).await;
-    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
-    eventually("asleep", Duration::from_secs(20), || async {
-        replicas_of::<Deployment>(&c, &ns, "web").await == Some(0)
-    })
-    .await;
+    sleep_and_wait(&c, &ns).await;
     // Argo CD self-heal: `replicas: 3` every 3 s for a minute.
     let mut seen_zero_after_release = 0;
     for _ in 0..20 {

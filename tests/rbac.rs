@@ -36,16 +36,7 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     );
     ctl.wait_ready().await;
 
-    let ns = namespace(
-        &c,
-        "rbac",
-        "rbac",
-        &[
-            ("siesta.dev/enabled", "true"),
-            ("siesta.dev/idle-after", "off"),
-        ],
-    )
-    .await;
+    let ns = namespace(&c, "rbac", "rbac", MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
     create(&c, &ns, &workload("db").replicas(1).statefulset()).await;
     create(&c, &ns, &workload("job").cronjob(false)).await;
@@ -113,16 +104,7 @@ async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped
         &[("KUBECONFIG", controller_cfg.path().to_str().unwrap())],
     );
     ctl.wait_ready().await;
-    let ns = namespace(
-        &c,
-        "rbac-proxy",
-        "rbac-proxy",
-        &[
-            ("siesta.dev/enabled", "true"),
-            ("siesta.dev/idle-after", "off"),
-        ],
-    )
-    .await;
+    let ns = namespace(&c, "rbac-proxy", "rbac-proxy", MANUAL).await;
     create(&c, &ns, &workload("web").replicas(1).deployment()).await;
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
     eventually("asleep", Duration::from_secs(20), || async {

@@ -582,3 +582,20 @@ pub async fn get_via_proxy(proxy: u16, host: &str) -> String {
     s.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).to_string()
 }
+
+/// Annotations of a namespace that sleeps and wakes only when told to.
+pub const MANUAL: &[(&str, &str)] = &[
+    ("siesta.dev/enabled", "true"),
+    ("siesta.dev/idle-after", "off"),
+];
+
+/// Ask a namespace to sleep (`siesta.dev/action`) and wait until it is asleep
+/// with its Deployment `web` at zero.
+pub async fn sleep_and_wait(c: &kube::Client, ns: &str) {
+    annotate_namespace(c, ns, serde_json::json!({"siesta.dev/action": "sleep"})).await;
+    eventually(&format!("{ns} asleep"), Duration::from_secs(20), || async {
+        ns_annotation(c, ns, "siesta.dev/state").await.as_deref() == Some("asleep")
+            && replicas_of::<k8s_openapi::api::apps::v1::Deployment>(c, ns, "web").await == Some(0)
+    })
+    .await;
+}
