@@ -280,14 +280,37 @@ pub enum Pass {
     Wake,
 }
 
-/// Run one pass over every managed kind of a namespace.
+/// Run one pass over every managed kind of a namespace, the four kinds at once.
 pub async fn run(client: &kube::Client, namespace: &str, pass: Pass) -> kube::Result<Report> {
-    let mut report = Report::default();
-    pass_kind::<Deployment>(client, namespace, pass, &mut report).await?;
-    pass_kind::<StatefulSet>(client, namespace, pass, &mut report).await?;
-    pass_kind::<ReplicaSet>(client, namespace, pass, &mut report).await?;
-    pass_kind::<CronJob>(client, namespace, pass, &mut report).await?;
-    Ok(report)
+    let (d, s, r, c) = futures::try_join!(
+        pass_kind::<Deployment>(client, namespace, pass),
+        pass_kind::<StatefulSet>(client, namespace, pass),
+        pass_kind::<ReplicaSet>(client, namespace, pass),
+        pass_kind::<CronJob>(client, namespace, pass),
+    )?;
+    Ok(Report::merge([d, s, r, c]))
+}
+
+impl Report {
+    /// The reports of several kinds as one.
+    pub fn merge(parts: impl IntoIterator<Item = Report>) -> Report {
+        let mut all = Report::default();
+        for p in parts {
+            for (k, n) in p.changed {
+                *all.changed.entry(k).or_default() += n;
+            }
+            for (k, n) in p.asleep {
+                *all.asleep.entry(k).or_default() += n;
+            }
+            all.conflicts.extend(p.conflicts);
+            all.unreadable.extend(p.unreadable);
+            all.not_ready += p.not_ready;
+            all.cpu_cores += p.cpu_cores;
+            all.memory_bytes += p.memory_bytes;
+            all.without_requests += p.without_requests;
+        }
+        all
+    }
 }
 
 /// Read a namespace's workloads without changing anything (for `siesta status`).
@@ -333,8 +356,9 @@ async fn pass_kind<K: Workload>(
     client: &kube::Client,
     ns: &str,
     pass: Pass,
-    report: &mut Report,
-) -> kube::Result<()> {
+) -> kube::Result<Report> {
+    let mut report = Report::default();
+    let report = &mut report;
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
@@ -378,7 +402,7 @@ async fn pass_kind<K: Workload>(
         }
         account(&item, report);
     }
-    Ok(())
+    Ok(std::mem::take(report))
 }
 
 #[cfg(test)]
