@@ -67,13 +67,7 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     .await;
 
     let metrics = ctl.metrics().await;
-    let forbidden: Vec<&str> = metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("siesta_kube_responses_total")
-                && (l.contains("\"403\"") || l.contains("\"401\""))
-        })
-        .collect();
+    let forbidden = forbidden_answers(&metrics);
     assert!(forbidden.is_empty(), "forbidden requests: {forbidden:?}");
     assert!(
         metrics.contains("siesta_kube_responses_total{code=\"2xx\"}"),
@@ -151,13 +145,7 @@ async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped
         ("proxy", proxy.metrics().await),
         ("controller", ctl.metrics().await),
     ] {
-        let forbidden: Vec<&str> = metrics
-            .lines()
-            .filter(|l| {
-                l.starts_with("siesta_kube_responses_total")
-                    && (l.contains("\"403\"") || l.contains("\"401\""))
-            })
-            .collect();
+        let forbidden = forbidden_answers(&metrics);
         assert!(
             forbidden.is_empty(),
             "{who}: forbidden requests: {forbidden:?}"
@@ -167,4 +155,15 @@ async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped
             "{who} talked to the API"
         );
     }
+}
+
+/// The 401 and 403 answers a Siesta process counted, from its /metrics.
+fn forbidden_answers(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("siesta_kube_responses_total")
+                && (l.contains("\"403\"") || l.contains("\"401\""))
+        })
+        .collect()
 }
