@@ -252,3 +252,253 @@ async fn a_gitops_agent_reapplying_replicas_for_a_minute_causes_one_release_and_
         "the namespace stays asleep"
     );
 }
+
+/// Namespaces of Deployments with random counts: (namespace, [(name, replicas)]).
+async fn deployments(
+    c: &kube::Client,
+    prefix: &str,
+    group: &str,
+    namespaces: usize,
+    per: usize,
+    rng: &mut Rng,
+) -> Vec<(String, Vec<(String, i32)>)> {
+    let mut all = Vec::new();
+    for i in 0..namespaces {
+        let ns = namespace(c, &format!("{prefix}{i}"), group, MANUAL).await;
+        let mut ws = Vec::new();
+        for d in 0..per {
+            let r = 1 + rng.below(4) as i32;
+            create(c, &ns, &workload(&format!("d{d}")).replicas(r).deployment()).await;
+            ws.push((format!("d{d}"), r));
+        }
+        all.push((ns, ws));
+    }
+    all
+}
+
+/// What is wrong with the Deployments, if anything: asleep means each at zero
+/// with its original count recorded; awake means each at its original count
+/// with no record.
+async fn not_exact(
+    c: &kube::Client,
+    expected: &[(String, Vec<(String, i32)>)],
+    asleep: bool,
+) -> Option<String> {
+    for (ns, ws) in expected {
+        for (name, want) in ws {
+            let got = replicas_of::<Deployment>(c, ns, name).await;
+            let record =
+                annotation_of::<Deployment>(c, ns, name, "siesta.dev/original-replicas").await;
+            let (want_count, want_record) = if asleep {
+                (Some(0), Some(want.to_string()))
+            } else {
+                (Some(*want), None)
+            };
+            if (got, &record) != (want_count, &want_record) {
+                return Some(format!(
+                    "{ns}/{name}: replicas {got:?} record {record:?}, want {want_count:?} {want_record:?}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Wait until every namespace is in `target` with its Deployments exactly so.
+async fn settle(
+    c: &kube::Client,
+    expected: &[(String, Vec<(String, i32)>)],
+    target: &str,
+    what: &str,
+) {
+    let names: Vec<String> = expected.iter().map(|(ns, _)| ns.clone()).collect();
+    let asleep = target == "asleep";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let problem = if all_states(c, &names, target).await {
+            not_exact(c, expected, asleep).await
+        } else {
+            Some(format!("not every namespace {target}"))
+        };
+        match problem {
+            None => return,
+            Some(p) if tokio::time::Instant::now() > deadline => panic!("{what}: {p}"),
+            Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The sum of a counter family's series for one namespace.
+fn counted(metrics: &str, family: &str, ns: &str) -> f64 {
+    let label = format!("namespace=\"{ns}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Hand the leader Lease to `to`, as a replica that took it would have written it.
+async fn take_lease(c: &kube::Client, lease_ns: &str, to: &str) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Patch, PatchParams};
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    Api::<Lease>::namespaced(c.clone(), lease_ns)
+        .patch(
+            "siesta-controller",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"holderIdentity": to, "renewTime": now, "acquireTime": now}}),
+            ),
+        )
+        .await
+        .expect("take the leader lease");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_taken_mid_transition_applies_each_transition_once() {
+    let c = client().await;
+    let group = "faults-steal";
+    let mut rng = Rng(0x5eed_1ea5e | 1);
+    let a = Siesta::controller(group, &["--identity", "steal-a"]);
+    a.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(1)).await; // a leads first
+    let b = Siesta::controller(group, &["--identity", "steal-b"]);
+    b.wait_ready().await;
+    let expected = deployments(&c, "steal", group, 6, 6, &mut rng).await;
+    let names: Vec<String> = expected.iter().map(|(ns, _)| ns.clone()).collect();
+
+    // Each round: ask every namespace to sleep (or wake), and a moment later,
+    // while passes are in flight, the other replica takes the Lease.
+    let rounds = 6;
+    let mut holder = "steal-a";
+    for round in 0..rounds {
+        let (action, target) = if round % 2 == 0 {
+            ("sleep", "asleep")
+        } else {
+            ("wake", "awake")
+        };
+        for ns in &names {
+            annotate_namespace(&c, ns, json!({"siesta.dev/action": action})).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(400))).await;
+        holder = if holder == "steal-a" {
+            "steal-b"
+        } else {
+            "steal-a"
+        };
+        take_lease(&c, &format!("siesta-lease-{group}"), holder).await;
+        settle(&c, &expected, target, &format!("round {round}")).await;
+        let (new, old) = if holder == "steal-a" {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        eventually(
+            &format!("round {round}: {holder} leads alone"),
+            Duration::from_secs(20),
+            || async {
+                new.metrics().await.contains("siesta_leader 1")
+                    && old.metrics().await.contains("siesta_leader 0")
+            },
+        )
+        .await;
+    }
+
+    // Exactly one sleep and one wake per round and namespace, whichever replica
+    // applied it.
+    let (ma, mb) = (a.metrics().await, b.metrics().await);
+    for ns in &names {
+        let sleeps =
+            counted(&ma, "siesta_sleeps_total", ns) + counted(&mb, "siesta_sleeps_total", ns);
+        let wakes = counted(&ma, "siesta_wakes_total", ns) + counted(&mb, "siesta_wakes_total", ns);
+        assert_eq!(
+            sleeps,
+            f64::from(rounds / 2),
+            "{ns}: each sleep applied once"
+        );
+        assert_eq!(wakes, f64::from(rounds / 2), "{ns}: each wake applied once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conflicting_writers_never_cost_a_replica_count() {
+    let c = client().await;
+    let group = "faults-409";
+    let mut rng = Rng(0x409 | 1);
+    let ctl = Siesta::controller(group, &[]);
+    ctl.wait_ready().await;
+    let expected = deployments(&c, "conflict", group, 2, 12, &mut rng).await;
+    let names: Vec<String> = expected.iter().map(|(ns, _)| ns.clone()).collect();
+
+    // Other writers (a labeller, a GitOps agent annotating): every Deployment
+    // and the namespace itself change all the time, without touching replicas,
+    // so Siesta's resourceVersion-guarded writes keep meeting 409 Conflict.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (c, expected, stop) = (c.clone(), expected.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut tick = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (ns, ws) in &expected {
+                    let note = json!({"metadata": {"annotations": {format!("other.example/writer-{w}"): tick.to_string()}}});
+                    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
+                        .patch(ns, &Default::default(), &kube::api::Patch::Merge(&note))
+                        .await;
+                    for (name, _) in ws {
+                        let _ = Api::<Deployment>::namespaced(c.clone(), ns)
+                            .patch(name, &Default::default(), &kube::api::Patch::Merge(&note))
+                            .await;
+                        // busy, not a flood: the cluster's own controllers must keep up
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                tick += 1;
+            }
+            tick
+        }));
+    }
+    for (action, target) in [
+        ("sleep", "asleep"),
+        ("wake", "awake"),
+        ("sleep", "asleep"),
+        ("wake", "awake"),
+    ] {
+        for ns in &names {
+            annotate_namespace(&c, ns, json!({"siesta.dev/action": action})).await;
+        }
+        settle(&c, &expected, target, "despite the other writers").await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        assert!(w.await.unwrap() > 0, "the other writers wrote");
+    }
+    let m = ctl.metrics().await;
+    let conflicts: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("siesta_kube_responses_total{") && l.contains("code=\"409\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!("409 Conflict answers met by the controller: {conflicts}");
+    assert!(conflicts > 0.0, "the other writers caused conflicts: {m}");
+    for ns in &names {
+        assert_eq!(
+            counted(&m, "siesta_sleeps_total", ns),
+            2.0,
+            "{ns}: two sleeps"
+        );
+        assert_eq!(
+            counted(&m, "siesta_wakes_total", ns),
+            2.0,
+            "{ns}: two wakes"
+        );
+        assert_eq!(
+            counted(&m, "siesta_conflicts_total", ns),
+            0.0,
+            "{ns}: annotations by others are not someone else's scale"
+        );
+    }
+}

@@ -306,14 +306,30 @@ pub async fn run(args: Args) -> crate::Result<()> {
             rx.changed().await.ok()?;
             Some(((), rx))
         });
-        Controller::for_stream(ns_stream, states.clone())
+        let term = Controller::for_stream(ns_stream, states.clone())
             .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
             .reconcile_all_on(reloads)
             .with_config(ControllerConfig::default().concurrency(args.concurrency))
             .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|_| std::future::ready(()))
-            .await;
+            .for_each(|_| std::future::ready(()));
+        // On shutdown, passes in flight finish (graceful). A lost lease drops
+        // them at once: another replica leads now, and every write is whole
+        // (a record travels in the patch that changes the count), so a pass
+        // cut short leaves nothing half done for the new leader to find.
+        let lost = {
+            let stop = stop.clone();
+            async move {
+                if stop.await == Stop::LostLease {
+                    return;
+                }
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = lost => tracing::warn!("lost the leader lease: passes in flight dropped"),
+        }
         triggers.stand_by();
         if stop.await == Stop::Shutdown {
             leader::release(&client, &settings).await;

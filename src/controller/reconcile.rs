@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -32,6 +33,11 @@ pub const WAKE_TIMEOUT: Duration = Duration::from_secs(600);
 /// reconcile through the workload watches, so this is only a safety net:
 /// polling every few seconds made 1,000 waking namespaces cost 1,000 requests/s.
 const WAKING_RECHECK: Duration = Duration::from_secs(30);
+/// When a namespace changed between reading it and writing its new state
+/// (another replica that still believes it leads, a person, a GitOps agent),
+/// the write is refused and the namespace is looked at again: its watch event
+/// usually comes first, this is the safety net.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(1);
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -163,11 +169,17 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
 
     let action = match decision.verdict {
         Verdict::Sleep(reason) => {
-            transition(&ctx, &name, State::Asleep, reason, now).await?;
+            if transition(&ctx, &ns, State::Asleep, reason, now)
+                .await?
+                .is_none()
+            {
+                return Ok(Action::requeue(CONFLICT_RECHECK));
+            }
+            // Counted when the new state is written: that write happens once.
+            m.sleeps.with_label_values(&[&name, reason.as_str()]).inc();
             m.namespace_state(&name, State::Asleep);
             let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
             after_pass(&ctx, &name, &report, Pass::Sleep).await;
-            m.sleeps.with_label_values(&[&name, reason.as_str()]).inc();
             ctx.savings.start(&name, now, &report);
             let changed: u32 = report.changed.values().sum();
             ctx.event(
@@ -181,12 +193,14 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             next(decision.next_check, now)
         }
         Verdict::Wake(reason) => {
-            transition(&ctx, &name, State::Waking, reason, now).await?;
+            let Some(written) = transition(&ctx, &ns, State::Waking, reason, now).await? else {
+                return Ok(Action::requeue(CONFLICT_RECHECK));
+            };
+            m.wakes.with_label_values(&[&name, reason.as_str()]).inc();
             m.namespace_state(&name, State::Waking);
             ctx.savings.stop(&name, now);
             let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
             after_pass(&ctx, &name, &report, Pass::Wake).await;
-            m.wakes.with_label_values(&[&name, reason.as_str()]).inc();
             let changed: u32 = report.changed.values().sum();
             ctx.event(
                 &ns_ref,
@@ -199,7 +213,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             )
             .await;
             tracing::info!(namespace = %name, %reason, changed, "namespace waking");
-            finish_waking(&ctx, &name, &ns_ref, now, report.not_ready).await?
+            finish_waking(&ctx, &written, &ns_ref, now, report.not_ready).await?
         }
         Verdict::Keep => {
             if decision.clear_action {
@@ -209,6 +223,13 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             // namespaces cost nothing.
             if managed_before {
                 m.namespace_state(&name, recorded.state);
+            }
+            // A pass acts on what the namespace was when this reconcile read
+            // it; a replica whose copy is behind (another replica moved it on)
+            // looks again instead of, say, putting a just-restored workload
+            // back to sleep as if it were new.
+            if recorded.state != State::Awake && !still_as_read(&ctx, &ns).await? {
+                return Ok(Action::requeue(CONFLICT_RECHECK));
             }
             match recorded.state {
                 State::Asleep => {
@@ -226,7 +247,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
                     after_pass(&ctx, &name, &report, Pass::Wake).await;
                     finish_waking(
                         &ctx,
-                        &name,
+                        &ns,
                         &ns_ref,
                         recorded.since.unwrap_or(now),
                         report.not_ready,
@@ -250,7 +271,7 @@ fn next(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
 
 async fn finish_waking(
     ctx: &Context,
-    name: &str,
+    ns: &Namespace,
     ns_ref: &ObjectReference,
     since: DateTime<Utc>,
     not_ready: u32,
@@ -260,12 +281,16 @@ async fn finish_waking(
     if not_ready > 0 && waited < WAKE_TIMEOUT {
         return Ok(Action::requeue(WAKING_RECHECK));
     }
-    patch_namespace(
+    let name = &ns.name_any();
+    let written = patch_if_unchanged(
         ctx,
-        name,
+        ns,
         json!({ STATE: State::Awake.as_str(), STATE_SINCE: format_instant(now) }),
     )
     .await?;
+    if written.is_none() {
+        return Ok(Action::requeue(CONFLICT_RECHECK));
+    }
     metrics::get()
         .wake_duration
         .with_label_values(&[name])
@@ -298,17 +323,20 @@ async fn finish_waking(
     Ok(Action::await_change())
 }
 
+/// Write the namespace's new state, only if it is still as this reconcile saw
+/// it: of two replicas that both believe they lead, one applies a transition.
+/// The namespace as written, or None if it had changed.
 async fn transition(
     ctx: &Context,
-    name: &str,
+    ns: &Namespace,
     to: State,
     reason: Reason,
     now: DateTime<Utc>,
-) -> Result<(), ReconcileError> {
-    let activity = ctx.describe_activity(name);
-    patch_namespace(
+) -> Result<Option<Namespace>, ReconcileError> {
+    let activity = ctx.describe_activity(&ns.name_any());
+    patch_if_unchanged(
         ctx,
-        name,
+        ns,
         json!({
             STATE: to.as_str(),
             STATE_SINCE: format_instant(now),
@@ -320,6 +348,68 @@ async fn transition(
     .await
 }
 
+/// What a decision about a namespace rests on: its labels (admin policies
+/// select by them) and its `siesta.dev/` annotations. Others' annotations are
+/// not part of it, so a busy labeller or GitOps agent never blocks a transition.
+type Basis<'a> = (
+    Option<&'a BTreeMap<String, String>>,
+    Vec<(&'a String, &'a String)>,
+);
+
+fn basis(meta: &ObjectMeta) -> Basis<'_> {
+    let ours = meta
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(annotations::PREFIX))
+        .collect();
+    (meta.labels.as_ref(), ours)
+}
+
+/// Whether the namespace still rests on what this reconcile read.
+async fn still_as_read(ctx: &Context, ns: &Namespace) -> Result<bool, ReconcileError> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let now = api.get_metadata_opt(&ns.name_any()).await?;
+    Ok(now.is_some_and(|n| basis(&n.metadata) == basis(&ns.metadata)))
+}
+
+/// Merge annotations into a namespace if its basis is still as read: guarded
+/// by resourceVersion, and on a conflict read again and retry only when the
+/// change was someone else's annotation. None when the basis changed.
+async fn patch_if_unchanged(
+    ctx: &Context,
+    read: &Namespace,
+    annotations: serde_json::Value,
+) -> Result<Option<Namespace>, ReconcileError> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let name = read.name_any();
+    let pp = PatchParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let mut version = read.resource_version();
+    for _ in 0..5 {
+        let patch =
+            json!({ "metadata": { "annotations": annotations, "resourceVersion": version } });
+        match api.patch(&name, &pp, &Patch::Merge(patch)).await {
+            Ok(ns) => return Ok(Some(ns)),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let Some(now) = api.get_metadata_opt(&name).await? else {
+                    return Ok(None);
+                };
+                if basis(&now.metadata) != basis(&read.metadata) {
+                    tracing::debug!(namespace = %name, "namespace changed since it was read; looking again");
+                    return Ok(None);
+                }
+                version = now.resource_version();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Merge annotations into a namespace, unconditionally.
 async fn patch_namespace(
     ctx: &Context,
     name: &str,
@@ -397,4 +487,52 @@ pub fn error_policy(ns: Arc<Namespace>, error: &ReconcileError, _ctx: Arc<Contex
     tracing::warn!(namespace = %ns.name_any(), %error, "reconcile failed; retrying");
     metrics::error("kube_api");
     Action::requeue(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
+        let map = |kv: &[(&str, &str)]| {
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        ObjectMeta {
+            labels: map(labels),
+            annotations: map(annotations),
+            resource_version: Some("1".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn others_annotations_are_not_part_of_the_basis_of_a_decision() {
+        let read = meta(&[("team", "a")], &[("siesta.dev/state", "asleep")]);
+        let busy = meta(
+            &[("team", "a")],
+            &[("siesta.dev/state", "asleep"), ("argocd/sync", "42")],
+        );
+        assert_eq!(basis(&read), basis(&busy));
+    }
+
+    #[test]
+    fn siesta_annotations_and_labels_are() {
+        let read = meta(&[("team", "a")], &[("siesta.dev/state", "asleep")]);
+        let moved_on = meta(&[("team", "a")], &[("siesta.dev/state", "waking")]);
+        let asked = meta(
+            &[("team", "a")],
+            &[
+                ("siesta.dev/state", "asleep"),
+                ("siesta.dev/action", "wake"),
+            ],
+        );
+        let relabelled = meta(&[("team", "b")], &[("siesta.dev/state", "asleep")]);
+        for other in [moved_on, asked, relabelled] {
+            assert_ne!(basis(&read), basis(&other));
+        }
+    }
 }
