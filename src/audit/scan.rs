@@ -28,7 +28,9 @@ pub fn event(json: &[u8]) -> Option<Event<'_>> {
             b"userAgent" => e.user_agent = s.nullable(Scanner::raw)?,
             b"objectRef" => e.object_ref = s.nullable(Scanner::object_ref)?,
             b"responseStatus" => e.response_status = s.nullable(Scanner::response_status)?,
-            b"requestReceivedTimestamp" => e.request_received_timestamp = s.nullable(Scanner::raw)?,
+            b"requestReceivedTimestamp" => {
+                e.request_received_timestamp = s.nullable(Scanner::raw)?
+            }
             b"stageTimestamp" => e.stage_timestamp = s.nullable(Scanner::raw)?,
             _ => s.skip_value()?,
         }
@@ -90,10 +92,7 @@ impl<'a> Scanner<'a> {
 
     /// An object's members, each key passed to `member` with the scanner
     /// before its value; `member` reads or skips the value.
-    fn object(
-        &mut self,
-        mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
-    ) -> Option<()> {
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
@@ -405,7 +404,11 @@ mod tests {
         match event(json) {
             Some(fast) => {
                 let slow = Event::parse_serde(json);
-                prop_assert!(slow.is_ok(), "scanner accepted what serde refuses: {:?}: {slow:?}", String::from_utf8_lossy(json));
+                prop_assert!(
+                    slow.is_ok(),
+                    "scanner accepted what serde refuses: {:?}: {slow:?}",
+                    String::from_utf8_lossy(json)
+                );
                 prop_assert_eq!(Some(&fast), slow.as_ref().ok());
                 Ok(true)
             }
