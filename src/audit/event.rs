@@ -1,6 +1,8 @@
 //! The audit Event as Siesta reads it: only the fields that decide whether a
 //! request counts, borrowed from the input wherever the JSON allows, every
-//! other field skipped. This is the hot path of the ingest.
+//! other field skipped. This is the hot path of the ingest: [`Event::parse`]
+//! tries the hand-written [`super::scan`] first and falls back to the serde
+//! parse below, which defines what an Event is.
 use std::borrow::Cow;
 use std::fmt;
 
@@ -124,7 +126,7 @@ macro_rules! borrowed_object {
 }
 
 /// One `audit.k8s.io/v1` Event, reduced to what decides whether it counts.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Event<'a> {
     pub audit_id: Raw<'a>,
     pub request_uri: Option<Raw<'a>>,
@@ -138,17 +140,7 @@ pub struct Event<'a> {
     pub stage_timestamp: Option<Raw<'a>>,
 }
 
-borrowed_object!(Event, "an audit Event", check = |e| {
-    if e.audit_id.0.is_empty() {
-        Err("missing auditID")
-    } else if e.verb.as_str().is_empty() {
-        Err("missing verb")
-    } else if e.user.username.as_str().is_empty() {
-        Err("missing user.username")
-    } else {
-        Ok(())
-    }
-}, {
+borrowed_object!(Event, "an audit Event", check = Event::check, {
     b"auditID" => audit_id,
     b"requestURI" => request_uri,
     b"verb" => verb,
@@ -161,11 +153,21 @@ borrowed_object!(Event, "an audit Event", check = |e| {
     b"stageTimestamp" => stage_timestamp,
 });
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct UserInfo<'a> {
     pub username: Text<'a>,
     /// Kept as raw JSON and read only when a rule needs it.
-    pub groups: Option<&'a serde_json::value::RawValue>,
+    pub groups: Option<RawJson<'a>>,
+}
+
+/// A JSON value kept as its text, to be read later if at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawJson<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue>::deserialize(d).map(|raw| RawJson(raw.get()))
+    }
 }
 
 borrowed_object!(UserInfo, "an audit user", check = |_| Ok(()), {
@@ -178,7 +180,7 @@ impl<'a> UserInfo<'a> {
     pub fn groups(&self) -> Vec<Text<'a>> {
         self.groups
             .and_then(|raw| {
-                serde_json::from_str::<Option<Vec<Text<'a>>>>(raw.get())
+                serde_json::from_str::<Option<Vec<Text<'a>>>>(raw.0)
                     .ok()
                     .flatten()
             })
@@ -186,7 +188,7 @@ impl<'a> UserInfo<'a> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ObjectRef<'a> {
     pub resource: Option<Text<'a>>,
     pub namespace: Option<Text<'a>>,
@@ -203,16 +205,37 @@ borrowed_object!(ObjectRef, "an audit objectRef", check = |_| Ok(()), {
     b"subresource" => subresource,
 });
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct ResponseStatus {
     #[serde(default)]
     pub code: Option<u16>,
 }
 
 impl<'a> Event<'a> {
-    /// Parse one Event from JSON.
+    /// Parse one Event from JSON: the scanner when it is sure, else serde.
     pub fn parse(json: &'a [u8]) -> Result<Event<'a>, serde_json::Error> {
+        match super::scan::event(json) {
+            Some(event) => Ok(event),
+            None => Event::parse_serde(json),
+        }
+    }
+
+    /// Parse one Event with serde only: the definition the scanner must match.
+    pub fn parse_serde(json: &'a [u8]) -> Result<Event<'a>, serde_json::Error> {
         serde_json::from_slice(json)
+    }
+
+    /// What every Event needs to be one.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.audit_id.0.is_empty() {
+            Err("missing auditID")
+        } else if self.verb.as_str().is_empty() {
+            Err("missing verb")
+        } else if self.user.username.as_str().is_empty() {
+            Err("missing user.username")
+        } else {
+            Ok(())
+        }
     }
 
     /// The identity the request acted as: the impersonated user, where there is one.

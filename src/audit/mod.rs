@@ -1,6 +1,6 @@
 //! API activity from the API server's audit events. Every source (the webhook's
 //! EventLists and JSON lines, a followed audit log file, `siesta audit replay`)
-//! feeds one [`ingest::Ingest`]: parse ([`event`]), judge ([`rules`]), drop
+//! feeds one [`ingest::Ingest`]: parse ([`event`], fast path in [`scan`]), judge ([`rules`]), drop
 //! repeated stages of one request, report to the [`crate::activity::Reporter`].
 //!
 //! [`run`] is what the controller starts: the [`webhook`] and, with
@@ -9,6 +9,7 @@ pub mod event;
 pub mod ingest;
 pub mod replay;
 pub mod rules;
+pub mod scan;
 pub mod tail;
 pub mod webhook;
 

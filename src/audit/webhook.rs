@@ -26,8 +26,10 @@ use super::ingest::Ingest;
 use crate::{Error, Result};
 
 /// Slow clients: the time to send request headers, and then the body.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The `--audit-max-body` default.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line plus headers) read into memory.
 const MAX_HEAD: usize = 64 * 1024;
@@ -35,15 +37,40 @@ const MAX_CONNECTIONS: usize = 256;
 /// Accepted bodies waiting for the worker; beyond this the webhook answers 503.
 const QUEUE: usize = 32;
 
-/// How the audit listener is exposed and who may send to it.
-#[derive(Clone, Debug, Default)]
+/// How the audit listener is exposed, who may send to it, and how long a
+/// client may take.
+#[derive(Clone, Debug)]
 pub struct Settings {
+    /// Default `127.0.0.1:8443`.
     pub listen: Option<SocketAddr>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
     pub client_ca: Option<std::path::PathBuf>,
     pub token_file: Option<std::path::PathBuf>,
+    /// Largest body read, in bytes; default 16 MiB, 0 reads as 1.
     pub max_body: usize,
+    /// From a connection's first byte (or the end of the last request) to the
+    /// end of the request head; the connection is closed after it. Default
+    /// 10 s; zero reads as the default.
+    pub header_timeout: Duration,
+    /// From the end of the head to the end of the body; the answer is then
+    /// `408` and the connection is closed. Default 30 s; zero reads as the default.
+    pub body_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            token_file: None,
+            max_body: MAX_BODY,
+            header_timeout: HEADER_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
+        }
+    }
 }
 
 impl Settings {
@@ -55,8 +82,22 @@ impl Settings {
             client_ca: args.audit_client_ca.clone(),
             token_file: args.audit_token_file.clone(),
             max_body: args.audit_max_body,
+            ..Settings::default()
         }
     }
+}
+
+/// A timeout of zero reads as the default.
+fn nonzero_or(d: Duration, default: Duration) -> Duration {
+    if d.is_zero() { default } else { d }
+}
+
+/// What every connection is held to.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_body: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
 }
 
 /// Who may post: with neither set, anyone who can reach the (loopback) address.
@@ -93,7 +134,7 @@ pub struct Webhook {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     auth: Arc<Auth>,
-    max_body: usize,
+    limits: Limits,
 }
 
 impl Webhook {
@@ -151,7 +192,11 @@ impl Webhook {
             listener,
             tls,
             auth: Arc::new(auth),
-            max_body: settings.max_body.max(1),
+            limits: Limits {
+                max_body: settings.max_body.max(1),
+                header_timeout: nonzero_or(settings.header_timeout, HEADER_TIMEOUT),
+                body_timeout: nonzero_or(settings.body_timeout, BODY_TIMEOUT),
+            },
         })
     }
 
@@ -164,7 +209,7 @@ impl Webhook {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
         let worker = tokio::task::spawn_blocking(move || work(rx, ingest));
         let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let max_body = self.max_body;
+        let limits = self.limits;
         loop {
             let (stream, peer) = match self.listener.accept().await {
                 Ok(c) => c,
@@ -196,7 +241,7 @@ impl Webhook {
                                     Handler {
                                         auth,
                                         verified,
-                                        max_body,
+                                        limits,
                                         tx,
                                     },
                                 )
@@ -212,7 +257,7 @@ impl Webhook {
                             Handler {
                                 auth,
                                 verified: false,
-                                max_body,
+                                limits,
                                 tx,
                             },
                         )
@@ -234,6 +279,7 @@ async fn connection<IO>(io: TokioIo<IO>, handler: Handler) -> Result<(), String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let header_timeout = handler.limits.header_timeout;
     let handler = Arc::new(handler);
     let service = hyper::service::service_fn(move |req| {
         let handler = handler.clone();
@@ -241,7 +287,7 @@ where
     });
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD)
         .serve_connection(io, service)
         .await
@@ -266,7 +312,7 @@ fn work(mut rx: mpsc::Receiver<Job>, ingest: Ingest) {
 struct Handler {
     auth: Arc<Auth>,
     verified: bool,
-    max_body: usize,
+    limits: Limits,
     tx: mpsc::Sender<Job>,
 }
 
@@ -356,11 +402,11 @@ impl Handler {
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body as u64) {
+        if declared.is_some_and(|n| n > self.limits.max_body as u64) {
             return Err(Refusal::TooLarge);
         }
-        let body = Limited::new(req.into_body(), self.max_body);
-        let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        let body = Limited::new(req.into_body(), self.limits.max_body);
+        let body = match tokio::time::timeout(self.limits.body_timeout, body.collect()).await {
             Err(_) => return Err(Refusal::Timeout),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 return Err(Refusal::TooLarge);
