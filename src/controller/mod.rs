@@ -2,6 +2,7 @@
 //! runs [`crate::decide`] for each opted-in namespace, and asks
 //! [`crate::scaler`] to sleep or wake it. Only the leader writes.
 
+pub mod events;
 pub mod leader;
 pub mod reconcile;
 pub mod savings;
@@ -18,7 +19,6 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter as EventReporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -69,6 +69,22 @@ impl Triggers {
     }
     fn stand_by(&self) {
         *self.lock() = None;
+    }
+}
+
+/// Keep of a Namespace only what reconciles read: name, uid, resourceVersion,
+/// labels (admin policies select by them) and `siesta.dev/` annotations. With
+/// 10,000 namespaces cached, every field dropped here counts; others'
+/// annotations (say a last-applied-configuration) can be large.
+fn slim(ns: &mut Namespace) {
+    ns.spec = None;
+    ns.status = None;
+    let meta = &mut ns.metadata;
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k.starts_with(crate::annotations::PREFIX));
     }
 }
 
@@ -140,7 +156,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
             }
             watcher(api, cfg)
                 .default_backoff()
-                .modify(|ns| ns.managed_fields_mut().clear())
+                .modify(slim)
                 .reflect(writer)
                 .applied_objects()
                 .for_each(|ns| {
@@ -230,19 +246,13 @@ pub async fn run(args: Args) -> crate::Result<()> {
     settings.renew_every =
         (args.leader_lease_duration / 4).max(std::time::Duration::from_millis(500));
     let shutdown = futures::FutureExt::shared(Box::pin(crate::shutdown_signal()));
-    let recorder = Recorder::new(
-        client.clone(),
-        EventReporter {
-            controller: "siesta".into(),
-            instance: Some(identity),
-        },
-    );
+    let events = events::Publisher::new(client.clone(), identity);
     let ctx = Arc::new(reconcile::Context {
         client: client.clone(),
         config: config_rx.clone(),
         reporter,
         namespaces: states.clone(),
-        recorder,
+        events,
         first_seen: Default::default(),
         reported: Default::default(),
         savings: Default::default(),
@@ -286,10 +296,26 @@ pub async fn run(args: Args) -> crate::Result<()> {
             _ = shutdown.clone() => return Ok(()),
         }
         let (ns_rx, trigger_rx) = triggers.lead();
-        // Everything known so far gets one reconcile; then changes, timers and triggers.
-        // (cloned one at a time as the controller takes them, not all at once)
-        let initial = futures::stream::iter(states.state()).map(|ns| Ok((*ns).clone()));
-        let ns_stream = initial.chain(UnboundedReceiverStream::new(ns_rx));
+        // Everything known so far gets one reconcile, alongside changes,
+        // timers and triggers. Paced by finished reconciles: fed at once,
+        // 10,000 namespaces would sit in kube-runtime's scheduler together,
+        // whose tables keep that size (about 7 MiB) for the life of the process.
+        let pace = Arc::new(tokio::sync::Semaphore::new(
+            2 * usize::from(args.concurrency.max(1)),
+        ));
+        let initial = futures::stream::iter(states.state()).then({
+            let pace = pace.clone();
+            move |ns| {
+                let pace = pace.clone();
+                async move {
+                    if let Ok(permit) = pace.acquire().await {
+                        permit.forget();
+                    }
+                    Ok((*ns).clone())
+                }
+            }
+        });
+        let ns_stream = futures::stream::select(initial, UnboundedReceiverStream::new(ns_rx));
         let stop = {
             let client = client.clone();
             let settings = settings.clone();
@@ -312,7 +338,10 @@ pub async fn run(args: Args) -> crate::Result<()> {
             .with_config(ControllerConfig::default().concurrency(args.concurrency))
             .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|_| std::future::ready(()));
+            .for_each(|_| {
+                pace.add_permits(1);
+                std::future::ready(())
+            });
         // On shutdown, passes in flight finish (graceful). A lost lease drops
         // them at once: another replica leads now, and every write is whole
         // (a record travels in the patch that changes the count), so a pass
@@ -433,4 +462,44 @@ pub struct Args {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     crate::duration::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_namespace_keeps_what_reconciles_read_and_nothing_else() {
+        let mut ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "team-a", "uid": "u1", "resourceVersion": "7",
+                "labels": {"team": "a"},
+                "annotations": {
+                    "siesta.dev/enabled": "true",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{...}"
+                },
+                "managedFields": [{"manager": "kubectl"}],
+                "finalizers": ["x"]
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"}
+        }))
+        .unwrap();
+        slim(&mut ns);
+        let m = &ns.metadata;
+        assert_eq!(
+            (
+                m.name.as_deref(),
+                m.uid.as_deref(),
+                m.resource_version.as_deref()
+            ),
+            (Some("team-a"), Some("u1"), Some("7"))
+        );
+        assert_eq!(m.labels.as_ref().unwrap()["team"], "a");
+        let annotations = m.annotations.as_ref().unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["siesta.dev/enabled"], "true");
+        assert!(m.managed_fields.is_none() && m.finalizers.is_none());
+        assert!(ns.spec.is_none() && ns.status.is_none());
+    }
 }

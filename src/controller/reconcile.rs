@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -22,6 +21,7 @@ use crate::annotations::{
     format_instant,
 };
 use crate::config::AdminConfig;
+use crate::controller::events::{Kind as EventType, Publisher};
 use crate::decide::{self, Observed, Verdict};
 use crate::metrics;
 use crate::scaler::{self, Pass};
@@ -45,7 +45,7 @@ pub struct Context {
     pub config: watch::Receiver<Arc<AdminConfig>>,
     pub reporter: Reporter,
     pub namespaces: Store<Namespace>,
-    pub recorder: Recorder,
+    pub events: Publisher,
     /// When this process first saw each namespace opted in: the idle clock's
     /// floor, so a controller start never sleeps a namespace at once.
     pub first_seen: Mutex<HashMap<String, DateTime<Utc>>>,
@@ -73,14 +73,7 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
+        if let Err(e) = self.events.publish(reference, type_, reason, note).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
             metrics::error("kube_api");
         }
