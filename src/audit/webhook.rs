@@ -82,7 +82,8 @@ impl Settings {
             client_ca: args.audit_client_ca.clone(),
             token_file: args.audit_token_file.clone(),
             max_body: args.audit_max_body,
-            ..Settings::default()
+            header_timeout: args.audit_header_timeout,
+            body_timeout: args.audit_body_timeout,
         }
     }
 }

@@ -434,6 +434,13 @@ pub struct Args {
     /// Largest accepted audit request body, in bytes.
     #[arg(long, env = "SIESTA_AUDIT_MAX_BODY", default_value_t = 16 * 1024 * 1024)]
     pub audit_max_body: usize,
+    /// An audit client that has not sent a whole request head by then is
+    /// disconnected.
+    #[arg(long, env = "SIESTA_AUDIT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub audit_header_timeout: std::time::Duration,
+    /// An audit request body not received whole by then gets 408.
+    #[arg(long, env = "SIESTA_AUDIT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub audit_body_timeout: std::time::Duration,
     /// Namespace of the leader-election Lease.
     #[arg(
         long,
