@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Watch namespaces, decide, sleep and wake them; serve the audit webhook and metrics.
-    Controller(controller::Args),
+    Controller(Box<controller::Args>),
     /// The ingress proxy: count HTTP activity, hold requests while a namespace wakes.
     Proxy(proxy::Args),
     /// Print each opted-in namespace's state, reason, last activity, next change and savings.
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(args) => controller::run(args)
+            Command::Controller(args) => controller::run(*args)
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
