@@ -577,6 +577,70 @@ async fn a_sleeping_namespace_is_woken_by_one_request_which_then_gets_the_backen
     remove_namespace(&kube, &ns).await;
 }
 
+/// Read from `s` until `text` has `n` answers from the backend (or 10 s pass).
+async fn read_answers(s: &mut TcpStream, text: &mut String, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while text.matches("backend path=").count() < n {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, s.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(k)) if k > 0 => text.push_str(&String::from_utf8_lossy(&chunk[..k])),
+            _ => break,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_held_http1_connection_is_answered_after_the_wake_then_serves_pipelined_and_keep_alive_requests()
+ {
+    let kube = cluster().await;
+    let ns = namespace(&kube, "pipe", "asleep", &[]).await;
+    let writes = controller_stand_in(kube.clone(), ns.clone(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await;
+    let p = fronted(
+        "pipe.example.test",
+        Some(&ns),
+        ProxyLimits::default(),
+        Some(kube.clone()),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    // Two requests at once: the first is held; the second waits behind it.
+    s.write_all(b"POST /first HTTP/1.1\r\nHost: pipe.example.test\r\nContent-Length: 4\r\n\r\nbodyGET /second HTTP/1.1\r\nHost: pipe.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.proxy.held(&ns) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.proxy.held(&ns), 1, "the first request is held");
+    let mut text = String::new();
+    read_answers(&mut s, &mut text, 2).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "held until awake"
+    );
+    assert_eq!(statuses(&text), [200, 200], "{text}");
+    let (first, second) = (
+        text.find("path=/first").unwrap(),
+        text.find("path=/second").unwrap(),
+    );
+    assert!(first < second, "answers in request order: {text}");
+    // The connection stays open for more requests.
+    s.write_all(b"GET /third HTTP/1.1\r\nHost: pipe.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    read_answers(&mut s, &mut text, 3).await;
+    assert_eq!(statuses(&text), [200, 200, 200], "{text}");
+    assert!(text.contains("path=/third"), "{text}");
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "one wake write");
+    assert_eq!(p.proxy.held(&ns), 0);
+    remove_namespace(&kube, &ns).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_to_a_sleeping_namespace_make_one_wake_write_and_all_get_answers()
  {

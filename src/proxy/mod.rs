@@ -11,10 +11,15 @@
 //!    browsers get the [`wake_page`], others wait within [`limits`] and the
 //!    hold timeout;
 //! 5. forward ([`forward`]) and stream the answer back.
+//!
+//! A new HTTP/1 connection's first request meets steps 1 to 4 before hyper
+//! reads it ([`Proxy::pre_hold`], [`prehold`]): a held request then costs only
+//! its stream and the wait, not a whole hyper connection.
 pub mod forward;
 pub mod hold;
 pub mod ingress;
 pub mod limits;
+pub mod prehold;
 pub mod routes;
 pub mod server;
 pub mod wake_page;
@@ -299,6 +304,19 @@ enum Refusal {
     Upstream(forward::ForwardError),
 }
 
+/// What steps 3 and 4 decided for a routed request.
+enum Gate {
+    Forward,
+    WakePage,
+    /// Wait for this namespace.
+    Hold(Arc<str>),
+}
+
+/// The outcome of holding a connection's first request before hyper read it
+/// ([`Proxy::pre_hold`]); hyper's path then neither records nor holds it again.
+#[derive(Debug)]
+pub struct PreHeld(Option<Refusal>);
+
 impl Refusal {
     fn response(self) -> Response<Body> {
         let (status, text, retry) = match self {
@@ -366,14 +384,19 @@ fn status_class(s: StatusCode) -> usize {
 
 impl Proxy {
     /// The handler chain (see the module doc). Never fails: every refusal is an answer.
+    /// `pre`: this request was already recorded and held by [`Proxy::pre_hold`].
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         https: bool,
+        pre: Option<PreHeld>,
     ) -> Response<Body> {
         let mut routed: Option<Arc<Route>> = None;
-        let resp = match self.route_and_forward(req, peer, https, &mut routed).await {
+        let resp = match self
+            .route_and_forward(req, peer, https, pre, &mut routed)
+            .await
+        {
             Ok(r) => r.map(Either::Left),
             Err(refusal) => refusal.response(),
         };
@@ -393,6 +416,7 @@ impl Proxy {
         req: Request<Incoming>,
         peer: SocketAddr,
         https: bool,
+        pre: Option<PreHeld>,
         routed: &mut Option<Arc<Route>>,
     ) -> Result<Response<Incoming>, Refusal> {
         // 1. never a forward proxy or a tunnel.
@@ -405,31 +429,15 @@ impl Proxy {
             .find(&host, req.uri().path())
             .ok_or(Refusal::UnknownHost)?;
         *routed = Some(route.clone());
-        if let Some(ns) = route.namespace.clone() {
-            let info = self.namespaces.info(&ns);
-            let sleeping = info.is_some_and(|i| i.sleeping());
-            // 3. record. A sleeping namespace's first record is its wake request,
-            // so it is always reported; an awake one once per millisecond per route.
-            let now = Utc::now();
-            if self.counts_as_activity(&req)
-                && (sleeping || route.report_due(now.timestamp_millis()))
-            {
-                self.reporter.report(Activity {
-                    namespace: ns.to_string(),
-                    at: now,
-                    source: Source::Http,
-                    detail: host.clone(),
-                });
-            }
-            // 4. hold while it sleeps or no endpoint is ready.
-            let managed = info.is_some_and(|i| i.state.is_some());
-            if sleeping || (managed && !route.ready()) {
-                let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
-                if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
-                    return Err(Refusal::WakePage(host));
-                }
-                route = self.hold(&ns, &host, req.uri().path()).await?;
-            }
+        match pre {
+            // 3 and 4 were done before hyper read the request.
+            Some(PreHeld(Some(refusal))) => return Err(refusal),
+            Some(PreHeld(None)) => {}
+            None => match self.record_and_gate(&req, &host, &route) {
+                Gate::Forward => {}
+                Gate::WakePage => return Err(Refusal::WakePage(host)),
+                Gate::Hold(ns) => route = self.hold(&ns, &host, req.uri().path()).await?,
+            },
         }
         // 5. forward, naming the host as the client did (the authority wins, as for routing).
         let upstream = route.upstream().ok_or(Refusal::NoEndpoint)?;
@@ -449,6 +457,71 @@ impl Proxy {
             .forward(req, &upstream, &origin)
             .await
             .map_err(Refusal::Upstream)
+    }
+
+    /// Steps 3 and 4 up to the wait: record the request as activity for the
+    /// route's namespace, then say whether it goes on, gets the wake page, or waits.
+    fn record_and_gate<B>(&self, req: &Request<B>, host: &str, route: &Route) -> Gate {
+        let Some(ns) = &route.namespace else {
+            return Gate::Forward;
+        };
+        let info = self.namespaces.info(ns);
+        let sleeping = info.is_some_and(|i| i.sleeping());
+        // 3. record. A sleeping namespace's first record is its wake request,
+        // so it is always reported; an awake one once per millisecond per route.
+        let now = Utc::now();
+        if self.counts_as_activity(req) && (sleeping || route.report_due(now.timestamp_millis())) {
+            self.reporter.report(Activity {
+                namespace: ns.to_string(),
+                at: now,
+                source: Source::Http,
+                detail: host.to_string(),
+            });
+        }
+        // 4. hold while it sleeps or no endpoint is ready.
+        let managed = info.is_some_and(|i| i.state.is_some());
+        if sleeping || (managed && !route.ready()) {
+            let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
+            if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
+                return Gate::WakePage;
+            }
+            return Gate::Hold(ns.clone());
+        }
+        Gate::Forward
+    }
+
+    /// Whether a request on this route would be held now (step 4, without recording).
+    fn must_wait(&self, route: &Route) -> bool {
+        let Some(ns) = &route.namespace else {
+            return false;
+        };
+        self.namespaces
+            .info(ns)
+            .is_some_and(|i| i.sleeping() || (i.state.is_some() && !route.ready()))
+    }
+
+    /// Steps 1 to 4 for the first request head of a new HTTP/1 connection,
+    /// before hyper reads it: a held request then waits holding only its stream,
+    /// the bytes read so far and this future. `None`: nothing to hold, hyper's
+    /// path does every step as usual.
+    pub async fn pre_hold(&self, head: Request<()>) -> Option<PreHeld> {
+        if head.method() == Method::CONNECT {
+            return None;
+        }
+        let host = request_host(&head)?;
+        let route = self.find(&host, head.uri().path())?;
+        if !self.must_wait(&route) {
+            return None;
+        }
+        let gate = self.record_and_gate(&head, &host, &route);
+        let path = head.uri().path().to_owned();
+        // Only what the wait needs stays alive during it.
+        drop((head, route));
+        Some(PreHeld(match gate {
+            Gate::Forward => None,
+            Gate::WakePage => Some(Refusal::WakePage(host)),
+            Gate::Hold(ns) => self.hold(&ns, &host, &path).await.err(),
+        }))
     }
 
     fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {

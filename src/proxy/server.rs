@@ -1,6 +1,9 @@
 //! The traffic listener: accept, optional TLS (ALPN h2 and http/1.1), then
 //! HTTP/1.1 or HTTP/2 (h2c by prior knowledge, or h2 over TLS) on one port,
-//! with upgrades. Limits on slow or oversized request heads live here.
+//! with upgrades. Limits on slow or oversized request heads live here. A new
+//! HTTP/1 connection's first request head is read here before hyper gets the
+//! connection ([`super::prehold`]).
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +17,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::Proxy;
+use super::prehold::{Head, Rewind, read_head};
+use super::{PreHeld, Proxy};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -73,18 +77,52 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
     }
 }
 
+/// One connection: its first HTTP/1 request head is read here and held if its
+/// namespace must wake ([`Proxy::pre_hold`]); then hyper serves the connection,
+/// starting with the bytes read so far.
 async fn connection<S>(
     builder: &auto::Builder<TokioExecutor>,
-    io: S,
+    mut io: S,
     peer: SocketAddr,
     https: bool,
     proxy: Arc<Proxy>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let mut buf = Vec::with_capacity(1024);
+    let pre = match tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut io, &mut buf)).await {
+        // Closed, or no whole head in time: hyper would have hung up too.
+        Err(_) | Ok(None) => return,
+        Ok(Some(Head::Request(head))) => proxy.pre_hold(*head).await,
+        Ok(Some(Head::Other)) => None,
+    };
+    // Boxed, so that a held connection's task is only as large as the wait.
+    Box::pin(serve_connection(
+        builder,
+        Rewind::new(buf, io),
+        peer,
+        https,
+        proxy,
+        pre,
+    ))
+    .await
+}
+
+async fn serve_connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: S,
+    peer: SocketAddr,
+    https: bool,
+    proxy: Arc<Proxy>,
+    pre: Option<PreHeld>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // The pre-held outcome belongs to the connection's first request only.
+    let first = Cell::new(pre);
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, peer, https).await) }
+        let (proxy, pre) = (proxy.clone(), first.take());
+        async move { Ok::<_, Infallible>(proxy.handle(req, peer, https, pre).await) }
     });
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
