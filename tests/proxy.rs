@@ -1072,3 +1072,154 @@ async fn worker_threads_with_their_own_runtimes_serve_the_same_listener() {
         assert!(body.contains(&format!("path=/w{i}")), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_changed_routes_file_takes_effect_without_restart_and_a_bad_one_is_ignored() {
+    let (a, b) = (backend().await, backend().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    let routes_to = |to: SocketAddr| format!("routes:\n{}", route("reload.example.test", to, None));
+    std::fs::write(&path, routes_to(a)).unwrap();
+    let options = Options {
+        routes_file: Some(path.clone()),
+        ..Options::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let p = proxy::start(listener, options, None).await.unwrap();
+    let upstream = || p.proxy.upstream_for("reload.example.test", "/");
+    assert_eq!(upstream(), Some(a.to_string()));
+
+    std::fs::write(&path, routes_to(b)).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while upstream() != Some(b.to_string()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(upstream(), Some(b.to_string()), "reloaded");
+    let (status, _, body) = get(p.addr, "reload.example.test", "/after", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A bad file is logged and ignored: the routes in force stay.
+    std::fs::write(
+        &path,
+        "routes:\n  - {host: 'not a host', upstream: ftp://x}\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(upstream(), Some(b.to_string()), "kept");
+}
+
+/// A backend whose answers take `delay`.
+async fn slow_backend(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"slow done"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn sigterm_refuses_new_connections_finishes_requests_in_flight_and_closes_idle_ones() {
+    let (slow, quick) = (
+        slow_backend(Duration::from_millis(1500)).await,
+        backend().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        format!(
+            "routes:\n{}{}",
+            route("drain.example.test", slow, None),
+            route("quick.example.test", quick, None)
+        ),
+    )
+    .unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_siesta"))
+        .args(["proxy", "--workers", "1", "--drain-timeout", "10s"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin}"))
+        .arg("--routes")
+        .arg(&routes)
+        // No cluster: routes file only.
+        .env_remove("KUBECONFIG")
+        .env("HOME", dir.path())
+        .env("SIESTA_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An idle keep-alive connection, and one with a slow request in flight.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /quick HTTP/1.1\r\nHost: quick.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: drain.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "new connections are refused while draining"
+    );
+    // The idle keep-alive connection is closed.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    // The request in flight is answered, then its connection closes.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), busy.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("slow done"), "{answer}");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the proxy exits once drained")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -15,11 +15,14 @@
 //! A new HTTP/1 connection's first request meets steps 1 to 4 before hyper
 //! reads it ([`Proxy::pre_hold`], [`prehold`]): a held request then costs only
 //! its stream and the wait, not a whole hyper connection.
+pub mod drain;
 pub mod forward;
 pub mod hold;
 pub mod ingress;
+pub mod inline;
 pub mod limits;
 pub mod prehold;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod wake_page;
@@ -71,6 +74,10 @@ pub struct Args {
     /// event loop per core, as nginx workers); 0 means one per CPU.
     #[arg(long, env = "SIESTA_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// At SIGTERM or Ctrl-C, how long requests in flight may take to finish
+    /// (new connections are refused at once); 0 closes everything at once.
+    #[arg(long, env = "SIESTA_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse)]
+    pub drain_timeout: Duration,
 }
 
 /// The response body: an upstream's stream, or a small local answer.
@@ -86,6 +93,9 @@ pub fn limits(cfg: &AdminConfig) -> ProxyLimits {
 pub struct Options {
     /// Static routes; `None` means Ingresses of class `siesta` (needs a cluster).
     pub routes: Option<RouteTable>,
+    /// Static routes from this file instead, re-read every 2 s: a changed file
+    /// replaces the routes (an invalid one is logged and the routes in force kept).
+    pub routes_file: Option<PathBuf>,
     pub limits: ProxyLimits,
     /// How often awake namespaces' Activity Leases are written.
     pub flush_interval: Duration,
@@ -103,12 +113,36 @@ impl Default for Options {
         let cfg = AdminConfig::default();
         Options {
             routes: None,
+            routes_file: None,
             limits: limits(&cfg),
             flush_interval: cfg.defaults.flush_interval,
             wake_page: cfg.defaults.wake_page,
             tls: None,
             sink: None,
             workers: 0,
+        }
+    }
+}
+
+/// What a client connection gives each of its requests.
+pub struct Downstream {
+    pub peer: SocketAddr,
+    pub https: bool,
+    /// The peer's address for `X-Forwarded-For`, formatted once.
+    client_ip: HeaderValue,
+    /// The connection's own upstream connection (HTTP/1 clients).
+    inline: Option<inline::Inline>,
+}
+
+impl Downstream {
+    pub fn new(peer: SocketAddr, https: bool, inline: Option<inline::Inline>) -> Downstream {
+        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Downstream {
+            peer,
+            https,
+            client_ip,
+            inline,
         }
     }
 }
@@ -129,6 +163,19 @@ pub struct Running {
     pub addr: SocketAddr,
     pub proxy: Arc<Proxy>,
     tasks: Vec<JoinHandle<()>>,
+    drainer: Option<drain::Drainer>,
+}
+
+impl Running {
+    /// Stop accepting, let requests in flight finish (HTTP/1 keep-alive
+    /// connections close after their answer) for up to `deadline`, then stop.
+    /// True when every connection finished in time.
+    pub async fn drain(mut self, deadline: Duration) -> bool {
+        match self.drainer.take() {
+            Some(d) => d.drain(deadline).await,
+            None => true,
+        }
+    }
 }
 
 impl Drop for Running {
@@ -149,8 +196,15 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let namespaces = Arc::new(Namespaces::default());
     let mut tasks = Vec::new();
-    let static_routes = options.routes.is_some();
-    let (routes_tx, routes_rx) = watch::channel(Arc::new(options.routes.unwrap_or_default()));
+    let (routes, routes_file) = match options.routes_file {
+        Some(path) => {
+            let (table, content) = reload::load(&path)?;
+            (Some(table), Some((path, content)))
+        }
+        None => (options.routes, None),
+    };
+    let static_routes = routes.is_some();
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(routes.unwrap_or_default()));
     let sink: Option<Arc<dyn Sink>> = match (options.sink, &cluster) {
         (Some(s), _) => Some(s),
         (None, Some(c)) => Some(Arc::new(LeaseSink(c.clone()))),
@@ -169,7 +223,7 @@ pub async fn start(
                 synced.clone(),
             )));
             if !static_routes {
-                ingress::start(client, routes_tx, namespaces.clone()).await?;
+                ingress::start(client, routes_tx.clone(), namespaces.clone()).await?;
             }
             synced.notified().await;
         }
@@ -178,7 +232,16 @@ pub async fn start(
                 "without a cluster, a routes file is needed".into(),
             ));
         }
-        None => drop(routes_tx),
+        None => {}
+    }
+    if let Some((path, content)) = routes_file {
+        tasks.push(tokio::spawn(reload::watch_routes_file(
+            path,
+            content,
+            reload::RELOAD_CHECK,
+            routes_tx,
+            namespaces.clone(),
+        )));
     }
     let proxy = Arc::new(Proxy {
         routes: routes_rx,
@@ -192,16 +255,23 @@ pub async fn start(
         wake_page: options.wake_page,
         forwarder: Forwarder::new(),
     });
+    let (drainer, drain) = drain::channel();
     if options.workers == 0 {
         tasks.push(tokio::spawn(server::serve(
             listener,
             options.tls,
             proxy.clone(),
+            drain,
         )));
     } else {
-        spawn_workers(listener, options.workers, options.tls, &proxy)?;
+        spawn_workers(listener, options.workers, options.tls, &proxy, drain)?;
     }
-    Ok(Running { addr, proxy, tasks })
+    Ok(Running {
+        addr,
+        proxy,
+        tasks,
+        drainer: Some(drainer),
+    })
 }
 
 /// Serve on `workers` threads, each a single-threaded runtime accepting from
@@ -212,10 +282,16 @@ fn spawn_workers(
     workers: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     proxy: &Arc<Proxy>,
+    drain: drain::Drain,
 ) -> crate::Result<()> {
     let listener = listener.into_std()?;
     for i in 0..workers {
-        let (listener, tls, proxy) = (listener.try_clone()?, tls.clone(), proxy.clone());
+        let (listener, tls, proxy, drain) = (
+            listener.try_clone()?,
+            tls.clone(),
+            proxy.clone(),
+            drain.clone(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -224,7 +300,7 @@ fn spawn_workers(
             .spawn(move || {
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(l) => server::serve(l, tls, proxy).await,
+                        Ok(l) => server::serve(l, tls, proxy, drain).await,
                         Err(e) => tracing::error!(error = %e, "proxy worker cannot listen"),
                     }
                 })
@@ -241,11 +317,10 @@ pub async fn run(args: Args) -> crate::Result<()> {
         Some(path) => crate::config::load(path).map_err(|e| crate::Error::Config(e.to_string()))?,
         None => AdminConfig::default(),
     };
-    let routes = args
-        .routes
-        .as_deref()
-        .map(routes::load_routes)
-        .transpose()?;
+    // Fail fast on a bad routes file, before looking for a cluster.
+    if let Some(path) = &args.routes {
+        reload::load(path)?;
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         (None, None) => None,
@@ -257,7 +332,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
     };
     let cluster = match crate::kube_client().await {
         Ok(c) => Some(c),
-        Err(e) if routes.is_some() => {
+        Err(e) if args.routes.is_some() => {
             tracing::warn!(error = %e, "no cluster: routes file only, no activity is recorded");
             None
         }
@@ -268,7 +343,8 @@ pub async fn run(args: Args) -> crate::Result<()> {
     tokio::spawn(crate::admin::serve(admin, ready.clone()));
     let listener = TcpListener::bind(args.listen).await?;
     let options = Options {
-        routes,
+        routes: None,
+        routes_file: args.routes.clone(),
         limits: limits(&cfg),
         flush_interval: cfg.defaults.flush_interval,
         wake_page: cfg.defaults.wake_page,
@@ -283,10 +359,15 @@ pub async fn run(args: Args) -> crate::Result<()> {
     ready.set(true);
     tracing::info!(listen = %running.addr, admin = %args.admin_listen, "proxy serving");
     crate::shutdown_signal().await;
-    // 1. not ready, so load balancers stop sending; 2. a short drain; 3. stop.
+    // 1. not ready, so load balancers stop sending; 2. refuse new connections
+    // and let requests in flight finish, up to the drain timeout; 3. stop.
     ready.set(false);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    drop(running);
+    tracing::info!(deadline = ?args.drain_timeout, "draining");
+    if running.drain(args.drain_timeout).await {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!("drain timeout: closing the connections still open");
+    }
     Ok(())
 }
 
@@ -388,15 +469,11 @@ impl Proxy {
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        conn: &Downstream,
         pre: Option<PreHeld>,
     ) -> Response<Body> {
         let mut routed: Option<Arc<Route>> = None;
-        let resp = match self
-            .route_and_forward(req, peer, https, pre, &mut routed)
-            .await
-        {
+        let resp = match self.route_and_forward(req, conn, pre, &mut routed).await {
             Ok(r) => r.map(Either::Left),
             Err(refusal) => refusal.response(),
         };
@@ -414,8 +491,7 @@ impl Proxy {
     async fn route_and_forward(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        conn: &Downstream,
         pre: Option<PreHeld>,
         routed: &mut Option<Arc<Route>>,
     ) -> Result<Response<Incoming>, Refusal> {
@@ -449,12 +525,12 @@ impl Proxy {
             .or_else(|| HeaderValue::from_str(&host).ok())
             .ok_or(Refusal::NoHost)?;
         let origin = Origin {
-            client: peer,
-            https,
+            client: conn.client_ip.clone(),
+            https: conn.https,
             host: original_host,
         };
         self.forwarder
-            .forward(req, &upstream, &origin)
+            .forward(req, &upstream, &origin, conn.inline.as_ref())
             .await
             .map_err(Refusal::Upstream)
     }

@@ -17,8 +17,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::drain::Drain;
+use super::inline;
 use super::prehold::{Head, Rewind, read_head};
-use super::{PreHeld, Proxy};
+use super::{Downstream, PreHeld, Proxy};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -44,11 +46,21 @@ fn builder() -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accept connections until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>) {
+/// Accept connections until the drain begins; then wait for it to end, so a
+/// serving thread keeps its runtime (and its connections) until then.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    mut drain: Drain,
+) {
     let builder = Arc::new(builder());
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.begun() => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -58,15 +70,16 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
             }
         };
         let _ = stream.set_nodelay(true);
-        let (builder, proxy, tls) = (builder.clone(), proxy.clone(), tls.clone());
+        let (builder, proxy, tls, drain) =
+            (builder.clone(), proxy.clone(), tls.clone(), drain.clone());
         tokio::spawn(async move {
             match tls {
-                None => connection(&builder, stream, peer, false, proxy).await,
+                None => connection(&builder, stream, peer, false, proxy, drain).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
                         Ok(Ok(tls_stream)) => {
-                            connection(&builder, tls_stream, peer, true, proxy).await
+                            connection(&builder, tls_stream, peer, true, proxy, drain).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
                         Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
@@ -75,6 +88,9 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
             }
         });
     }
+    // New connections are refused from here on.
+    drop(listener);
+    drain.close_and_wait().await;
 }
 
 /// One connection: its first HTTP/1 request head is read here and held if its
@@ -86,11 +102,17 @@ async fn connection<S>(
     peer: SocketAddr,
     https: bool,
     proxy: Arc<Proxy>,
+    mut drain: Drain,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut buf = Vec::with_capacity(1024);
-    let pre = match tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut io, &mut buf)).await {
+    let head = tokio::select! {
+        head = tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut io, &mut buf)) => head,
+        // A connection that has not sent a whole request yet is closed.
+        () = drain.begun() => return,
+    };
+    let pre = match head {
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
         Ok(Some(Head::Request(head))) => proxy.pre_hold(*head).await,
@@ -104,6 +126,7 @@ async fn connection<S>(
         https,
         proxy,
         pre,
+        drain,
     ))
     .await
 }
@@ -115,19 +138,34 @@ async fn serve_connection<S>(
     https: bool,
     proxy: Arc<Proxy>,
     pre: Option<PreHeld>,
+    mut drain: Drain,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // The pre-held outcome belongs to the connection's first request only.
     let first = Cell::new(pre);
+    let (inline, mut driver) = inline::pair();
+    let downstream = Arc::new(Downstream::new(peer, https, Some(inline)));
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let (proxy, pre) = (proxy.clone(), first.take());
-        async move { Ok::<_, Infallible>(proxy.handle(req, peer, https, pre).await) }
+        let (proxy, downstream, pre) = (proxy.clone(), downstream.clone(), first.take());
+        async move { Ok::<_, Infallible>(proxy.handle(req, &downstream, pre).await) }
     });
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .await
-    {
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    // The connection's own upstream connection is polled in this task, beside it.
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        never = &mut driver => match never {},
+        () = drain.begun() => {
+            // Finish the request in flight, then close (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                ended = conn.as_mut() => ended,
+                never = &mut driver => match never {},
+            }
+        }
+    };
+    if let Err(e) = ended {
         tracing::trace!(%peer, error = %e, "connection ended");
     }
 }
