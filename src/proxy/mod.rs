@@ -393,6 +393,33 @@ enum Gate {
     Hold(Arc<str>),
 }
 
+/// What [`Proxy::pre_hold`] decided for a connection's first request.
+pub enum PreHold {
+    /// Not held: hyper's path does every step.
+    Usual,
+    /// Recorded (and decided) already.
+    Done(PreHeld),
+    /// Recorded; it waits for its namespace.
+    Wait {
+        ns: Arc<str>,
+        host: String,
+        path: Box<str>,
+    },
+}
+
+impl PreHold {
+    /// Wait if it must; the outcome for hyper's path (`None`: do every step).
+    pub async fn wait(self, proxy: &Proxy) -> Option<PreHeld> {
+        match self {
+            PreHold::Usual => None,
+            PreHold::Done(pre) => Some(pre),
+            PreHold::Wait { ns, host, path } => {
+                Some(PreHeld(proxy.hold(&ns, &host, &path).await.err()))
+            }
+        }
+    }
+}
+
 /// The outcome of holding a connection's first request before hyper read it
 /// ([`Proxy::pre_hold`]); hyper's path then neither records nor holds it again.
 #[derive(Debug)]
@@ -577,27 +604,31 @@ impl Proxy {
     }
 
     /// Steps 1 to 4 for the first request head of a new HTTP/1 connection,
-    /// before hyper reads it: a held request then waits holding only its stream,
-    /// the bytes read so far and this future. `None`: nothing to hold, hyper's
-    /// path does every step as usual.
-    pub async fn pre_hold(&self, head: Request<()>) -> Option<PreHeld> {
+    /// before hyper reads it. [`PreHold::Wait`]: the request must wait, which
+    /// [`PreHold`]'s `wait` does holding only what the wait needs.
+    /// [`PreHold::Usual`]: nothing to hold, hyper's path does every step.
+    pub fn pre_hold(&self, head: &Request<()>) -> PreHold {
         if head.method() == Method::CONNECT {
-            return None;
+            return PreHold::Usual;
         }
-        let host = request_host(&head)?;
-        let route = self.find(&host, head.uri().path())?;
+        let Some(host) = request_host(head) else {
+            return PreHold::Usual;
+        };
+        let Some(route) = self.find(&host, head.uri().path()) else {
+            return PreHold::Usual;
+        };
         if !self.must_wait(&route) {
-            return None;
+            return PreHold::Usual;
         }
-        let gate = self.record_and_gate(&head, &host, &route);
-        let path = head.uri().path().to_owned();
-        // Only what the wait needs stays alive during it.
-        drop((head, route));
-        Some(PreHeld(match gate {
-            Gate::Forward => None,
-            Gate::WakePage => Some(Refusal::WakePage(host)),
-            Gate::Hold(ns) => self.hold(&ns, &host, &path).await.err(),
-        }))
+        match self.record_and_gate(head, &host, &route) {
+            Gate::Forward => PreHold::Done(PreHeld(None)),
+            Gate::WakePage => PreHold::Done(PreHeld(Some(Refusal::WakePage(host)))),
+            Gate::Hold(ns) => PreHold::Wait {
+                ns,
+                host,
+                path: head.uri().path().into(),
+            },
+        }
     }
 
     fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {
@@ -680,6 +711,42 @@ mod tests {
         assert_eq!(request_host(&req).as_deref(), Some("app.example.test"));
         let req = Request::builder().uri("/x").body(()).unwrap();
         assert_eq!(request_host(&req), None);
+    }
+
+    fn proxy() -> Proxy {
+        let (tx, rx) = watch::channel(Arc::new(RouteTable::default()));
+        drop(tx);
+        Proxy {
+            routes: rx,
+            namespaces: Arc::default(),
+            reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
+            limits: ProxyLimits::default(),
+            held: HoldLimits::new(1, 1),
+            wake_page: WakePage::Auto,
+            forwarder: Forwarder::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_connections_task_is_small_while_its_first_request_waits() {
+        // The task of a held HTTP/1 request is this future (the hyper part is
+        // boxed): it must stay well under the 4 KiB a held request may cost.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_, drain) = drain::channel();
+        let b = server::builder();
+        let fut = server::connection(
+            &b,
+            stream,
+            "127.0.0.1:1".parse().unwrap(),
+            false,
+            Arc::new(proxy()),
+            drain,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 1536, "{size} bytes");
     }
 
     #[test]

@@ -31,7 +31,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Enough concurrent HTTP/2 streams per connection for many held requests.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
 
-fn builder() -> auto::Builder<TokioExecutor> {
+pub(super) fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -75,15 +75,12 @@ pub async fn serve(
         tokio::spawn(async move {
             match tls {
                 None => connection(&builder, stream, peer, false, proxy, drain).await,
+                // Boxed: a plain connection's task need not have room for TLS state.
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            connection(&builder, tls_stream, peer, true, proxy, drain).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
-                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                    }
+                    Box::pin(tls_connection(
+                        &builder, acceptor, stream, peer, proxy, drain,
+                    ))
+                    .await
                 }
             }
         });
@@ -93,10 +90,25 @@ pub async fn serve(
     drain.close_and_wait().await;
 }
 
+async fn tls_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    acceptor: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    drain: Drain,
+) {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => connection(builder, tls_stream, peer, true, proxy, drain).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
+        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+    }
+}
+
 /// One connection: its first HTTP/1 request head is read here and held if its
 /// namespace must wake ([`Proxy::pre_hold`]); then hyper serves the connection,
 /// starting with the bytes read so far.
-async fn connection<S>(
+pub(super) async fn connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     mut io: S,
     peer: SocketAddr,
@@ -115,7 +127,13 @@ async fn connection<S>(
     let pre = match head {
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
-        Ok(Some(Head::Request(head))) => proxy.pre_hold(*head).await,
+        Ok(Some(Head::Request(head))) => {
+            let pre = proxy.pre_hold(&head);
+            // Only the bytes read and the wait stay allocated while it waits.
+            drop(head);
+            buf.shrink_to_fit();
+            pre.wait(&proxy).await
+        }
         Ok(Some(Head::Other)) => None,
     };
     // Boxed, so that a held connection's task is only as large as the wait.
