@@ -12,10 +12,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::inline::Inline;
 use super::routes::Upstream;
 
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -90,19 +89,15 @@ impl Forwarder {
     }
 
     /// Send `req` to `upstream` and return its response head with a streaming body.
-    /// `inline`: the client connection's own upstream connection, used for
-    /// plain HTTP/1.1 when it goes to this upstream.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         upstream: &Upstream,
         origin: &Origin,
-        inline: Option<&Inline>,
     ) -> Result<Response<Incoming>, ForwardError> {
         // gRPC needs HTTP/2 end to end; everything else is pooled HTTP/1.1.
         let h2 = upstream.h2c || (req.version() == Version::HTTP_2 && is_grpc(req.headers()));
         let upgrade = if h2 { None } else { upgrade_protocol(&req) };
-        let req_from_http1 = req.version() < Version::HTTP_2;
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         // Reuse the parsed path and query; only scheme and authority change.
@@ -130,22 +125,14 @@ impl Forwarder {
             *req.version_mut() = Version::HTTP_11;
         }
 
-        let inline = inline.filter(|i| {
-            !h2 && upgrade.is_none() && req_from_http1 && i.serves(&upstream.authority)
-        });
-        let mut resp = match inline {
-            Some(inline) => inline.send(req, &upstream.authority).await?,
-            None => {
-                let client = if h2 { &self.h2c } else { &self.h1 };
-                client.request(req).await.map_err(|e| {
-                    if e.is_connect() {
-                        ForwardError::Connect(e.to_string())
-                    } else {
-                        ForwardError::Upstream(e.to_string())
-                    }
-                })?
+        let client = if h2 { &self.h2c } else { &self.h1 };
+        let mut resp = client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                ForwardError::Connect(e.to_string())
+            } else {
+                ForwardError::Upstream(e.to_string())
             }
-        };
+        })?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade

@@ -19,7 +19,6 @@ pub mod drain;
 pub mod forward;
 pub mod hold;
 pub mod ingress;
-pub mod inline;
 pub mod limits;
 pub mod prehold;
 pub mod reload;
@@ -130,19 +129,16 @@ pub struct Downstream {
     pub https: bool,
     /// The peer's address for `X-Forwarded-For`, formatted once.
     client_ip: HeaderValue,
-    /// The connection's own upstream connection (HTTP/1 clients).
-    inline: Option<inline::Inline>,
 }
 
 impl Downstream {
-    pub fn new(peer: SocketAddr, https: bool, inline: Option<inline::Inline>) -> Downstream {
+    pub fn new(peer: SocketAddr, https: bool) -> Downstream {
         let client_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Downstream {
             peer,
             https,
             client_ip,
-            inline,
         }
     }
 }
@@ -557,7 +553,7 @@ impl Proxy {
             host: original_host,
         };
         self.forwarder
-            .forward(req, &upstream, &origin, conn.inline.as_ref())
+            .forward(req, &upstream, &origin)
             .await
             .map_err(Refusal::Upstream)
     }

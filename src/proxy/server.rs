@@ -18,7 +18,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
-use super::inline;
 use super::prehold::{Head, Rewind, read_head};
 use super::{Downstream, PreHeld, Proxy};
 
@@ -162,25 +161,19 @@ async fn serve_connection<S>(
 {
     // The pre-held outcome belongs to the connection's first request only.
     let first = Cell::new(pre);
-    let (inline, mut driver) = inline::pair();
-    let downstream = Arc::new(Downstream::new(peer, https, Some(inline)));
+    let downstream = Arc::new(Downstream::new(peer, https));
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let (proxy, downstream, pre) = (proxy.clone(), downstream.clone(), first.take());
         async move { Ok::<_, Infallible>(proxy.handle(req, &downstream, pre).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    // The connection's own upstream connection is polled in this task, beside it.
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
-        never = &mut driver => match never {},
         () = drain.begun() => {
             // Finish the request in flight, then close (HTTP/2: GOAWAY).
             conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                ended = conn.as_mut() => ended,
-                never = &mut driver => match never {},
-            }
+            conn.await
         }
     };
     if let Err(e) = ended {
