@@ -790,6 +790,41 @@ async fn held_requests_time_out_with_504_and_the_queue_limit_answers_503() {
     remove_namespace(&kube, &ns).await;
 }
 
+#[tokio::test]
+async fn a_held_http1_client_that_hangs_up_frees_its_place_at_once() {
+    let kube = cluster().await;
+    let ns = namespace(&kube, "hangup", "asleep", &[]).await;
+    let limits = ProxyLimits {
+        max_held_per_namespace: 1,
+        ..ProxyLimits::default()
+    };
+    let p = fronted("hangup.example.test", Some(&ns), limits, Some(kube.clone())).await;
+    let held_within = |n: usize| {
+        let (proxy, ns) = (p.proxy.clone(), ns.clone());
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while proxy.held(&ns) != n && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            proxy.held(&ns)
+        }
+    };
+    let request = b"GET / HTTP/1.1\r\nHost: hangup.example.test\r\n\r\n";
+    let mut first = TcpStream::connect(p.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    assert_eq!(held_within(1).await, 1);
+    drop(first);
+    assert_eq!(held_within(0).await, 0, "the hang-up freed the place");
+    let mut second = TcpStream::connect(p.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    assert_eq!(
+        held_within(1).await,
+        1,
+        "the next request is held, not refused"
+    );
+    remove_namespace(&kube, &ns).await;
+}
+
 fn ingress(host: &str, service: &str, port: u16) -> Ingress {
     serde_json::from_value(serde_json::json!({
         "metadata": { "name": service },

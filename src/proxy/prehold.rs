@@ -65,6 +65,21 @@ pub async fn read_head<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) -> O
     }
 }
 
+/// Resolves when the client hangs up (or the connection fails) while its
+/// first request waits. Bytes it sends meanwhile (a body, pipelined requests)
+/// are kept in `buf` for hyper, up to twice the head limit; beyond that this
+/// stops reading, and the client waits.
+pub async fn hung_up<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 64];
+    while buf.len() < 2 * MAX_HEAD_BYTES {
+        match io.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 enum Parsed {
     Complete(Box<Request<()>>),
     Partial,
@@ -212,6 +227,21 @@ mod tests {
         assert!(matches!(head, Some(Head::Other)));
         assert!(buf.len() <= 2 * MAX_HEAD_BYTES + FIRST_READ);
         assert!(head_of(&[]).await.0.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_hang_up_is_seen_and_bytes_sent_while_waiting_are_kept() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(b"GET /next HTTP/1.1\r\n").await.unwrap();
+        drop(client);
+        let mut buf = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            hung_up(&mut server, &mut buf),
+        )
+        .await
+        .unwrap();
+        assert!(buf.ends_with(b"GET /next HTTP/1.1\r\n"));
     }
 
     #[tokio::test]

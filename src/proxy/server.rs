@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
-use super::prehold::{Head, Rewind, read_head};
-use super::{Downstream, PreHeld, Proxy};
+use super::prehold::{Head, Rewind, hung_up, read_head};
+use super::{Downstream, PreHeld, PreHold, Proxy};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -126,13 +126,19 @@ pub(super) async fn connection<S>(
     let pre = match head {
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
-        Ok(Some(Head::Request(head))) => {
-            let pre = proxy.pre_hold(&head);
-            // Only the bytes read and the wait stay allocated while it waits.
-            drop(head);
-            buf.shrink_to_fit();
-            pre.wait(&proxy).await
-        }
+        Ok(Some(Head::Request(head))) => match proxy.pre_hold(&head) {
+            PreHold::Usual => None,
+            pre => {
+                // Only the bytes read and the wait stay allocated while it waits.
+                drop(head);
+                buf.shrink_to_fit();
+                tokio::select! {
+                    pre = pre.wait(&proxy) => pre,
+                    // A client that hangs up frees its place in the queue at once.
+                    () = hung_up(&mut io, &mut buf) => return,
+                }
+            }
+        },
         Ok(Some(Head::Other)) => None,
     };
     // Boxed, so that a held connection's task is only as large as the wait.
