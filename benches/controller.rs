@@ -377,11 +377,35 @@ async fn main() {
         "[bench] synced {synced:.1} s; steady {per_sec:.2} requests/s; RSS {:.1} MiB",
         mib(rss_steady)
     );
+    let by_verb = |m: &str| -> BTreeMap<String, f64> {
+        m.lines()
+            .filter(|l| {
+                l.starts_with("siesta_kube_requests_total{")
+                    || l.starts_with("siesta_kube_responses_total{")
+            })
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    };
+    let before_sleep = by_verb(&get(&metrics_url).await.unwrap_or_default());
     let t = Instant::now();
     set_action(&client, sleepers, "sleep").await;
     let asleep = wait_group(&client, &["asleep"], 0, sleepers, t).await;
     eprintln!("[bench] {sleepers} namespaces asleep in {asleep:.1} s");
     let rss_sleep = phase();
+    let after_sleep = by_verb(&get(&metrics_url).await.unwrap_or_default());
+    let spent: Vec<String> = after_sleep
+        .iter()
+        .map(|(k, v)| (k, v - before_sleep.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .map(|(k, d)| format!("{}={d}", k.trim_start_matches("siesta_kube_")))
+        .collect();
+    eprintln!(
+        "[bench] API requests and answers while {sleepers} namespaces went to sleep: {}",
+        spent.join(" ")
+    );
     // Restored means Siesta's part is done (replicas back, state waking or
     // awake); pods becoming ready is the cluster's (KWOK's) part.
     let t = Instant::now();

@@ -93,11 +93,16 @@ nginx_pid=""
 for _ in $(seq 50); do nginx_pid=$(pgrep -P "$nginx_master" | head -n1 || true); [ -n "$nginx_pid" ] && break; sleep 0.1; done
 [ -n "$nginx_pid" ] || { cat "$dir/error.log" >&2; exit 1; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, in clock ticks) of a process and all its threads.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 to_us() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n }'; }
-declare -A rps p99 peak
+declare -A rps p99 peak cpu
 run() { # run NAME PORT HOST PID
   local name=$1 port=$2 host=$3 pid=${4:-} out max=0 r
   wrk -t1 -c"$conns" -d2s -H "Host: $host" "http://127.0.0.1:$port/" >/dev/null
+  local t0=0
+  if [ -n "$pid" ]; then t0=$(cpu_ticks "$pid"); fi
   wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Host: $host" "http://127.0.0.1:$port/" >"$dir/$name.out" &
   local wrk_pid=$!
   while kill -0 "$wrk_pid" 2>/dev/null; do
@@ -105,15 +110,25 @@ run() { # run NAME PORT HOST PID
     sleep 0.5
   done
   wait "$wrk_pid"
+  local t1=0
+  if [ -n "$pid" ]; then t1=$(cpu_ticks "$pid"); fi
   out=$(cat "$dir/$name.out")
   grep -q "Non-2xx" <<<"$out" && { log "$name: non-2xx answers"; echo "$out" >&2; exit 1; }
   local r_now p_now
   r_now=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p_now=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
   rps[$name]="${rps[$name]:-} $r_now"
+  # CPU microseconds per request: what the proxy itself spends, whatever the
+  # other processes on the machine leave it (req/s move with them).
+  local n_req c_now=""
+  n_req=$(awk '/requests in/ {print $1}' <<<"$out")
+  if [ -n "$pid" ] && [ "${n_req:-0}" -gt 0 ]; then
+    c_now=$(awk -v a="$t0" -v b="$t1" -v n="$n_req" -v hz="$hz" 'BEGIN { printf "%.2f", (b-a)*1000000/hz/n }')
+    cpu[$name]="${cpu[$name]:-} $c_now"
+  fi
   p99[$name]="${p99[$name]:-} $p_now"
   if [ "$max" -gt "${peak[$name]:-0}" ]; then peak[$name]=$max; fi
-  log "$name: $r_now req/s, p99 ${p_now} us${pid:+, peak RSS $max KiB}"
+  log "$name: $r_now req/s, p99 ${p_now} us${pid:+, peak RSS $max KiB, $c_now us CPU per request}"
 }
 log "backend :$backend_port, nginx :$nginx_port, siesta :$siesta_port; $rounds x ${secs}s per phase, $conns connections"
 for _ in $(seq "$rounds"); do
@@ -124,6 +139,8 @@ for _ in $(seq "$rounds"); do
 done
 # The median of the rounds: robust to a round disturbed by other load.
 avg() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {printf "%.0f", (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+med2() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {printf "%.2f", (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+n_cpu=$(med2 "${cpu[nginx]:-0}"); s_cpu=$(med2 "${cpu[siesta]:-0}")
 d_rps=$(avg "${rps[direct]}"); n_rps=$(avg "${rps[nginx]}"); s_rps=$(avg "${rps[siesta]}"); c_rps=$(avg "${rps[counted]}")
 d_p99=$(avg "${p99[direct]}"); n_p99=$(avg "${p99[nginx]}"); s_p99=$(avg "${p99[siesta]}"); c_p99=$(avg "${p99[counted]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a/b }'; }
@@ -187,7 +204,8 @@ direct backend:   $d_rps req/s, p99 $d_p99 us
 nginx:            $n_rps req/s, p99 $n_p99 us, peak RSS ${peak[nginx]} KiB (worker)
 siesta:           $s_rps req/s, p99 $s_p99 us, peak RSS ${peak[siesta]} KiB
 siesta counted:   $c_rps req/s, p99 $c_p99 us, peak RSS ${peak[counted]} KiB
-throughput ratio: $(ratio "$s_rps" "$n_rps")x nginx (target >= 1.0)
+throughput ratio: $(ratio "$s_rps" "$n_rps")x nginx (target >= 1.0); rounds:$(paste -d/ <(tr ' ' '\n' <<<"${rps[siesta]}" | grep .) <(tr ' ' '\n' <<<"${rps[nginx]}" | grep .) | awk -F/ '{printf " %.2f", $1/$2}')
+CPU per request:  siesta $s_cpu us, nginx $n_cpu us (median): siesta spends $(ratio "$s_cpu" "$n_cpu")x what nginx does
 added p99:        siesta +$added_s us, nginx +$added_n us: $(ratio "$added_s" "$added_n")x (target <= 1.1)
 peak RSS:         $(awk -v k="${peak[counted]}" -v l="${peak[siesta]}" 'BEGIN { m = k > l ? k : l; printf "%.1f", m/1024 }') MiB (target <= 30)
 activity cost:    $cost% of throughput (target <= 5)

@@ -577,6 +577,70 @@ async fn a_sleeping_namespace_is_woken_by_one_request_which_then_gets_the_backen
     remove_namespace(&kube, &ns).await;
 }
 
+/// Read from `s` until `text` has `n` answers from the backend (or 10 s pass).
+async fn read_answers(s: &mut TcpStream, text: &mut String, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while text.matches("backend path=").count() < n {
+        let mut chunk = [0u8; 4096];
+        let read = tokio::time::timeout_at(deadline, s.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(k)) if k > 0 => text.push_str(&String::from_utf8_lossy(&chunk[..k])),
+            _ => break,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_held_http1_connection_is_answered_after_the_wake_then_serves_pipelined_and_keep_alive_requests()
+ {
+    let kube = cluster().await;
+    let ns = namespace(&kube, "pipe", "asleep", &[]).await;
+    let writes = controller_stand_in(kube.clone(), ns.clone(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await;
+    let p = fronted(
+        "pipe.example.test",
+        Some(&ns),
+        ProxyLimits::default(),
+        Some(kube.clone()),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    // Two requests at once: the first is held; the second waits behind it.
+    s.write_all(b"POST /first HTTP/1.1\r\nHost: pipe.example.test\r\nContent-Length: 4\r\n\r\nbodyGET /second HTTP/1.1\r\nHost: pipe.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.proxy.held(&ns) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.proxy.held(&ns), 1, "the first request is held");
+    let mut text = String::new();
+    read_answers(&mut s, &mut text, 2).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "held until awake"
+    );
+    assert_eq!(statuses(&text), [200, 200], "{text}");
+    let (first, second) = (
+        text.find("path=/first").unwrap(),
+        text.find("path=/second").unwrap(),
+    );
+    assert!(first < second, "answers in request order: {text}");
+    // The connection stays open for more requests.
+    s.write_all(b"GET /third HTTP/1.1\r\nHost: pipe.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    read_answers(&mut s, &mut text, 3).await;
+    assert_eq!(statuses(&text), [200, 200, 200], "{text}");
+    assert!(text.contains("path=/third"), "{text}");
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "one wake write");
+    assert_eq!(p.proxy.held(&ns), 0);
+    remove_namespace(&kube, &ns).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_to_a_sleeping_namespace_make_one_wake_write_and_all_get_answers()
  {
@@ -723,6 +787,41 @@ async fn held_requests_time_out_with_504_and_the_queue_limit_answers_503() {
         assert_eq!(h.await.unwrap(), StatusCode::GATEWAY_TIMEOUT);
     }
     assert_eq!(p.proxy.held(&ns), 0);
+    remove_namespace(&kube, &ns).await;
+}
+
+#[tokio::test]
+async fn a_held_http1_client_that_hangs_up_frees_its_place_at_once() {
+    let kube = cluster().await;
+    let ns = namespace(&kube, "hangup", "asleep", &[]).await;
+    let limits = ProxyLimits {
+        max_held_per_namespace: 1,
+        ..ProxyLimits::default()
+    };
+    let p = fronted("hangup.example.test", Some(&ns), limits, Some(kube.clone())).await;
+    let held_within = |n: usize| {
+        let (proxy, ns) = (p.proxy.clone(), ns.clone());
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while proxy.held(&ns) != n && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            proxy.held(&ns)
+        }
+    };
+    let request = b"GET / HTTP/1.1\r\nHost: hangup.example.test\r\n\r\n";
+    let mut first = TcpStream::connect(p.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    assert_eq!(held_within(1).await, 1);
+    drop(first);
+    assert_eq!(held_within(0).await, 0, "the hang-up freed the place");
+    let mut second = TcpStream::connect(p.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    assert_eq!(
+        held_within(1).await,
+        1,
+        "the next request is held, not refused"
+    );
     remove_namespace(&kube, &ns).await;
 }
 
@@ -1007,4 +1106,155 @@ async fn worker_threads_with_their_own_runtimes_serve_the_same_listener() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(body.contains(&format!("path=/w{i}")), "{body}");
     }
+}
+
+#[tokio::test]
+async fn a_changed_routes_file_takes_effect_without_restart_and_a_bad_one_is_ignored() {
+    let (a, b) = (backend().await, backend().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.yaml");
+    let routes_to = |to: SocketAddr| format!("routes:\n{}", route("reload.example.test", to, None));
+    std::fs::write(&path, routes_to(a)).unwrap();
+    let options = Options {
+        routes_file: Some(path.clone()),
+        ..Options::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let p = proxy::start(listener, options, None).await.unwrap();
+    let upstream = || p.proxy.upstream_for("reload.example.test", "/");
+    assert_eq!(upstream(), Some(a.to_string()));
+
+    std::fs::write(&path, routes_to(b)).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while upstream() != Some(b.to_string()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(upstream(), Some(b.to_string()), "reloaded");
+    let (status, _, body) = get(p.addr, "reload.example.test", "/after", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A bad file is logged and ignored: the routes in force stay.
+    std::fs::write(
+        &path,
+        "routes:\n  - {host: 'not a host', upstream: ftp://x}\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(upstream(), Some(b.to_string()), "kept");
+}
+
+/// A backend whose answers take `delay`.
+async fn slow_backend(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"slow done"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn sigterm_refuses_new_connections_finishes_requests_in_flight_and_closes_idle_ones() {
+    let (slow, quick) = (
+        slow_backend(Duration::from_millis(1500)).await,
+        backend().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        format!(
+            "routes:\n{}{}",
+            route("drain.example.test", slow, None),
+            route("quick.example.test", quick, None)
+        ),
+    )
+    .unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_siesta"))
+        .args(["proxy", "--workers", "1", "--drain-timeout", "10s"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin}"))
+        .arg("--routes")
+        .arg(&routes)
+        // No cluster: routes file only.
+        .env_remove("KUBECONFIG")
+        .env("HOME", dir.path())
+        .env("SIESTA_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An idle keep-alive connection, and one with a slow request in flight.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /quick HTTP/1.1\r\nHost: quick.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: drain.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "new connections are refused while draining"
+    );
+    // The idle keep-alive connection is closed.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    // The request in flight is answered, then its connection closes.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), busy.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("slow done"), "{answer}");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the proxy exits once drained")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }

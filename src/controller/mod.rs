@@ -72,6 +72,11 @@ impl Triggers {
     }
 }
 
+/// Items per page of a watch's (re)list. Small pages keep the response
+/// buffers small (a page of 500 workloads' metadata is about 2 MB of JSON);
+/// the extra requests happen only at start and after a lost watch.
+const LIST_PAGE: u32 = 100;
+
 /// Keep of a Namespace only what reconciles read: name, uid, resourceVersion,
 /// labels (admin policies select by them) and `siesta.dev/` annotations. With
 /// 10,000 namespaces cached, every field dropped here counts; others'
@@ -106,9 +111,9 @@ fn watch_workloads<K>(
 {
     let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
     tokio::spawn(async move {
-        // Paginated lists (no `any_semantic`): 10,000 workloads arrive 500 at
-        // a time instead of in one response held in memory at once.
-        watcher(api, watcher::Config::default().page_size(500))
+        // Paginated lists (no `any_semantic`): 10,000 workloads arrive a
+        // page at a time instead of in one response held in memory at once.
+        watcher(api, watcher::Config::default().page_size(LIST_PAGE))
             .default_backoff()
             .touched_objects()
             .for_each(|obj| {
@@ -150,7 +155,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         let selector = args.namespace_selector.clone();
         let api: Api<Namespace> = Api::all(client.clone());
         tokio::spawn(async move {
-            let mut cfg = watcher::Config::default().page_size(500);
+            let mut cfg = watcher::Config::default().page_size(LIST_PAGE);
             if let Some(sel) = &selector {
                 cfg = cfg.labels(sel);
             }
@@ -196,7 +201,9 @@ pub async fn run(args: Args) -> crate::Result<()> {
         tokio::spawn(async move {
             watcher(
                 api,
-                watcher::Config::default().labels(&selector).page_size(500),
+                watcher::Config::default()
+                    .labels(&selector)
+                    .page_size(LIST_PAGE),
             )
             .default_backoff()
             .applied_objects()

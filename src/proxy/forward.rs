@@ -2,7 +2,6 @@
 //! for gRPC), streaming bodies both ways, hop-by-hop headers removed,
 //! `X-Forwarded-*` set, and WebSocket (HTTP/1.1 Upgrade) tunnelled by copying
 //! bytes both ways once both sides have switched protocols.
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -23,21 +22,22 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Where the request came from, for `X-Forwarded-*`.
 pub struct Origin {
-    pub client: SocketAddr,
+    /// The client's IP address, as a header value.
+    pub client: HeaderValue,
     pub https: bool,
     /// The request's host as the client sent it.
     pub host: HeaderValue,
@@ -183,24 +183,42 @@ fn has_token(v: &HeaderValue, token: &str) -> bool {
         .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
 /// Remove hop-by-hop headers and any header the `Connection` header names.
 /// `TE: trailers` survives (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests have none: one pass over the names, no hashing.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `keep-alive` and `close` are the usual tokens: nothing more to remove.
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
         .any(|v| has_token(v, "trailers"));
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
+    for name in named.iter().chain(&present) {
         headers.remove(name);
     }
     if te_trailers {
@@ -210,12 +228,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Append the client to `X-Forwarded-For`; set `-Proto` and `-Host`.
 pub fn set_forwarded(headers: &mut HeaderMap, origin: &Origin) {
-    let ip = origin.client.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
+    let prior = headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    let xff = match prior {
+        Some(prior) => {
+            let ip = origin.client.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{prior}, {ip}")).ok()
+        }
+        None => Some(origin.client.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
@@ -262,7 +287,7 @@ mod tests {
             ("x-forwarded-proto", "gopher"),
         ]);
         let origin = Origin {
-            client: "127.0.0.9:5555".parse().unwrap(),
+            client: HeaderValue::from_static("127.0.0.9"),
             https: true,
             host: HeaderValue::from_static("app.example.test"),
         };

@@ -11,10 +11,17 @@
 //!    browsers get the [`wake_page`], others wait within [`limits`] and the
 //!    hold timeout;
 //! 5. forward ([`forward`]) and stream the answer back.
+//!
+//! A new HTTP/1 connection's first request meets steps 1 to 4 before hyper
+//! reads it ([`Proxy::pre_hold`], [`prehold`]): a held request then costs only
+//! its stream and the wait, not a whole hyper connection.
+pub mod drain;
 pub mod forward;
 pub mod hold;
 pub mod ingress;
 pub mod limits;
+pub mod prehold;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod wake_page;
@@ -66,6 +73,10 @@ pub struct Args {
     /// event loop per core, as nginx workers); 0 means one per CPU.
     #[arg(long, env = "SIESTA_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// At SIGTERM or Ctrl-C, how long requests in flight may take to finish
+    /// (new connections are refused at once); 0 closes everything at once.
+    #[arg(long, env = "SIESTA_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse)]
+    pub drain_timeout: Duration,
 }
 
 /// The response body: an upstream's stream, or a small local answer.
@@ -81,6 +92,9 @@ pub fn limits(cfg: &AdminConfig) -> ProxyLimits {
 pub struct Options {
     /// Static routes; `None` means Ingresses of class `siesta` (needs a cluster).
     pub routes: Option<RouteTable>,
+    /// Static routes from this file instead, re-read every 2 s: a changed file
+    /// replaces the routes (an invalid one is logged and the routes in force kept).
+    pub routes_file: Option<PathBuf>,
     pub limits: ProxyLimits,
     /// How often awake namespaces' Activity Leases are written.
     pub flush_interval: Duration,
@@ -98,12 +112,33 @@ impl Default for Options {
         let cfg = AdminConfig::default();
         Options {
             routes: None,
+            routes_file: None,
             limits: limits(&cfg),
             flush_interval: cfg.defaults.flush_interval,
             wake_page: cfg.defaults.wake_page,
             tls: None,
             sink: None,
             workers: 0,
+        }
+    }
+}
+
+/// What a client connection gives each of its requests.
+pub struct Downstream {
+    pub peer: SocketAddr,
+    pub https: bool,
+    /// The peer's address for `X-Forwarded-For`, formatted once.
+    client_ip: HeaderValue,
+}
+
+impl Downstream {
+    pub fn new(peer: SocketAddr, https: bool) -> Downstream {
+        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Downstream {
+            peer,
+            https,
+            client_ip,
         }
     }
 }
@@ -124,6 +159,19 @@ pub struct Running {
     pub addr: SocketAddr,
     pub proxy: Arc<Proxy>,
     tasks: Vec<JoinHandle<()>>,
+    drainer: Option<drain::Drainer>,
+}
+
+impl Running {
+    /// Stop accepting, let requests in flight finish (HTTP/1 keep-alive
+    /// connections close after their answer) for up to `deadline`, then stop.
+    /// True when every connection finished in time.
+    pub async fn drain(mut self, deadline: Duration) -> bool {
+        match self.drainer.take() {
+            Some(d) => d.drain(deadline).await,
+            None => true,
+        }
+    }
 }
 
 impl Drop for Running {
@@ -144,8 +192,15 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let namespaces = Arc::new(Namespaces::default());
     let mut tasks = Vec::new();
-    let static_routes = options.routes.is_some();
-    let (routes_tx, routes_rx) = watch::channel(Arc::new(options.routes.unwrap_or_default()));
+    let (routes, routes_file) = match options.routes_file {
+        Some(path) => {
+            let (table, content) = reload::load(&path)?;
+            (Some(table), Some((path, content)))
+        }
+        None => (options.routes, None),
+    };
+    let static_routes = routes.is_some();
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(routes.unwrap_or_default()));
     let sink: Option<Arc<dyn Sink>> = match (options.sink, &cluster) {
         (Some(s), _) => Some(s),
         (None, Some(c)) => Some(Arc::new(LeaseSink(c.clone()))),
@@ -164,7 +219,7 @@ pub async fn start(
                 synced.clone(),
             )));
             if !static_routes {
-                ingress::start(client, routes_tx, namespaces.clone()).await?;
+                ingress::start(client, routes_tx.clone(), namespaces.clone()).await?;
             }
             synced.notified().await;
         }
@@ -173,7 +228,16 @@ pub async fn start(
                 "without a cluster, a routes file is needed".into(),
             ));
         }
-        None => drop(routes_tx),
+        None => {}
+    }
+    if let Some((path, content)) = routes_file {
+        tasks.push(tokio::spawn(reload::watch_routes_file(
+            path,
+            content,
+            reload::RELOAD_CHECK,
+            routes_tx,
+            namespaces.clone(),
+        )));
     }
     let proxy = Arc::new(Proxy {
         routes: routes_rx,
@@ -187,16 +251,23 @@ pub async fn start(
         wake_page: options.wake_page,
         forwarder: Forwarder::new(),
     });
+    let (drainer, drain) = drain::channel();
     if options.workers == 0 {
         tasks.push(tokio::spawn(server::serve(
             listener,
             options.tls,
             proxy.clone(),
+            drain,
         )));
     } else {
-        spawn_workers(listener, options.workers, options.tls, &proxy)?;
+        spawn_workers(listener, options.workers, options.tls, &proxy, drain)?;
     }
-    Ok(Running { addr, proxy, tasks })
+    Ok(Running {
+        addr,
+        proxy,
+        tasks,
+        drainer: Some(drainer),
+    })
 }
 
 /// Serve on `workers` threads, each a single-threaded runtime accepting from
@@ -207,10 +278,16 @@ fn spawn_workers(
     workers: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     proxy: &Arc<Proxy>,
+    drain: drain::Drain,
 ) -> crate::Result<()> {
     let listener = listener.into_std()?;
     for i in 0..workers {
-        let (listener, tls, proxy) = (listener.try_clone()?, tls.clone(), proxy.clone());
+        let (listener, tls, proxy, drain) = (
+            listener.try_clone()?,
+            tls.clone(),
+            proxy.clone(),
+            drain.clone(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -219,7 +296,7 @@ fn spawn_workers(
             .spawn(move || {
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(l) => server::serve(l, tls, proxy).await,
+                        Ok(l) => server::serve(l, tls, proxy, drain).await,
                         Err(e) => tracing::error!(error = %e, "proxy worker cannot listen"),
                     }
                 })
@@ -236,11 +313,10 @@ pub async fn run(args: Args) -> crate::Result<()> {
         Some(path) => crate::config::load(path).map_err(|e| crate::Error::Config(e.to_string()))?,
         None => AdminConfig::default(),
     };
-    let routes = args
-        .routes
-        .as_deref()
-        .map(routes::load_routes)
-        .transpose()?;
+    // Fail fast on a bad routes file, before looking for a cluster.
+    if let Some(path) = &args.routes {
+        reload::load(path)?;
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         (None, None) => None,
@@ -252,7 +328,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
     };
     let cluster = match crate::kube_client().await {
         Ok(c) => Some(c),
-        Err(e) if routes.is_some() => {
+        Err(e) if args.routes.is_some() => {
             tracing::warn!(error = %e, "no cluster: routes file only, no activity is recorded");
             None
         }
@@ -263,7 +339,8 @@ pub async fn run(args: Args) -> crate::Result<()> {
     tokio::spawn(crate::admin::serve(admin, ready.clone()));
     let listener = TcpListener::bind(args.listen).await?;
     let options = Options {
-        routes,
+        routes: None,
+        routes_file: args.routes.clone(),
         limits: limits(&cfg),
         flush_interval: cfg.defaults.flush_interval,
         wake_page: cfg.defaults.wake_page,
@@ -278,10 +355,15 @@ pub async fn run(args: Args) -> crate::Result<()> {
     ready.set(true);
     tracing::info!(listen = %running.addr, admin = %args.admin_listen, "proxy serving");
     crate::shutdown_signal().await;
-    // 1. not ready, so load balancers stop sending; 2. a short drain; 3. stop.
+    // 1. not ready, so load balancers stop sending; 2. refuse new connections
+    // and let requests in flight finish, up to the drain timeout; 3. stop.
     ready.set(false);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    drop(running);
+    tracing::info!(deadline = ?args.drain_timeout, "draining");
+    if running.drain(args.drain_timeout).await {
+        tracing::info!("drained");
+    } else {
+        tracing::warn!("drain timeout: closing the connections still open");
+    }
     Ok(())
 }
 
@@ -298,6 +380,46 @@ enum Refusal {
     WakePage(String),
     Upstream(forward::ForwardError),
 }
+
+/// What steps 3 and 4 decided for a routed request.
+enum Gate {
+    Forward,
+    WakePage,
+    /// Wait for this namespace.
+    Hold(Arc<str>),
+}
+
+/// What [`Proxy::pre_hold`] decided for a connection's first request.
+pub enum PreHold {
+    /// Not held: hyper's path does every step.
+    Usual,
+    /// Recorded (and decided) already.
+    Done(PreHeld),
+    /// Recorded; it waits for its namespace.
+    Wait {
+        ns: Arc<str>,
+        host: String,
+        path: Box<str>,
+    },
+}
+
+impl PreHold {
+    /// Wait if it must; the outcome for hyper's path (`None`: do every step).
+    pub async fn wait(self, proxy: &Proxy) -> Option<PreHeld> {
+        match self {
+            PreHold::Usual => None,
+            PreHold::Done(pre) => Some(pre),
+            PreHold::Wait { ns, host, path } => {
+                Some(PreHeld(proxy.hold(&ns, &host, &path).await.err()))
+            }
+        }
+    }
+}
+
+/// The outcome of holding a connection's first request before hyper read it
+/// ([`Proxy::pre_hold`]); hyper's path then neither records nor holds it again.
+#[derive(Debug)]
+pub struct PreHeld(Option<Refusal>);
 
 impl Refusal {
     fn response(self) -> Response<Body> {
@@ -366,14 +488,15 @@ fn status_class(s: StatusCode) -> usize {
 
 impl Proxy {
     /// The handler chain (see the module doc). Never fails: every refusal is an answer.
+    /// `pre`: this request was already recorded and held by [`Proxy::pre_hold`].
     pub async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        conn: &Downstream,
+        pre: Option<PreHeld>,
     ) -> Response<Body> {
         let mut routed: Option<Arc<Route>> = None;
-        let resp = match self.route_and_forward(req, peer, https, &mut routed).await {
+        let resp = match self.route_and_forward(req, conn, pre, &mut routed).await {
             Ok(r) => r.map(Either::Left),
             Err(refusal) => refusal.response(),
         };
@@ -391,8 +514,8 @@ impl Proxy {
     async fn route_and_forward(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        conn: &Downstream,
+        pre: Option<PreHeld>,
         routed: &mut Option<Arc<Route>>,
     ) -> Result<Response<Incoming>, Refusal> {
         // 1. never a forward proxy or a tunnel.
@@ -405,31 +528,15 @@ impl Proxy {
             .find(&host, req.uri().path())
             .ok_or(Refusal::UnknownHost)?;
         *routed = Some(route.clone());
-        if let Some(ns) = route.namespace.clone() {
-            let info = self.namespaces.info(&ns);
-            let sleeping = info.is_some_and(|i| i.sleeping());
-            // 3. record. A sleeping namespace's first record is its wake request,
-            // so it is always reported; an awake one once per millisecond per route.
-            let now = Utc::now();
-            if self.counts_as_activity(&req)
-                && (sleeping || route.report_due(now.timestamp_millis()))
-            {
-                self.reporter.report(Activity {
-                    namespace: ns.to_string(),
-                    at: now,
-                    source: Source::Http,
-                    detail: host.clone(),
-                });
-            }
-            // 4. hold while it sleeps or no endpoint is ready.
-            let managed = info.is_some_and(|i| i.state.is_some());
-            if sleeping || (managed && !route.ready()) {
-                let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
-                if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
-                    return Err(Refusal::WakePage(host));
-                }
-                route = self.hold(&ns, &host, req.uri().path()).await?;
-            }
+        match pre {
+            // 3 and 4 were done before hyper read the request.
+            Some(PreHeld(Some(refusal))) => return Err(refusal),
+            Some(PreHeld(None)) => {}
+            None => match self.record_and_gate(&req, &host, &route) {
+                Gate::Forward => {}
+                Gate::WakePage => return Err(Refusal::WakePage(host)),
+                Gate::Hold(ns) => route = self.hold(&ns, &host, req.uri().path()).await?,
+            },
         }
         // 5. forward, naming the host as the client did (the authority wins, as for routing).
         let upstream = route.upstream().ok_or(Refusal::NoEndpoint)?;
@@ -441,14 +548,83 @@ impl Proxy {
             .or_else(|| HeaderValue::from_str(&host).ok())
             .ok_or(Refusal::NoHost)?;
         let origin = Origin {
-            client: peer,
-            https,
+            client: conn.client_ip.clone(),
+            https: conn.https,
             host: original_host,
         };
         self.forwarder
             .forward(req, &upstream, &origin)
             .await
             .map_err(Refusal::Upstream)
+    }
+
+    /// Steps 3 and 4 up to the wait: record the request as activity for the
+    /// route's namespace, then say whether it goes on, gets the wake page, or waits.
+    fn record_and_gate<B>(&self, req: &Request<B>, host: &str, route: &Route) -> Gate {
+        let Some(ns) = &route.namespace else {
+            return Gate::Forward;
+        };
+        let info = self.namespaces.info(ns);
+        let sleeping = info.is_some_and(|i| i.sleeping());
+        // 3. record. A sleeping namespace's first record is its wake request,
+        // so it is always reported; an awake one once per millisecond per route.
+        let now = Utc::now();
+        if self.counts_as_activity(req) && (sleeping || route.report_due(now.timestamp_millis())) {
+            self.reporter.report(Activity {
+                namespace: ns.to_string(),
+                at: now,
+                source: Source::Http,
+                detail: host.to_string(),
+            });
+        }
+        // 4. hold while it sleeps or no endpoint is ready.
+        let managed = info.is_some_and(|i| i.state.is_some());
+        if sleeping || (managed && !route.ready()) {
+            let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
+            if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
+                return Gate::WakePage;
+            }
+            return Gate::Hold(ns.clone());
+        }
+        Gate::Forward
+    }
+
+    /// Whether a request on this route would be held now (step 4, without recording).
+    fn must_wait(&self, route: &Route) -> bool {
+        let Some(ns) = &route.namespace else {
+            return false;
+        };
+        self.namespaces
+            .info(ns)
+            .is_some_and(|i| i.sleeping() || (i.state.is_some() && !route.ready()))
+    }
+
+    /// Steps 1 to 4 for the first request head of a new HTTP/1 connection,
+    /// before hyper reads it. [`PreHold::Wait`]: the request must wait, which
+    /// [`PreHold`]'s `wait` does holding only what the wait needs.
+    /// [`PreHold::Usual`]: nothing to hold, hyper's path does every step.
+    pub fn pre_hold(&self, head: &Request<()>) -> PreHold {
+        if head.method() == Method::CONNECT {
+            return PreHold::Usual;
+        }
+        let Some(host) = request_host(head) else {
+            return PreHold::Usual;
+        };
+        let Some(route) = self.find(&host, head.uri().path()) else {
+            return PreHold::Usual;
+        };
+        if !self.must_wait(&route) {
+            return PreHold::Usual;
+        }
+        match self.record_and_gate(head, &host, &route) {
+            Gate::Forward => PreHold::Done(PreHeld(None)),
+            Gate::WakePage => PreHold::Done(PreHeld(Some(Refusal::WakePage(host)))),
+            Gate::Hold(ns) => PreHold::Wait {
+                ns,
+                host,
+                path: head.uri().path().into(),
+            },
+        }
     }
 
     fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {
@@ -531,6 +707,42 @@ mod tests {
         assert_eq!(request_host(&req).as_deref(), Some("app.example.test"));
         let req = Request::builder().uri("/x").body(()).unwrap();
         assert_eq!(request_host(&req), None);
+    }
+
+    fn proxy() -> Proxy {
+        let (tx, rx) = watch::channel(Arc::new(RouteTable::default()));
+        drop(tx);
+        Proxy {
+            routes: rx,
+            namespaces: Arc::default(),
+            reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
+            limits: ProxyLimits::default(),
+            held: HoldLimits::new(1, 1),
+            wake_page: WakePage::Auto,
+            forwarder: Forwarder::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_connections_task_is_small_while_its_first_request_waits() {
+        // The task of a held HTTP/1 request is this future (the hyper part is
+        // boxed): it must stay well under the 4 KiB a held request may cost.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_, drain) = drain::channel();
+        let b = server::builder();
+        let fut = server::connection(
+            &b,
+            stream,
+            "127.0.0.1:1".parse().unwrap(),
+            false,
+            Arc::new(proxy()),
+            drain,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 1536, "{size} bytes");
     }
 
     #[test]

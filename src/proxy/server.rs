@@ -1,6 +1,9 @@
 //! The traffic listener: accept, optional TLS (ALPN h2 and http/1.1), then
 //! HTTP/1.1 or HTTP/2 (h2c by prior knowledge, or h2 over TLS) on one port,
-//! with upgrades. Limits on slow or oversized request heads live here.
+//! with upgrades. Limits on slow or oversized request heads live here. A new
+//! HTTP/1 connection's first request head is read here before hyper gets the
+//! connection ([`super::prehold`]).
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +17,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::Proxy;
+use super::drain::Drain;
+use super::prehold::{Head, Rewind, hung_up, read_head};
+use super::{Downstream, PreHeld, PreHold, Proxy};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -25,7 +30,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Enough concurrent HTTP/2 streams per connection for many held requests.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
 
-fn builder() -> auto::Builder<TokioExecutor> {
+pub(super) fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -40,11 +45,21 @@ fn builder() -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Accept connections until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>) {
+/// Accept connections until the drain begins; then wait for it to end, so a
+/// serving thread keeps its runtime (and its connections) until then.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    mut drain: Drain,
+) {
     let builder = Arc::new(builder());
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.begun() => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -54,42 +69,120 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<P
             }
         };
         let _ = stream.set_nodelay(true);
-        let (builder, proxy, tls) = (builder.clone(), proxy.clone(), tls.clone());
+        let (builder, proxy, tls, drain) =
+            (builder.clone(), proxy.clone(), tls.clone(), drain.clone());
         tokio::spawn(async move {
             match tls {
-                None => connection(&builder, stream, peer, false, proxy).await,
+                None => connection(&builder, stream, peer, false, proxy, drain).await,
+                // Boxed: a plain connection's task need not have room for TLS state.
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => {
-                            connection(&builder, tls_stream, peer, true, proxy).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
-                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                    }
+                    Box::pin(tls_connection(
+                        &builder, acceptor, stream, peer, proxy, drain,
+                    ))
+                    .await
                 }
             }
         });
     }
+    // New connections are refused from here on.
+    drop(listener);
+    drain.close_and_wait().await;
 }
 
-async fn connection<S>(
+async fn tls_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    acceptor: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    drain: Drain,
+) {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => connection(builder, tls_stream, peer, true, proxy, drain).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
+        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+    }
+}
+
+/// One connection: its first HTTP/1 request head is read here and held if its
+/// namespace must wake ([`Proxy::pre_hold`]); then hyper serves the connection,
+/// starting with the bytes read so far.
+pub(super) async fn connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    mut io: S,
+    peer: SocketAddr,
+    https: bool,
+    proxy: Arc<Proxy>,
+    mut drain: Drain,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut buf = Vec::with_capacity(1024);
+    let head = tokio::select! {
+        head = tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut io, &mut buf)) => head,
+        // A connection that has not sent a whole request yet is closed.
+        () = drain.begun() => return,
+    };
+    let pre = match head {
+        // Closed, or no whole head in time: hyper would have hung up too.
+        Err(_) | Ok(None) => return,
+        Ok(Some(Head::Request(head))) => match proxy.pre_hold(&head) {
+            PreHold::Usual => None,
+            pre => {
+                // Only the bytes read and the wait stay allocated while it waits.
+                drop(head);
+                buf.shrink_to_fit();
+                tokio::select! {
+                    pre = pre.wait(&proxy) => pre,
+                    // A client that hangs up frees its place in the queue at once.
+                    () = hung_up(&mut io, &mut buf) => return,
+                }
+            }
+        },
+        Ok(Some(Head::Other)) => None,
+    };
+    // Boxed, so that a held connection's task is only as large as the wait.
+    Box::pin(serve_connection(
+        builder,
+        Rewind::new(buf, io),
+        peer,
+        https,
+        proxy,
+        pre,
+        drain,
+    ))
+    .await
+}
+
+async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     io: S,
     peer: SocketAddr,
     https: bool,
     proxy: Arc<Proxy>,
+    pre: Option<PreHeld>,
+    mut drain: Drain,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // The pre-held outcome belongs to the connection's first request only.
+    let first = Cell::new(pre);
+    let downstream = Arc::new(Downstream::new(peer, https));
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, peer, https).await) }
+        let (proxy, downstream, pre) = (proxy.clone(), downstream.clone(), first.take());
+        async move { Ok::<_, Infallible>(proxy.handle(req, &downstream, pre).await) }
     });
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .await
-    {
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = drain.begun() => {
+            // Finish the request in flight, then close (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::trace!(%peer, error = %e, "connection ended");
     }
 }
