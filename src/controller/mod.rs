@@ -7,6 +7,7 @@ pub mod leader;
 pub mod reconcile;
 pub mod savings;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,20 +112,46 @@ fn watch_workloads<K>(
 {
     let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
     tokio::spawn(async move {
+        // The generation last seen of each workload in a sleeping namespace:
+        // an asleep namespace needs a look only when a workload's spec
+        // changed (someone scaled it) or a workload is new, not for each
+        // status update the cluster's controllers make while pods go away.
+        let mut generations: HashMap<(String, String), i64> = HashMap::new();
         // Paginated lists (no `any_semantic`): 10,000 workloads arrive a
         // page at a time instead of in one response held in memory at once.
         watcher(api, watcher::Config::default().page_size(LIST_PAGE))
             .default_backoff()
-            .touched_objects()
-            .for_each(|obj| {
-                if let Ok(meta) = obj
-                    && let Some(ns) = meta.metadata.namespace.as_deref()
-                    && matches!(
-                        NamespaceStates::state(&states, ns),
-                        Some((State::Asleep | State::Waking, _))
-                    )
-                {
-                    triggers.send(ns);
+            .for_each(|event| {
+                let (meta, deleted) = match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
+                    Ok(watcher::Event::Delete(o)) => (o, true),
+                    _ => return std::future::ready(()),
+                };
+                let m = meta.metadata;
+                // Owned workloads (a Deployment's ReplicaSets) are never
+                // Siesta's to change or wait for.
+                if m.owner_references.as_ref().is_some_and(|o| !o.is_empty()) {
+                    return std::future::ready(());
+                }
+                let (Some(ns), Some(name)) = (m.namespace, m.name) else {
+                    return std::future::ready(());
+                };
+                let key = (ns, name);
+                let state = NamespaceStates::state(&states, &key.0).map(|(s, _)| s);
+                let poke = match state {
+                    Some(State::Waking) => true,
+                    Some(State::Asleep) if deleted => false,
+                    Some(State::Asleep) => {
+                        let generation = m.generation.unwrap_or_default();
+                        generations.insert(key.clone(), generation) != Some(generation)
+                    }
+                    _ => false,
+                };
+                if deleted || !matches!(state, Some(State::Asleep)) {
+                    generations.remove(&key);
+                }
+                if poke {
+                    triggers.send(&key.0);
                 }
                 std::future::ready(())
             })
