@@ -21,7 +21,7 @@ use crate::schedule::Schedule;
 
 mod check;
 mod locate;
-mod reload;
+pub mod reload;
 
 pub use reload::{RELOAD_CHECK, watch};
 

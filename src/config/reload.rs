@@ -66,36 +66,14 @@ pub(super) async fn watch_every(
 
 async fn reload_loop(
     path: PathBuf,
-    mut last: Vec<u8>,
+    last: Vec<u8>,
     tx: watch::Sender<Arc<AdminConfig>>,
     period: Duration,
 ) {
     let reloads = &crate::metrics::get().config_reloads;
     let file = path.display().to_string();
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    let mut unreadable = false;
-    while !tx.is_closed() {
-        ticker.tick().await;
-        // A ConfigMap update swaps a symlink: the file may vanish for a moment.
-        let content = match std::fs::read(&path) {
-            Ok(c) => {
-                unreadable = false;
-                c
-            }
-            Err(e) => {
-                if !unreadable {
-                    tracing::warn!(file, error = %e, "cannot read the admin config; the previous config stays in force");
-                    unreadable = true;
-                }
-                continue;
-            }
-        };
-        if content == last {
-            continue;
-        }
-        match parse(&file, &String::from_utf8_lossy(&content)) {
+    follow_file(&path, last, period, "admin config", || !tx.is_closed(), |content| {
+        match parse(&file, &String::from_utf8_lossy(content)) {
             Ok(config) => {
                 reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(file, "admin config reloaded");
@@ -109,7 +87,46 @@ async fn reload_loop(
                 }
             }
         }
-        last = content;
+    })
+    .await;
+}
+
+/// Look at the file at `path` every `period` while `open()` holds, and hand
+/// each content that differs from the last one to `changed`. A file that
+/// cannot be read (a ConfigMap update swaps a symlink: it may vanish for a
+/// moment) is logged once and looked at again; what is in force stays.
+pub async fn follow_file(
+    path: &std::path::Path,
+    mut last: Vec<u8>,
+    period: Duration,
+    what: &str,
+    open: impl Fn() -> bool,
+    mut changed: impl FnMut(&[u8]),
+) {
+    let file = path.display().to_string();
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut unreadable = false;
+    while open() {
+        ticker.tick().await;
+        let content = match std::fs::read(path) {
+            Ok(c) => {
+                unreadable = false;
+                c
+            }
+            Err(e) => {
+                if !unreadable {
+                    tracing::warn!(file, error = %e, "cannot read the {what}; what is in force stays");
+                    unreadable = true;
+                }
+                continue;
+            }
+        };
+        if content != last {
+            changed(&content);
+            last = content;
+        }
     }
 }
 

@@ -28,36 +28,15 @@ pub fn load(path: &Path) -> crate::Result<(RouteTable, Vec<u8>)> {
 /// requests look again at each new table.
 pub async fn watch_routes_file(
     path: PathBuf,
-    mut last: Vec<u8>,
+    last: Vec<u8>,
     period: Duration,
     routes: watch::Sender<Arc<RouteTable>>,
     namespaces: Arc<Namespaces>,
 ) {
     let file = path.display().to_string();
-    let mut unreadable = false;
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    while !routes.is_closed() {
-        ticker.tick().await;
-        // A ConfigMap update swaps a symlink: the file may vanish for a moment.
-        let content = match std::fs::read(&path) {
-            Ok(c) => {
-                unreadable = false;
-                c
-            }
-            Err(e) => {
-                if !unreadable {
-                    tracing::warn!(file, error = %e, "cannot read the routes file; the routes in force stay");
-                    unreadable = true;
-                }
-                continue;
-            }
-        };
-        if content == last {
-            continue;
-        }
-        match parse_routes(&String::from_utf8_lossy(&content)) {
+    let open = || !routes.is_closed();
+    crate::config::reload::follow_file(&path, last, period, "routes file", open, |content| {
+        match parse_routes(&String::from_utf8_lossy(content)) {
             Ok(table) => {
                 tracing::info!(file, "routes reloaded");
                 routes.send_replace(Arc::new(table));
@@ -68,8 +47,8 @@ pub async fn watch_routes_file(
                 tracing::warn!(file, error = %errors, "routes file rejected; the routes in force stay");
             }
         }
-        last = content;
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]
