@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use siesta::{controller, proxy};
 
+/// jemalloc, configured in .cargo/config.toml to give idle memory back to the
+/// system: with glibc's allocator the controller kept what bursts of watch
+/// pages left behind as RSS, 45-66 MiB between identical runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "siesta",
