@@ -747,17 +747,7 @@ mod tests {
 
     #[test]
     fn health_checks_do_not_count() {
-        let (tx, rx) = watch::channel(Arc::new(RouteTable::default()));
-        drop(tx);
-        let p = Proxy {
-            routes: rx,
-            namespaces: Arc::default(),
-            reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
-            limits: ProxyLimits::default(),
-            held: HoldLimits::new(1, 1),
-            wake_page: WakePage::Auto,
-            forwarder: Forwarder::new(),
-        };
+        let p = proxy();
         let req = |path: &str, ua: &str| {
             Request::builder()
                 .uri(path)
