@@ -506,6 +506,206 @@ mod raw_requests {
     }
 }
 
+// ---------- plain HTTP/1.1 framing, against a hand-written backend ----------
+
+/// A backend that writes its answers byte for byte, to check framing that a
+/// hyper backend never produces. By path: `/chunked` (three chunks 20 ms
+/// apart, then a trailer), `/close` (no length: the body ends at the close),
+/// `/drop` (an answer with a length, then the connection is closed without
+/// saying so), `/sum` (the request body's length and byte sum), else the path.
+/// HEAD gets a length and no body. Counts the connections it accepts.
+async fn scripted() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some((method, path, body)) = read_request(&mut s, &mut buf).await {
+                    let pieces: Vec<Vec<u8>> = match (method.as_str(), path.as_str()) {
+                        ("HEAD", _) => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec()],
+                        (_, "/chunked") => vec![
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n5\r\nhel".to_vec(),
+                            b"lo\r\n6;ext=1\r\n world\r\n".to_vec(),
+                            b"0\r\nx-sum: 11\r\n\r\n".to_vec(),
+                        ],
+                        (_, "/close") => vec![b"HTTP/1.1 200 OK\r\n\r\nuntil".to_vec(), b" close".to_vec()],
+                        (_, "/drop") => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndrop".to_vec()],
+                        (_, "/sum") => {
+                            let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+                            let text = format!("len={} sum={sum}", body.len());
+                            vec![format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len()).into_bytes()]
+                        }
+                        _ => vec![format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}", path.len()).into_bytes()],
+                    };
+                    for (i, p) in pieces.iter().enumerate() {
+                        if i > 0 {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        if s.write_all(p).await.is_err() {
+                            return;
+                        }
+                    }
+                    if path == "/close" || path == "/drop" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// One request from `s` (head, then a body of its Content-Length).
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, String, Vec<u8>)> {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .map_or(0, |v| v.parse().unwrap());
+    buf.drain(..end);
+    while buf.len() < len {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf.drain(..len).collect();
+    Some((method, path, body))
+}
+
+async fn fronted_scripted() -> (Running, Arc<AtomicUsize>) {
+    let (b, accepted) = scripted().await;
+    let p = start_proxy(
+        &format!("routes:\n{}", route("app.example.test", b, None)),
+        ProxyLimits::default(),
+        None,
+    )
+    .await;
+    (p, accepted)
+}
+
+#[tokio::test]
+async fn chunked_head_and_length_answers_keep_one_upstream_connection_alive() {
+    let (p, accepted) = fronted_scripted().await;
+    let c = client();
+    for round in 0..2 {
+        let req = Request::get(format!("http://{}/chunked", p.addr))
+            .header("host", "app.example.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = c.request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap();
+        let trailers = body.trailers().cloned().expect("the trailer is passed on");
+        assert_eq!(trailers["x-sum"], "11");
+        assert_eq!(body.to_bytes(), "hello world", "round {round}");
+        let head = Request::head(format!("http://{}/x", p.addr))
+            .header("host", "app.example.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = c.request(head).await.unwrap();
+        assert_eq!(resp.headers()["content-length"], "5");
+        assert!(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty()
+        );
+        assert_eq!(
+            get(p.addr, "app.example.test", "/plain", &[]).await.2,
+            "/plain"
+        );
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for every request"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_without_length_ends_at_the_close_and_so_does_the_client_connection() {
+    let (p, _) = fronted_scripted().await;
+    let text = raw(
+        p.addr,
+        b"GET /close HTTP/1.1\r\nHost: app.example.test\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nuntil close"), "{text}");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_connection_close_is_honoured() {
+    let (p, _) = fronted_scripted().await;
+    let text = raw(
+        p.addr,
+        b"GET /a HTTP/1.1\r\nHost: app.example.test\r\n\r\nGET /b HTTP/1.1\r\nHost: app.example.test\r\n\r\n\
+          GET /c HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\nHost: app.example.test\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&text), [200, 200, 200], "{text}");
+    let (a, b, c) = (
+        text.find("\r\n\r\n/a"),
+        text.find("\r\n\r\n/b"),
+        text.find("\r\n\r\n/c"),
+    );
+    assert!(a < b && b < c && a.is_some(), "{text}");
+    assert!(
+        !text.contains("/never"),
+        "nothing is served after Connection: close: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_large_request_body_reaches_the_backend_intact() {
+    let (p, _) = fronted_scripted().await;
+    let body: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let req = Request::post(format!("http://{}/sum", p.addr))
+        .header("host", "app.example.test")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = client().request(req).await.unwrap();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text, format!("len={} sum={sum}", 3 * 1024 * 1024));
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_not_reused() {
+    let (p, accepted) = fronted_scripted().await;
+    for _ in 0..3 {
+        let (status, _, body) = get(p.addr, "app.example.test", "/drop", &[]).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "drop"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
 // ---------- with the cluster ----------
 
 #[tokio::test]

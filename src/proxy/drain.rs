@@ -50,6 +50,11 @@ impl Drain {
         let _ = self.phase.wait_for(|p| *p >= Phase::Draining).await;
     }
 
+    /// Whether the drain has begun (or the proxy was dropped).
+    pub fn draining(&self) -> bool {
+        *self.phase.borrow() >= Phase::Draining || self.phase.has_changed().is_err()
+    }
+
     /// Stop counting as open; resolves once the drain is over (or the proxy
     /// was dropped), when a serving thread may end its runtime.
     pub async fn close_and_wait(self) {

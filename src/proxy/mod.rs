@@ -15,11 +15,14 @@
 //! A new HTTP/1 connection's first request meets steps 1 to 4 before hyper
 //! reads it ([`Proxy::pre_hold`], [`prehold`]): a held request then costs only
 //! its stream and the wait, not a whole hyper connection.
+pub mod chunked;
 pub mod drain;
 pub mod forward;
+pub mod h1;
 pub mod hold;
 pub mod ingress;
 pub mod limits;
+pub mod pool;
 pub mod prehold;
 pub mod reload;
 pub mod routes;
@@ -566,17 +569,12 @@ impl Proxy {
         };
         let info = self.namespaces.info(ns);
         let sleeping = info.is_some_and(|i| i.sleeping());
-        // 3. record. A sleeping namespace's first record is its wake request,
-        // so it is always reported; an awake one once per millisecond per route.
-        let now = Utc::now();
-        if self.counts_as_activity(req) && (sleeping || route.report_due(now.timestamp_millis())) {
-            self.reporter.report(Activity {
-                namespace: ns.to_string(),
-                at: now,
-                source: Source::Http,
-                detail: host.to_string(),
-            });
-        }
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        self.record(ns, route, host, req.uri().path(), user_agent, sleeping);
         // 4. hold while it sleeps or no endpoint is ready.
         let managed = info.is_some_and(|i| i.state.is_some());
         if sleeping || (managed && !route.ready()) {
@@ -587,6 +585,31 @@ impl Proxy {
             return Gate::Hold(ns.clone());
         }
         Gate::Forward
+    }
+
+    /// Step 3: record a request as activity for the route's namespace. A
+    /// sleeping namespace's first record is its wake request, so it is always
+    /// reported; an awake one once per millisecond per route.
+    fn record(
+        &self,
+        ns: &str,
+        route: &Route,
+        host: &str,
+        path: &str,
+        user_agent: &str,
+        sleeping: bool,
+    ) {
+        let now = Utc::now();
+        if self.counts_as_activity(path, user_agent)
+            && (sleeping || route.report_due(now.timestamp_millis()))
+        {
+            self.reporter.report(Activity {
+                namespace: ns.to_string(),
+                at: now,
+                source: Source::Http,
+                detail: host.to_string(),
+            });
+        }
     }
 
     /// Whether a request on this route would be held now (step 4, without recording).
@@ -632,21 +655,15 @@ impl Proxy {
     }
 
     /// Health checks and probes are forwarded but never keep a namespace awake.
-    fn counts_as_activity<B>(&self, req: &Request<B>) -> bool {
-        let path = req.uri().path();
+    fn counts_as_activity(&self, path: &str, user_agent: &str) -> bool {
         if self.limits.ignore_paths.iter().any(|p| p == path) {
             return false;
         }
-        let ua = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         !self
             .limits
             .ignore_user_agents
             .iter()
-            .any(|p| !p.is_empty() && ua.starts_with(p.as_str()))
+            .any(|p| !p.is_empty() && user_agent.starts_with(p.as_str()))
     }
 
     /// Wait (bounded) until the namespace is awake and the route has a ready
@@ -733,14 +750,14 @@ mod tests {
             .unwrap();
         let (_, drain) = drain::channel();
         let b = server::builder();
-        let fut = server::connection(
-            &b,
-            stream,
-            "127.0.0.1:1".parse().unwrap(),
-            false,
-            Arc::new(proxy()),
+        let pool = pool::Pool::default();
+        let served = server::Served {
+            builder: &b,
+            proxy: Arc::new(proxy()),
+            pool: &pool,
             drain,
-        );
+        };
+        let fut = server::connection(served, stream, "127.0.0.1:1".parse().unwrap(), false);
         let size = std::mem::size_of_val(&fut);
         assert!(size < 1536, "{size} bytes");
     }
@@ -748,17 +765,10 @@ mod tests {
     #[test]
     fn health_checks_do_not_count() {
         let p = proxy();
-        let req = |path: &str, ua: &str| {
-            Request::builder()
-                .uri(path)
-                .header("user-agent", ua)
-                .body(())
-                .unwrap()
-        };
-        assert!(!p.counts_as_activity(&req("/healthz", "curl/8")));
-        assert!(!p.counts_as_activity(&req("/", "kube-probe/1.36")));
-        assert!(!p.counts_as_activity(&req("/", "ELB-HealthChecker/2.0")));
-        assert!(p.counts_as_activity(&req("/healthz/deep", "curl/8")));
-        assert!(p.counts_as_activity(&req("/", "Mozilla/5.0")));
+        assert!(!p.counts_as_activity("/healthz", "curl/8"));
+        assert!(!p.counts_as_activity("/", "kube-probe/1.36"));
+        assert!(!p.counts_as_activity("/", "ELB-HealthChecker/2.0"));
+        assert!(p.counts_as_activity("/healthz/deep", "curl/8"));
+        assert!(p.counts_as_activity("/", "Mozilla/5.0"));
     }
 }

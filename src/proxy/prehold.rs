@@ -27,10 +27,10 @@ const MAX_HEADERS: usize = 100;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What the first bytes of a connection are.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Head {
-    /// A whole HTTP/1 request head (no body).
-    Request(Box<Request<()>>),
+    /// The buffer starts with a whole HTTP/1 request head ([`request`] reads it).
+    Request,
     /// HTTP/2, or a head this reader leaves to hyper (invalid, too large, or
     /// the client closed half-way).
     Other,
@@ -56,11 +56,14 @@ pub async fn read_head<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) -> O
             }
             continue;
         }
-        match parse(buf) {
-            Parsed::Complete(req) => return Some(Head::Request(req)),
-            Parsed::Partial if buf.len() > MAX_HEAD_BYTES => return Some(Head::Other),
-            Parsed::Partial => {}
-            Parsed::Invalid => return Some(Head::Other),
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::Request::new(&mut headers).parse(buf) {
+            Ok(httparse::Status::Complete(_)) => return Some(Head::Request),
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Some(Head::Other);
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Some(Head::Other),
         }
     }
 }
@@ -80,22 +83,15 @@ pub async fn hung_up<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) {
     std::future::pending::<()>().await
 }
 
-enum Parsed {
-    Complete(Box<Request<()>>),
-    Partial,
-    Invalid,
-}
-
-/// The request head at the start of `buf`, as an `http::Request`.
-fn parse(buf: &[u8]) -> Parsed {
+/// The whole request head at the start of `buf`, as an `http::Request`;
+/// `None` when it is not one `http` accepts.
+pub fn request(buf: &[u8]) -> Option<Box<Request<()>>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Invalid,
+        Ok(httparse::Status::Complete(_)) => build(&req),
+        _ => None,
     }
-    build(&req).map_or(Parsed::Invalid, Parsed::Complete)
 }
 
 fn build(req: &httparse::Request<'_, '_>) -> Option<Box<Request<()>>> {
@@ -202,9 +198,8 @@ mod tests {
         let bytes =
             b"GET /a?b=1 HTTP/1.1\r\nHost: app.example.test\r\nAccept: */*\r\n\r\nGET /next";
         let (head, buf) = head_of(&[bytes]).await;
-        let Some(Head::Request(req)) = head else {
-            panic!("{head:?}")
-        };
+        assert_eq!(head, Some(Head::Request));
+        let req = request(&buf).unwrap();
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri(), "/a?b=1");
         assert_eq!(req.headers()["host"], "app.example.test");

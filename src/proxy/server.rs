@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::drain::Drain;
-use super::prehold::{Head, Rewind, hung_up, read_head};
+use super::h1::{self, Handoff};
+use super::pool::Pool;
+use super::prehold::{self, Head, Rewind, hung_up, read_head};
 use super::{Downstream, PreHeld, PreHold, Proxy};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
@@ -54,6 +56,8 @@ pub async fn serve(
     mut drain: Drain,
 ) {
     let builder = Arc::new(builder());
+    // Upstream connections of the HTTP/1.1 fast path, for this runtime only.
+    let pool = Arc::new(Pool::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -69,18 +73,24 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (builder, proxy, tls, drain) =
-            (builder.clone(), proxy.clone(), tls.clone(), drain.clone());
+        let (builder, proxy, tls, drain, pool) = (
+            builder.clone(),
+            proxy.clone(),
+            tls.clone(),
+            drain.clone(),
+            pool.clone(),
+        );
         tokio::spawn(async move {
+            let served = Served {
+                builder: &builder,
+                proxy,
+                pool: &pool,
+                drain,
+            };
             match tls {
-                None => connection(&builder, stream, peer, false, proxy, drain).await,
+                None => connection(served, stream, peer, false).await,
                 // Boxed: a plain connection's task need not have room for TLS state.
-                Some(acceptor) => {
-                    Box::pin(tls_connection(
-                        &builder, acceptor, stream, peer, proxy, drain,
-                    ))
-                    .await
-                }
+                Some(acceptor) => Box::pin(tls_connection(served, acceptor, stream, peer)).await,
             }
         });
     }
@@ -89,64 +99,85 @@ pub async fn serve(
     drain.close_and_wait().await;
 }
 
+/// What a connection is served with.
+pub(super) struct Served<'a> {
+    pub builder: &'a auto::Builder<TokioExecutor>,
+    pub proxy: Arc<Proxy>,
+    pub pool: &'a Pool,
+    pub drain: Drain,
+}
+
 async fn tls_connection(
-    builder: &auto::Builder<TokioExecutor>,
+    served: Served<'_>,
     acceptor: TlsAcceptor,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    proxy: Arc<Proxy>,
-    drain: Drain,
 ) {
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => connection(builder, tls_stream, peer, true, proxy, drain).await,
+        Ok(Ok(tls_stream)) => connection(served, tls_stream, peer, true).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake"),
         Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
     }
 }
 
-/// One connection: its first HTTP/1 request head is read here and held if its
-/// namespace must wake ([`Proxy::pre_hold`]); then hyper serves the connection,
-/// starting with the bytes read so far.
-pub(super) async fn connection<S>(
-    builder: &auto::Builder<TokioExecutor>,
-    mut io: S,
-    peer: SocketAddr,
-    https: bool,
-    proxy: Arc<Proxy>,
-    mut drain: Drain,
-) where
+/// One connection: its requests go by the HTTP/1.1 fast path ([`h1`]) while
+/// it can serve them. The first request it leaves (or the first of the
+/// connection, if it is not HTTP/1) is held here if its namespace must wake
+/// ([`Proxy::pre_hold`]); then hyper serves the connection, starting with the
+/// bytes read so far.
+pub(super) async fn connection<S>(served: Served<'_>, mut io: S, peer: SocketAddr, https: bool)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Served {
+        builder,
+        proxy,
+        pool,
+        mut drain,
+    } = served;
     let mut buf = Vec::with_capacity(1024);
     let head = tokio::select! {
         head = tokio::time::timeout(HEADER_READ_TIMEOUT, read_head(&mut io, &mut buf)) => head,
         // A connection that has not sent a whole request yet is closed.
         () = drain.begun() => return,
     };
+    let downstream = Arc::new(Downstream::new(peer, https));
     let pre = match head {
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
-        Ok(Some(Head::Request(head))) => match proxy.pre_hold(&head) {
-            PreHold::Usual => None,
-            pre => {
-                // Only the bytes read and the wait stay allocated while it waits.
-                drop(head);
-                buf.shrink_to_fit();
-                tokio::select! {
-                    pre = pre.wait(&proxy) => pre,
-                    // A client that hangs up frees its place in the queue at once.
-                    () = hung_up(&mut io, &mut buf) => return,
+        Ok(Some(Head::Request)) => {
+            // Boxed, so that a held connection's task is only as large as the wait.
+            let fast = Box::pin(h1::serve(
+                &mut io,
+                &mut buf,
+                &proxy,
+                &downstream,
+                pool,
+                &mut drain,
+            ));
+            if fast.await == Handoff::Done {
+                return;
+            }
+            match prehold::request(&buf).map(|head| proxy.pre_hold(&head)) {
+                None | Some(PreHold::Usual) => None,
+                Some(pre) => {
+                    // Only the bytes read and the wait stay allocated while it waits.
+                    buf.shrink_to_fit();
+                    tokio::select! {
+                        pre = pre.wait(&proxy) => pre,
+                        // A client that hangs up frees its place in the queue at once.
+                        () = hung_up(&mut io, &mut buf) => return,
+                    }
                 }
             }
-        },
+        }
         Ok(Some(Head::Other)) => None,
     };
     // Boxed, so that a held connection's task is only as large as the wait.
     Box::pin(serve_connection(
         builder,
         Rewind::new(buf, io),
-        peer,
-        https,
+        downstream,
         proxy,
         pre,
         drain,
@@ -157,8 +188,7 @@ pub(super) async fn connection<S>(
 async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     io: S,
-    peer: SocketAddr,
-    https: bool,
+    downstream: Arc<Downstream>,
     proxy: Arc<Proxy>,
     pre: Option<PreHeld>,
     mut drain: Drain,
@@ -167,7 +197,7 @@ async fn serve_connection<S>(
 {
     // The pre-held outcome belongs to the connection's first request only.
     let first = Cell::new(pre);
-    let downstream = Arc::new(Downstream::new(peer, https));
+    let peer = downstream.peer;
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let (proxy, downstream, pre) = (proxy.clone(), downstream.clone(), first.take());
         async move { Ok::<_, Infallible>(proxy.handle(req, &downstream, pre).await) }

@@ -1,0 +1,849 @@
+//! The HTTP/1.1 fast path. Most traffic is plain HTTP/1.1: a request head, a
+//! body of known length or none, and an answer with a length, chunks, or up
+//! to the close. Such requests are forwarded here without hyper: the request
+//! head is copied with its hop-by-hop headers removed and `X-Forwarded-*`
+//! added, the answer's head likewise, and the bodies are copied through as
+//! they come, chunked bodies unchanged ([`super::chunked`] only follows them
+//! to find their end). Upstream connections are kept alive in a [`Pool`].
+//!
+//! Everything else goes to hyper's path with the bytes read so far
+//! ([`Handoff::Hyper`]): a request this path does not serve (an upgrade,
+//! `Expect`, a chunked request body, HTTP/1.0, an absolute target, a host
+//! without a route or a ready endpoint, a namespace that must wake, an h2c
+//! upstream) and any request head that does not parse. hyper then answers it
+//! as it always has, holding it if it must.
+use std::io;
+use std::sync::Arc;
+
+use http::uri::Authority;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::chunked::ChunkedEnd;
+use super::drain::Drain;
+use super::pool::Pool;
+use super::routes::{self, Route};
+use super::server::{HEADER_READ_TIMEOUT, MAX_HEAD_BYTES};
+use super::{Downstream, Proxy};
+
+/// As many header fields as hyper accepts by default.
+const MAX_HEADERS: usize = 100;
+/// The largest upstream answer head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The read buffer for answers and bodies.
+const CHUNK: usize = 16 * 1024;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+/// `Transfer-Encoding` is not here: the fast path never forwards a request
+/// that has one, and passes an answer's chunked framing through unchanged.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+const FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+
+/// How the fast path left a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handoff {
+    /// Closed, or the client went away.
+    Done,
+    /// The buffer starts with a whole request head the fast path does not
+    /// serve: hyper's path takes the connection from there.
+    Hyper,
+}
+
+/// A request the fast path forwards, all decided from its head.
+struct Plan {
+    route: Arc<Route>,
+    upstream: Authority,
+    /// The request head's length in the client's buffer.
+    head_len: usize,
+    body_len: u64,
+    /// The client asked to close after this answer.
+    close: bool,
+    /// A HEAD request: the answer has no body whatever its headers say.
+    head_method: bool,
+    /// Safe to send again on a new connection if a reused one fails.
+    idempotent: bool,
+    /// The head to send upstream.
+    out: Vec<u8>,
+}
+
+enum Planned {
+    Go(Plan),
+    /// The head is not complete yet.
+    Partial,
+    /// For hyper's path.
+    NotMine,
+}
+
+/// What a request head says, for the checks of the fast path.
+#[derive(Default)]
+struct Facts<'b> {
+    host: Option<&'b [u8]>,
+    hosts: usize,
+    content_length: Option<u64>,
+    /// Something only hyper's path serves (see the module doc).
+    not_mine: bool,
+    close: bool,
+    user_agent: &'b str,
+    /// The first `X-Forwarded-For` value.
+    forwarded_for: Option<&'b [u8]>,
+    te_trailers: bool,
+}
+
+fn facts<'b>(headers: &[httparse::Header<'b>]) -> Facts<'b> {
+    let mut f = Facts::default();
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            f.host = Some(h.value);
+            f.hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            match (f.content_length, parse_length(h.value)) {
+                (None, Some(n)) => f.content_length = Some(n),
+                _ => f.not_mine = true,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            f.not_mine = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens(h.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    f.close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    f.not_mine = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            f.user_agent = std::str::from_utf8(h.value).unwrap_or("");
+        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+            f.forwarded_for.get_or_insert(h.value);
+        } else if name.eq_ignore_ascii_case("te") {
+            f.te_trailers |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+        }
+    }
+    f
+}
+
+/// A `Content-Length` value: digits only, as RFC 9110 8.6 has it.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The comma-separated tokens of a header value, trimmed.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(|t| t.trim_ascii())
+}
+
+/// Whether a header is dropped on the way: hop-by-hop, or named by a
+/// `Connection` header of the same message.
+fn dropped(name: &str, connection: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// The tokens of a message's `Connection` headers (usually none or one).
+fn connection_tokens<'b>(headers: &[httparse::Header<'b>]) -> Vec<&'b [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request head sent upstream: the request line as HTTP/1.1, the client's
+/// headers without hop-by-hop ones, then `X-Forwarded-For` (the client
+/// appended), `-Proto` and `-Host` (the client's `Host`).
+fn upstream_head(
+    req: &httparse::Request<'_, '_>,
+    facts: &Facts<'_>,
+    client_ip: &[u8],
+    https: bool,
+    out: &mut Vec<u8>,
+) {
+    let (method, path) = (req.method.unwrap_or("GET"), req.path.unwrap_or("/"));
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let connection = connection_tokens(req.headers);
+    for h in req.headers.iter() {
+        if dropped(h.name, &connection) || FORWARDED.iter().any(|f| h.name.eq_ignore_ascii_case(f))
+        {
+            continue;
+        }
+        put_header(out, h.name.as_bytes(), h.value);
+    }
+    if facts.te_trailers {
+        put_header(out, b"te", b"trailers");
+    }
+    match facts.forwarded_for.map(<[u8]>::trim_ascii) {
+        Some(prior) if !prior.is_empty() => {
+            out.extend_from_slice(b"x-forwarded-for: ");
+            out.extend_from_slice(prior);
+            out.extend_from_slice(b", ");
+            out.extend_from_slice(client_ip);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => put_header(out, b"x-forwarded-for", client_ip),
+    }
+    let proto: &[u8] = if https { b"https" } else { b"http" };
+    put_header(out, b"x-forwarded-proto", proto);
+    put_header(out, b"x-forwarded-host", facts.host.unwrap_or_default());
+    out.extend_from_slice(b"\r\n");
+}
+
+impl Proxy {
+    /// Steps 1 to 3 of the handler chain for the request head at the start of
+    /// `buf`, when the fast path can serve it.
+    fn plan(&self, buf: &[u8], conn: &Downstream) -> Planned {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Planned::Partial,
+            Err(_) => return Planned::NotMine,
+        };
+        let (Some(method), Some(path)) = (req.method, req.path) else {
+            return Planned::NotMine;
+        };
+        let f = facts(req.headers);
+        if req.version != Some(1) || f.not_mine || f.hosts != 1 || !path.starts_with('/') {
+            return Planned::NotMine;
+        }
+        if method == "CONNECT" {
+            return Planned::NotMine;
+        }
+        let Some(host) = std::str::from_utf8(f.host.unwrap_or_default())
+            .ok()
+            .and_then(routes::normalize_host)
+        else {
+            return Planned::NotMine;
+        };
+        let Some(route) = self.find(&host, path) else {
+            return Planned::NotMine;
+        };
+        if self.must_wait(&route) {
+            return Planned::NotMine;
+        }
+        let Some(upstream) = route.upstream().filter(|u| !u.h2c) else {
+            return Planned::NotMine;
+        };
+        if let Some(ns) = &route.namespace {
+            self.record(ns, &route, &host, path, f.user_agent, false);
+        }
+        let mut out = Vec::with_capacity(head_len + 128);
+        upstream_head(&req, &f, conn.client_ip.as_bytes(), conn.https, &mut out);
+        Planned::Go(Plan {
+            route,
+            upstream: upstream.authority,
+            head_len,
+            body_len: f.content_length.unwrap_or(0),
+            close: f.close,
+            head_method: method == "HEAD",
+            idempotent: matches!(
+                method,
+                "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+            ),
+            out,
+        })
+    }
+}
+
+/// How the end of an answer's body is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes.
+    Close,
+}
+
+/// An upstream answer head, rewritten for the client.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head_len: usize,
+    framing: Framing,
+    /// The upstream connection can carry another request afterwards.
+    reusable: bool,
+    /// The head for the client.
+    out: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Parsed {
+    Answer(Answer),
+    Partial,
+    Invalid,
+}
+
+/// Parse the answer head at the start of `buf` and write the client's: the
+/// status line as HTTP/1.1, the headers without hop-by-hop ones (a chunked
+/// `Transfer-Encoding` stays: the body passes through as it is), and
+/// `Connection: close` when this is the connection's last answer.
+fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
+    };
+    let Some(status) = resp.code else {
+        return Parsed::Invalid;
+    };
+    let mut length = None;
+    let mut chunked = None;
+    let mut keep_alive = resp.version == Some(1);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match (length, parse_length(h.value)) {
+                (None, Some(n)) => length = Some(n),
+                (Some(a), Some(b)) if a == b => {}
+                _ => return Parsed::Invalid,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked only counts as the last coding (RFC 9112 6.3).
+            chunked = Some(
+                tokens(h.value)
+                    .filter(|t| !t.is_empty())
+                    .last()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
+            );
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            keep_alive &= !tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        }
+    }
+    let framing = if head_method || status < 200 || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) | (None, None) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+        }
+    };
+    let close = client_close || framing == Framing::Close;
+    let mut out = Vec::with_capacity(head_len + 32);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse only accepts three-digit codes.
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let connection = connection_tokens(resp.headers);
+    for h in resp.headers.iter() {
+        let drop_length = chunked.is_some() && h.name.eq_ignore_ascii_case("content-length");
+        if drop_length || dropped(h.name, &connection) {
+            continue;
+        }
+        put_header(&mut out, h.name.as_bytes(), h.value);
+    }
+    if close && status >= 200 {
+        put_header(&mut out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    Parsed::Answer(Answer {
+        status,
+        head_len,
+        framing,
+        reusable: keep_alive && framing != Framing::Close,
+        out,
+    })
+}
+
+/// Why an exchange with the upstream failed.
+enum Failure {
+    /// Nothing came back on a reused connection: sending again is safe when
+    /// the request is idempotent and its body was not streamed.
+    Stale(io::Error),
+    /// The upstream failed or answered something unusable; the client gets 502
+    /// if nothing was written to it yet.
+    Upstream(io::Error),
+    /// The client went away or failed; close.
+    Client,
+}
+
+/// Serve the connection's requests while the fast path can; `buf` starts with
+/// a whole request head.
+pub async fn serve<S>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+    proxy: &Proxy,
+    conn: &Downstream,
+    pool: &Pool,
+    drain: &mut Drain,
+) -> Handoff
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+        let plan = loop {
+            match proxy.plan(buf, conn) {
+                Planned::Go(plan) => break plan,
+                Planned::NotMine => return Handoff::Hyper,
+                // hyper answers 431.
+                Planned::Partial if buf.len() > MAX_HEAD_BYTES => return Handoff::Hyper,
+                Planned::Partial => {
+                    if !read_more(io, buf, drain, deadline).await {
+                        return Handoff::Done;
+                    }
+                }
+            }
+        };
+        let close = plan.close;
+        match forward(io, buf, plan, pool).await {
+            Ok(true) if !close && !drain.draining() => {}
+            _ => {
+                let _ = io.shutdown().await;
+                return Handoff::Done;
+            }
+        }
+    }
+}
+
+/// Read more of a request head by `deadline`. False: the client closed, the
+/// deadline passed, or the drain began before a new request started.
+async fn read_more<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+    drain: &mut Drain,
+    deadline: Instant,
+) -> bool {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(4096);
+    }
+    let idle = buf.is_empty();
+    tokio::select! {
+        biased;
+        read = io.read_buf(buf) => matches!(read, Ok(n) if n > 0),
+        () = drain.begun(), if idle => false,
+        () = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
+/// Forward one request and its answer. `Ok(true)`: the connection can serve
+/// another request.
+async fn forward<S>(io: &mut S, buf: &mut Vec<u8>, plan: Plan, pool: &Pool) -> io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Plan {
+        route,
+        upstream,
+        head_len,
+        body_len,
+        close,
+        head_method,
+        idempotent,
+        mut out,
+    } = plan;
+    // The head and the part of the body already read go in one write.
+    let in_buf = (buf.len() - head_len).min(usize::try_from(body_len).unwrap_or(usize::MAX));
+    out.extend_from_slice(&buf[head_len..head_len + in_buf]);
+    buf.drain(..head_len + in_buf);
+    let to_stream = body_len - in_buf as u64;
+
+    let mut resp = Vec::with_capacity(CHUNK);
+    let mut retried = false;
+    let result = loop {
+        // A retry gets a new connection: the pooled ones may all be stale.
+        let checkout = match pool.checkout(&upstream, retried).await {
+            Ok(c) => c,
+            Err(e) => break Err(Failure::Upstream(e)),
+        };
+        let mut up = checkout.stream;
+        match exchange(io, &mut up, &out, to_stream, &mut resp, checkout.reused).await {
+            Ok(()) => break Ok(up),
+            Err(Failure::Stale(_)) if !retried && idempotent && to_stream == 0 => {
+                retried = true;
+                resp.clear();
+            }
+            Err(Failure::Stale(e)) => break Err(Failure::Upstream(e)),
+            Err(f) => break Err(f),
+        }
+    };
+    let up = match result {
+        Ok(up) => up,
+        Err(Failure::Client) => return Ok(false),
+        Err(Failure::Stale(e) | Failure::Upstream(e)) => {
+            tracing::debug!(error = %e, upstream = %upstream, "upstream");
+            crate::metrics::error("proxy_upstream");
+            route.requests(4).inc();
+            io.write_all(BAD_GATEWAY).await?;
+            return Ok(false);
+        }
+    };
+    answer(io, up, resp, &upstream, &route, head_method, close, pool).await
+}
+
+const BAD_GATEWAY: &[u8] =
+    b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\n\
+content-length: 21\r\nconnection: close\r\n\r\nupstream unavailable\n";
+
+/// Send the request (head, then the rest of its body from the client) and
+/// read until `resp` starts with a whole answer head, interim (1xx) or final.
+async fn exchange<S>(
+    io: &mut S,
+    up: &mut TcpStream,
+    out: &[u8],
+    to_stream: u64,
+    resp: &mut Vec<u8>,
+    reused: bool,
+) -> Result<(), Failure>
+where
+    S: AsyncRead + Unpin,
+{
+    let stale = |e: io::Error| {
+        if reused {
+            Failure::Stale(e)
+        } else {
+            Failure::Upstream(e)
+        }
+    };
+    up.write_all(out).await.map_err(stale)?;
+    if to_stream > 0 {
+        copy_exact(io, up, to_stream).await?;
+    }
+    loop {
+        if resp.len() > MAX_RESPONSE_HEAD {
+            return Err(Failure::Upstream(io::Error::other("answer head too large")));
+        }
+        if resp.len() == resp.capacity() {
+            resp.reserve(CHUNK);
+        }
+        match up.read_buf(resp).await {
+            Ok(0) if resp.is_empty() => return Err(stale(io::ErrorKind::UnexpectedEof.into())),
+            Ok(0) => return Err(Failure::Upstream(io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => {}
+            Err(e) if resp.is_empty() => return Err(stale(e)),
+            Err(e) => return Err(Failure::Upstream(e)),
+        }
+        if response_head_complete(resp) {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether `resp` starts with a whole answer head (or one that will never parse).
+fn response_head_complete(resp: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    !matches!(
+        httparse::Response::new(&mut headers).parse(resp),
+        Ok(httparse::Status::Partial)
+    )
+}
+
+/// Copy exactly `n` request body bytes from the client to the upstream.
+async fn copy_exact<S: AsyncRead + Unpin>(
+    io: &mut S,
+    up: &mut TcpStream,
+    mut n: u64,
+) -> Result<(), Failure> {
+    let mut chunk = vec![0u8; CHUNK];
+    while n > 0 {
+        let want = chunk.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        let got = match io.read(&mut chunk[..want]).await {
+            Ok(0) | Err(_) => return Err(Failure::Client),
+            Ok(got) => got,
+        };
+        up.write_all(&chunk[..got])
+            .await
+            .map_err(Failure::Upstream)?;
+        n -= got as u64;
+    }
+    Ok(())
+}
+
+/// Pass the answer to the client: interim answers, then the final head and
+/// its body. The upstream connection goes back to the pool if it can carry
+/// another request. `Ok(true)`: the client connection can too.
+#[allow(clippy::too_many_arguments)]
+async fn answer<S>(
+    io: &mut S,
+    mut up: TcpStream,
+    mut resp: Vec<u8>,
+    upstream: &Authority,
+    route: &Route,
+    head_method: bool,
+    client_close: bool,
+    pool: &Pool,
+) -> io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let answer = loop {
+        let answer = match answer_head(&resp, head_method, client_close) {
+            Parsed::Answer(a) => a,
+            Parsed::Invalid | Parsed::Partial => {
+                crate::metrics::error("proxy_upstream");
+                route.requests(4).inc();
+                io.write_all(BAD_GATEWAY).await?;
+                return Ok(false);
+            }
+        };
+        if answer.status == 101 {
+            // Never asked for: this path forwards no upgrade.
+            io.write_all(BAD_GATEWAY).await?;
+            return Ok(false);
+        }
+        if answer.status >= 200 {
+            break answer;
+        }
+        // An interim answer (100, 103): pass it on, then read the next head.
+        io.write_all(&answer.out).await?;
+        resp.drain(..answer.head_len);
+        while !response_head_complete(&resp) {
+            if resp.len() > MAX_RESPONSE_HEAD {
+                return Err(io::Error::other("answer head too large"));
+            }
+            resp.reserve(CHUNK);
+            if up.read_buf(&mut resp).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    };
+    let Answer {
+        status,
+        head_len,
+        framing,
+        mut reusable,
+        out: mut head,
+    } = answer;
+    let body = &resp[head_len..];
+    let mut chunks = ChunkedEnd::new();
+    // How much of the body is in `resp` already, and what is left to read.
+    let (now, mut left) = match framing {
+        Framing::Empty => (0, Some(0)),
+        Framing::Length(n) => {
+            let now = body.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+            (now, Some(n - now as u64))
+        }
+        Framing::Chunked => match chunks.feed(body) {
+            Ok(Some(end)) => (end, Some(0)),
+            Ok(None) => (body.len(), None),
+            Err(_) => {
+                crate::metrics::error("proxy_upstream");
+                io.write_all(BAD_GATEWAY).await?;
+                return Ok(false);
+            }
+        },
+        Framing::Close => (body.len(), None),
+    };
+    route
+        .requests(super::status_class(
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+        ))
+        .inc();
+    reusable &= now == body.len();
+    head.extend_from_slice(&body[..now]);
+    io.write_all(&head).await?;
+    drop(head);
+    // The rest of the body, as it comes.
+    while left != Some(0) {
+        resp.clear();
+        let want = left.map_or(CHUNK, |l| {
+            usize::try_from(l).unwrap_or(usize::MAX).min(CHUNK)
+        });
+        resp.reserve(want);
+        let got = up.read_buf(&mut resp).await?;
+        if got == 0 {
+            if framing == Framing::Close {
+                break;
+            }
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let send = match framing {
+            Framing::Length(_) => {
+                let send = got.min(usize::try_from(left.unwrap_or(0)).unwrap_or(usize::MAX));
+                left = left.map(|l| l - send as u64);
+                send
+            }
+            Framing::Chunked => match chunks.feed(&resp) {
+                Ok(Some(end)) => {
+                    left = Some(0);
+                    end
+                }
+                Ok(None) => got,
+                Err(_) => return Err(io::Error::other("malformed chunked body")),
+            },
+            _ => got,
+        };
+        reusable &= send == got;
+        io.write_all(&resp[..send]).await?;
+    }
+    if reusable {
+        pool.checkin(upstream, up);
+    }
+    Ok(framing != Framing::Close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(raw: &str, ip: &str, https: bool) -> String {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(raw.as_bytes()).unwrap();
+        let f = facts(req.headers);
+        let mut out = Vec::new();
+        upstream_head(&req, &f, ip.as_bytes(), https, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_upstream_head_drops_hop_by_hop_headers_and_adds_forwarded_ones() {
+        let head = rewrite(
+            "GET /a?b HTTP/1.1\r\nHost: App.Test\r\nConnection: keep-alive, X-Secret\r\n\
+             Keep-Alive: timeout=5\r\nX-Secret: 1\r\nProxy-Authorization: Basic x\r\n\
+             TE: trailers, deflate\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: gopher\r\n\
+             Accept: */*\r\n\r\n",
+            "127.0.0.9",
+            true,
+        );
+        assert_eq!(
+            head,
+            "GET /a?b HTTP/1.1\r\nHost: App.Test\r\nAccept: */*\r\nte: trailers\r\n\
+             x-forwarded-for: 10.0.0.1, 127.0.0.9\r\nx-forwarded-proto: https\r\n\
+             x-forwarded-host: App.Test\r\n\r\n"
+        );
+        let head = rewrite(
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n",
+            "::1",
+            false,
+        );
+        assert_eq!(
+            head,
+            "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\nx-forwarded-for: ::1\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn requests_the_fast_path_leaves_to_hyper() {
+        let not_mine = |raw: &str| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            req.parse(raw.as_bytes()).unwrap();
+            facts(req.headers).not_mine
+        };
+        assert!(not_mine(
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(not_mine(
+            "GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        ));
+        assert!(not_mine("POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"));
+        assert!(not_mine(
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
+        ));
+        assert!(not_mine("POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n"));
+        assert!(!not_mine(
+            "POST / HTTP/1.1\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
+        ));
+    }
+
+    fn head(raw: &str, head_method: bool, client_close: bool) -> Answer {
+        match answer_head(raw.as_bytes(), head_method, client_close) {
+            Parsed::Answer(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn answer_framing_follows_rfc_9112() {
+        let a = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+            false,
+            false,
+        );
+        assert_eq!((a.framing, a.reusable), (Framing::Length(3), true));
+        assert_eq!(
+            String::from_utf8(a.out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+        );
+        let a = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+            false,
+            false,
+        );
+        assert_eq!(a.framing, Framing::Chunked);
+        assert_eq!(
+            String::from_utf8(a.out).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "chunked wins over a length, which is dropped"
+        );
+        let a = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true, false);
+        assert_eq!(a.framing, Framing::Empty, "an answer to HEAD has no body");
+        for status in ["204 No Content", "304 Not Modified", "100 Continue"] {
+            let a = head(
+                &format!("HTTP/1.1 {status}\r\nContent-Length: 3\r\n\r\n"),
+                false,
+                false,
+            );
+            assert_eq!(a.framing, Framing::Empty, "{status}");
+        }
+        let a = head("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, false);
+        assert_eq!((a.framing, a.reusable), (Framing::Close, false));
+        assert!(
+            String::from_utf8(a.out)
+                .unwrap()
+                .ends_with("connection: close\r\n\r\n")
+        );
+        let a = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false, false);
+        assert!(!a.reusable, "HTTP/1.0 closes by default");
+        let a = head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close, x-a\r\nX-A: 1\r\nKeep-Alive: 5\r\n\r\n",
+            false,
+            true,
+        );
+        assert!(!a.reusable);
+        assert_eq!(
+            String::from_utf8(a.out).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nconnection: close\r\n\r\n"
+        );
+        assert!(matches!(
+            answer_head(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                false
+            ),
+            Parsed::Invalid
+        ));
+        assert!(matches!(
+            answer_head(b"HTTP/1.1 200 OK\r\n", false, false),
+            Parsed::Partial
+        ));
+    }
+}
