@@ -399,7 +399,7 @@ pub async fn serve<S>(
     io: &mut S,
     buf: &mut Vec<u8>,
     proxy: &Proxy,
-    conn: &Downstream,
+    conn: Downstream,
     pool: &Pool,
     drain: &mut Drain,
 ) -> Handoff
@@ -409,7 +409,7 @@ where
     loop {
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
         let plan = loop {
-            match proxy.plan(buf, conn) {
+            match proxy.plan(buf, &conn) {
                 Planned::Go(plan) => break plan,
                 Planned::NotMine => return Handoff::Hyper,
                 // hyper answers 431.

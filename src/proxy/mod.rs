@@ -12,9 +12,12 @@
 //!    hold timeout;
 //! 5. forward ([`forward`]) and stream the answer back.
 //!
-//! A new HTTP/1 connection's first request meets steps 1 to 4 before hyper
-//! reads it ([`Proxy::pre_hold`], [`prehold`]): a held request then costs only
-//! its stream and the wait, not a whole hyper connection.
+//! Plain HTTP/1.1 requests of awake namespaces take a fast path without
+//! hyper ([`h1`]): the same steps 1 to 3 and 5 on the parsed head, bodies
+//! copied through. A request it leaves to hyper that must wait meets steps 1
+//! to 4 before hyper reads it ([`Proxy::pre_hold`], [`prehold`]): a held
+//! request then costs only its stream and the wait, not a whole hyper
+//! connection.
 pub mod chunked;
 pub mod drain;
 pub mod forward;

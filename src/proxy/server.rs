@@ -141,7 +141,6 @@ where
         // A connection that has not sent a whole request yet is closed.
         () = drain.begun() => return,
     };
-    let downstream = Arc::new(Downstream::new(peer, https));
     let pre = match head {
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
@@ -151,7 +150,7 @@ where
                 &mut io,
                 &mut buf,
                 &proxy,
-                &downstream,
+                Downstream::new(peer, https),
                 pool,
                 &mut drain,
             ));
@@ -177,7 +176,7 @@ where
     Box::pin(serve_connection(
         builder,
         Rewind::new(buf, io),
-        downstream,
+        Arc::new(Downstream::new(peer, https)),
         proxy,
         pre,
         drain,
