@@ -564,7 +564,8 @@ fn response_head_complete(resp: &[u8]) -> bool {
     )
 }
 
-/// Copy exactly `n` request body bytes from the client to the upstream.
+/// Copy exactly `n` request body bytes from the client to the upstream; 30 s
+/// without a byte from the client ends the connection.
 async fn copy_exact<S: AsyncRead + Unpin>(
     io: &mut S,
     up: &mut TcpStream,
@@ -573,9 +574,11 @@ async fn copy_exact<S: AsyncRead + Unpin>(
     let mut chunk = vec![0u8; CHUNK];
     while n > 0 {
         let want = chunk.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-        let got = match io.read(&mut chunk[..want]).await {
-            Ok(0) | Err(_) => return Err(Failure::Client),
-            Ok(got) => got,
+        // A client that stops sending its body is cut off, as a slow head is.
+        let read = tokio::time::timeout(HEADER_READ_TIMEOUT, io.read(&mut chunk[..want])).await;
+        let got = match read {
+            Ok(Ok(got)) if got > 0 => got,
+            _ => return Err(Failure::Client),
         };
         up.write_all(&chunk[..got])
             .await
