@@ -4,21 +4,18 @@
 //! docs/metrics.md documents each family; `deploy/grafana/siesta.json` and
 //! `deploy/prometheus/rules.yaml` query them, and a test checks that every
 //! `siesta_*` name they use is one of [`Metrics::families`].
-use std::collections::HashMap;
-use std::sync::LazyLock;
+pub mod namespaced;
 
-use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use prometheus::core::{Collector, Desc, MetricVec, MetricVecBuilder};
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::annotations::{Reason, State};
-
-/// Why namespaces sleep, and what wakes them: the label values of
-/// `siesta_sleeps_total` and `siesta_wakes_total`.
-const SLEEP_REASONS: [Reason; 3] = [Reason::Idle, Reason::Schedule, Reason::Manual];
-const WAKE_TRIGGERS: [Reason; 4] = [Reason::Api, Reason::Http, Reason::Schedule, Reason::Manual];
+use crate::annotations::State;
+use namespaced::{Family, FamilyCollector, NamespaceSeries, WAIT_BUCKETS};
 
 pub struct Metrics {
     /// Every family, in registration order, for [`Metrics::render`]. (The
@@ -28,18 +25,10 @@ pub struct Metrics {
     families: Vec<String>,
     /// The histograms among them (queried as `_bucket`, `_sum`, `_count`).
     histograms: Vec<String>,
-    pub namespace_asleep: IntGaugeVec,
-    pub namespace_waking: IntGaugeVec,
-    pub last_activity: GaugeVec,
-    pub sleeps: IntCounterVec,
-    pub wakes: IntCounterVec,
-    pub wake_duration: HistogramVec,
-    pub replicas_asleep: IntGaugeVec,
-    pub saved_cpu: CounterVec,
-    pub saved_memory: CounterVec,
-    pub saved_cost: CounterVec,
-    pub workloads_without_requests: IntGaugeVec,
-    pub conflicts: IntCounterVec,
+    /// The controller's per-namespace families (asleep, waking, last
+    /// activity, sleeps, wakes, wake duration, replicas asleep, savings,
+    /// workloads without requests, conflicts).
+    pub namespace: Arc<NamespaceSeries>,
     pub audit_events: IntCounterVec,
     pub proxy_requests: IntCounterVec,
     pub proxy_held: IntGaugeVec,
@@ -51,11 +40,6 @@ pub struct Metrics {
     pub kube_responses: IntCounterVec,
 }
 
-/// Buckets from 50 ms to 10 minutes: proxy holds and wakes.
-const WAIT_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
-
 /// Registers families; the names and label sets below are static, so a
 /// failure here is a programming error caught by the first test that runs.
 struct Builder {
@@ -63,6 +47,7 @@ struct Builder {
     collectors: Vec<Box<dyn Collector>>,
     families: Vec<String>,
     histograms: Vec<String>,
+    namespace: Arc<NamespaceSeries>,
 }
 
 const BAD_FAMILY: &str = "metric families have valid, distinct names and label sets";
@@ -80,17 +65,20 @@ impl Builder {
     fn int_gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         self.reg(IntGaugeVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
     }
-    fn gauge(&mut self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-        self.reg(GaugeVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
+    /// A family of [`NamespaceSeries`]; `labels` start with `namespace`.
+    fn namespaced(&mut self, family: Family, name: &str, help: &str, labels: &[&str]) {
+        let labels = labels.iter().map(|l| l.to_string()).collect();
+        let desc = Desc::new(name.into(), help.into(), labels, HashMap::new()).expect(BAD_FAMILY);
+        if matches!(family, Family::WakeDuration) {
+            self.histograms.push(name.to_string());
+        }
+        let _ = self.reg(FamilyCollector::new(self.namespace.clone(), family, desc));
     }
     fn int_counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         self.reg(IntCounterVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
     }
-    fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> CounterVec {
-        self.reg(CounterVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
-    }
     fn histogram(&mut self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-        let opts = HistogramOpts::new(name, help).buckets(WAIT_BUCKETS.to_vec());
+        let opts = HistogramOpts::new(name, help).buckets(WAIT_BUCKETS.into());
         self.histograms.push(name.to_string());
         self.reg(HistogramVec::new(opts, labels).expect(BAD_FAMILY))
     }
@@ -103,21 +91,73 @@ impl Metrics {
             collectors: Vec::new(),
             families: Vec::new(),
             histograms: Vec::new(),
+            namespace: Arc::default(),
         };
         let ns = &["namespace"];
+        b.namespaced(
+            Family::Asleep,
+            "siesta_namespace_asleep",
+            "1 while the namespace sleeps (state asleep), else 0.",
+            ns,
+        );
+        b.namespaced(Family::Waking, "siesta_namespace_waking", "1 while the namespace wakes (state waking: restored workloads not all ready yet), else 0.", ns);
+        b.namespaced(
+            Family::LastActivity,
+            "siesta_last_activity_timestamp_seconds",
+            "Unix time of the newest counted activity, by source (api, http).",
+            &["namespace", "source"],
+        );
+        b.namespaced(
+            Family::Sleeps,
+            "siesta_sleeps_total",
+            "Namespaces put to sleep, by reason (idle, schedule, manual).",
+            &["namespace", "reason"],
+        );
+        b.namespaced(
+            Family::Wakes,
+            "siesta_wakes_total",
+            "Namespaces woken, by trigger (api, http, schedule, manual).",
+            &["namespace", "trigger"],
+        );
+        b.namespaced(
+            Family::WakeDuration,
+            "siesta_wake_duration_seconds",
+            "Time from a wake decision to every restored workload ready (or the wake timeout).",
+            ns,
+        );
+        b.namespaced(
+            Family::ReplicasAsleep,
+            "siesta_replicas_asleep",
+            "Replicas (or suspended CronJobs) held at zero by Siesta, by workload kind.",
+            &["namespace", "kind"],
+        );
+        b.namespaced(
+            Family::SavedCpu,
+            "siesta_saved_cpu_core_seconds_total",
+            "CPU requests of sleeping pods times the time they slept, in core-seconds.",
+            ns,
+        );
+        b.namespaced(
+            Family::SavedMemory,
+            "siesta_saved_memory_byte_seconds_total",
+            "Memory requests of sleeping pods times the time they slept, in byte-seconds.",
+            ns,
+        );
+        b.namespaced(Family::SavedCost, "siesta_saved_cost_total", "Money saved while sleeping, at the admin's prices per CPU-hour and GiB-hour, in the currency label's unit.", &["namespace", "currency"]);
+        b.namespaced(
+            Family::WithoutRequests,
+            "siesta_workloads_without_requests",
+            "Sleeping workloads whose pods request no CPU or memory: savings are underestimated.",
+            ns,
+        );
+        b.namespaced(
+            Family::Conflicts,
+            "siesta_conflicts_total",
+            "Sleeping workloads changed by someone else; Siesta let their change win.",
+            ns,
+        );
         Metrics {
-            namespace_asleep: b.int_gauge("siesta_namespace_asleep", "1 while the namespace sleeps (state asleep), else 0.", ns),
-            namespace_waking: b.int_gauge("siesta_namespace_waking", "1 while the namespace wakes (state waking: restored workloads not all ready yet), else 0.", ns),
-            last_activity: b.gauge("siesta_last_activity_timestamp_seconds", "Unix time of the newest counted activity, by source (api, http).", &["namespace", "source"]),
-            sleeps: b.int_counter("siesta_sleeps_total", "Namespaces put to sleep, by reason (idle, schedule, manual).", &["namespace", "reason"]),
-            wakes: b.int_counter("siesta_wakes_total", "Namespaces woken, by trigger (api, http, schedule, manual).", &["namespace", "trigger"]),
-            wake_duration: b.histogram("siesta_wake_duration_seconds", "Time from a wake decision to every restored workload ready (or the wake timeout).", ns),
-            replicas_asleep: b.int_gauge("siesta_replicas_asleep", "Replicas (or suspended CronJobs) held at zero by Siesta, by workload kind.", &["namespace", "kind"]),
-            saved_cpu: b.counter("siesta_saved_cpu_core_seconds_total", "CPU requests of sleeping pods times the time they slept, in core-seconds.", ns),
-            saved_memory: b.counter("siesta_saved_memory_byte_seconds_total", "Memory requests of sleeping pods times the time they slept, in byte-seconds.", ns),
-            saved_cost: b.counter("siesta_saved_cost_total", "Money saved while sleeping, at the admin's prices per CPU-hour and GiB-hour, in the currency label's unit.", &["namespace", "currency"]),
-            workloads_without_requests: b.int_gauge("siesta_workloads_without_requests", "Sleeping workloads whose pods request no CPU or memory: savings are underestimated.", ns),
-            conflicts: b.int_counter("siesta_conflicts_total", "Sleeping workloads changed by someone else; Siesta let their change win.", ns),
+            namespace: b.namespace.clone(),
             audit_events: b.int_counter("siesta_audit_events_total", "Audit events ingested, by result (counted, ignored, invalid).", &["result"]),
             proxy_requests: b.int_counter("siesta_proxy_requests_total", "Requests answered by the proxy, by namespace and status class (2xx, 3xx, 4xx, 5xx).", &["namespace", "code"]),
             proxy_held: b.int_gauge("siesta_proxy_held_requests", "Requests held while their namespace wakes.", ns),
@@ -169,63 +209,22 @@ impl Metrics {
     /// zeroed counters (8 series), and the wake histogram is not pre-created
     /// (17 series), so 10,000 awake namespaces cost no series at all.
     pub fn namespace_state(&self, namespace: &str, state: State) {
-        if state != State::Awake {
-            for reason in SLEEP_REASONS {
-                let _ = self.sleeps.with_label_values(&[namespace, reason.as_str()]);
-            }
-            for trigger in WAKE_TRIGGERS {
-                let _ = self.wakes.with_label_values(&[namespace, trigger.as_str()]);
-            }
-            let _ = self.conflicts.with_label_values(&[namespace]);
-        }
-        self.namespace_asleep
-            .with_label_values(&[namespace])
-            .set(i64::from(state == State::Asleep));
-        self.namespace_waking
-            .with_label_values(&[namespace])
-            .set(i64::from(state == State::Waking));
+        self.namespace.state(namespace, state);
     }
 
     /// Drop every series of a namespace that is gone (deleted, or no longer
     /// selected), so it neither shows as asleep forever nor grows the series
     /// count. Counters already scraped keep their history in Prometheus.
     pub fn forget_namespace(&self, namespace: &str) {
-        for g in [
-            &self.namespace_asleep,
-            &self.namespace_waking,
-            &self.replicas_asleep,
-            &self.workloads_without_requests,
-            &self.proxy_held,
-        ] {
-            remove_namespace(g, namespace);
-        }
-        for c in [
-            &self.sleeps,
-            &self.wakes,
-            &self.conflicts,
-            &self.proxy_requests,
-        ] {
-            remove_namespace(c, namespace);
-        }
-        for c in [&self.saved_cpu, &self.saved_memory, &self.saved_cost] {
-            remove_namespace(c, namespace);
-        }
-        for h in [&self.wake_duration, &self.proxy_hold_duration] {
-            remove_namespace(h, namespace);
-        }
-        remove_namespace(&self.last_activity, namespace);
+        self.namespace.forget(namespace);
+        remove_namespace(&self.proxy_held, namespace);
+        remove_namespace(&self.proxy_requests, namespace);
+        remove_namespace(&self.proxy_hold_duration, namespace);
     }
 
     /// Namespaces that have a `siesta_namespace_asleep` series.
     pub fn namespaces(&self) -> Vec<String> {
-        self.namespace_asleep
-            .collect()
-            .iter()
-            .flat_map(|mf| mf.get_metric())
-            .flat_map(|m| m.get_label())
-            .filter(|l| l.name() == "namespace")
-            .map(|l| l.value().to_string())
-            .collect()
+        self.namespace.namespaces()
     }
 }
 
@@ -291,6 +290,8 @@ pub fn error(kind: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::Source;
+    use crate::annotations::Reason;
 
     #[test]
     fn every_design_family_is_registered_and_exposed_with_help() {
@@ -302,21 +303,16 @@ mod tests {
                 "{family} is not registered"
             );
         }
+        let n = &m.namespace;
         m.namespace_state("a", State::Asleep);
-        m.last_activity.with_label_values(&["a", "api"]).set(1.0);
-        m.sleeps.with_label_values(&["a", "idle"]).inc();
-        m.wakes.with_label_values(&["a", "api"]).inc();
-        m.wake_duration.with_label_values(&["a"]).observe(1.0);
-        m.replicas_asleep
-            .with_label_values(&["a", "Deployment"])
-            .set(1);
-        m.saved_cpu.with_label_values(&["a"]).inc_by(1.0);
-        m.saved_memory.with_label_values(&["a"]).inc_by(1.0);
-        m.saved_cost.with_label_values(&["a", "USD"]).inc_by(1.0);
-        m.workloads_without_requests
-            .with_label_values(&["a"])
-            .set(0);
-        m.conflicts.with_label_values(&["a"]).inc();
+        n.last_activity("a", Source::Api, 1.0);
+        n.slept("a", Reason::Idle);
+        n.woke("a", Reason::Api);
+        n.wake_duration("a", 1.0);
+        n.replicas_asleep("a", "Deployment", 1);
+        n.saved("a", 1.0, 1.0, 1.0, "USD");
+        n.workloads_without_requests("a", 0);
+        n.conflict("a");
         m.audit_events.with_label_values(&["counted"]).inc();
         m.proxy_requests.with_label_values(&["a", "2xx"]).inc();
         m.proxy_held.with_label_values(&["a"]).set(0);
@@ -339,13 +335,19 @@ mod tests {
     fn namespace_state_sets_asleep_and_waking_exclusively() {
         let m = Metrics::new();
         let both = |m: &Metrics| {
+            let text = m.render();
+            let value = |family: &str| {
+                let series = format!("{family}{{namespace=\"a\"}} ");
+                let line = text.lines().find(|l| l.starts_with(&series));
+                line.and_then(|l| l[series.len()..].parse::<i64>().ok())
+            };
             (
-                m.namespace_asleep.with_label_values(&["a"]).get(),
-                m.namespace_waking.with_label_values(&["a"]).get(),
+                value("siesta_namespace_asleep"),
+                value("siesta_namespace_waking"),
             )
         };
         m.namespace_state("a", State::Asleep);
-        assert_eq!(both(&m), (1, 0));
+        assert_eq!(both(&m), (Some(1), Some(0)));
         // event counters start at 0, so that increase() sees the first event
         let text = m.render();
         for zero in [
@@ -356,9 +358,9 @@ mod tests {
             assert!(text.contains(zero), "no {zero} in {text}");
         }
         m.namespace_state("a", State::Waking);
-        assert_eq!(both(&m), (0, 1));
+        assert_eq!(both(&m), (Some(0), Some(1)));
         m.namespace_state("a", State::Awake);
-        assert_eq!(both(&m), (0, 0));
+        assert_eq!(both(&m), (Some(0), Some(0)));
     }
 
     #[test]
@@ -366,12 +368,11 @@ mod tests {
         let m = Metrics::new();
         for ns in ["gone", "kept"] {
             m.namespace_state(ns, State::Asleep);
-            m.last_activity.with_label_values(&[ns, "http"]).set(1.0);
-            m.replicas_asleep
-                .with_label_values(&[ns, "StatefulSet"])
-                .set(2);
-            m.saved_cost.with_label_values(&[ns, "EUR"]).inc_by(1.0);
-            m.wake_duration.with_label_values(&[ns]).observe(3.0);
+            m.namespace.last_activity(ns, Source::Http, 1.0);
+            m.namespace.replicas_asleep(ns, "StatefulSet", 2);
+            m.namespace.saved(ns, 0.0, 0.0, 1.0, "EUR");
+            m.namespace.wake_duration(ns, 3.0);
+            m.proxy_held.with_label_values(&[ns]).set(1);
         }
         assert_eq!(m.namespaces().len(), 2);
         m.forget_namespace("gone");

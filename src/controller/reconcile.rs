@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::activity::Reporter;
+use crate::activity::{Reporter, Source};
 use crate::annotations::{
     self, ACTION, LAST_ACTIVITY, Overrides, REASON, Reason, Recorded, STATE, STATE_SINCE, State,
     format_instant,
@@ -149,15 +149,11 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
     let decision = decide::decide(&policy, &observed, now);
     tracing::debug!(namespace = %name, ?decision, "decided");
     let m = metrics::get();
-    if let Some(t) = seen.api {
-        m.last_activity
-            .with_label_values(&[&name, "api"])
-            .set(t.timestamp() as f64);
-    }
-    if let Some(t) = seen.http {
-        m.last_activity
-            .with_label_values(&[&name, "http"])
-            .set(t.timestamp() as f64);
+    for (source, t) in [(Source::Api, seen.api), (Source::Http, seen.http)] {
+        if let Some(t) = t {
+            m.namespace
+                .last_activity(&name, source, t.timestamp() as f64);
+        }
     }
 
     let action = match decision.verdict {
@@ -169,7 +165,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
                 return Ok(Action::requeue(CONFLICT_RECHECK));
             }
             // Counted when the new state is written: that write happens once.
-            m.sleeps.with_label_values(&[&name, reason.as_str()]).inc();
+            m.namespace.slept(&name, reason);
             m.namespace_state(&name, State::Asleep);
             let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
             after_pass(&ctx, &name, &report, Pass::Sleep).await;
@@ -189,7 +185,7 @@ pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, 
             let Some(written) = transition(&ctx, &ns, State::Waking, reason, now).await? else {
                 return Ok(Action::requeue(CONFLICT_RECHECK));
             };
-            m.wakes.with_label_values(&[&name, reason.as_str()]).inc();
+            m.namespace.woke(&name, reason);
             m.namespace_state(&name, State::Waking);
             ctx.savings.stop(&name, now);
             let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
@@ -285,9 +281,8 @@ async fn finish_waking(
         return Ok(Action::requeue(CONFLICT_RECHECK));
     }
     metrics::get()
-        .wake_duration
-        .with_label_values(&[name])
-        .observe(waited.as_secs_f64());
+        .namespace
+        .wake_duration(name, waited.as_secs_f64());
     metrics::get().namespace_state(name, State::Awake);
     if not_ready > 0 {
         ctx.event(
@@ -424,23 +419,24 @@ async fn patch_namespace(
 
 async fn after_pass(ctx: &Context, name: &str, report: &scaler::Report, pass: Pass) {
     let m = metrics::get();
-    for kind in ["Deployment", "StatefulSet", "ReplicaSet", "CronJob"] {
+    for kind in metrics::namespaced::KINDS {
         let n = if pass == Pass::Sleep {
             report.asleep.get(kind).copied().unwrap_or(0)
         } else {
             0
         };
-        m.replicas_asleep.with_label_values(&[name, kind]).set(n);
+        m.namespace.replicas_asleep(name, kind, n);
     }
-    m.workloads_without_requests
-        .with_label_values(&[name])
-        .set(if pass == Pass::Sleep {
+    m.namespace.workloads_without_requests(
+        name,
+        if pass == Pass::Sleep {
             report.without_requests
         } else {
             0
-        });
+        },
+    );
     for reference in &report.conflicts {
-        m.conflicts.with_label_values(&[name]).inc();
+        m.namespace.conflict(name);
         let what = format!(
             "{}/{}",
             reference.kind.as_deref().unwrap_or("workload"),

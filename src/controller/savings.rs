@@ -97,22 +97,13 @@ pub fn cost(inc: &Increment, prices: &Prices) -> f64 {
 pub fn publish(incs: &[Increment], prices: &Prices) {
     let m = crate::metrics::get();
     for inc in incs {
-        if inc.cpu_core_seconds > 0.0 {
-            m.saved_cpu
-                .with_label_values(&[&inc.namespace])
-                .inc_by(inc.cpu_core_seconds);
-        }
-        if inc.memory_byte_seconds > 0.0 {
-            m.saved_memory
-                .with_label_values(&[&inc.namespace])
-                .inc_by(inc.memory_byte_seconds);
-        }
-        let c = cost(inc, prices);
-        if c > 0.0 {
-            m.saved_cost
-                .with_label_values(&[&inc.namespace, &prices.currency])
-                .inc_by(c);
-        }
+        m.namespace.saved(
+            &inc.namespace,
+            inc.cpu_core_seconds,
+            inc.memory_byte_seconds,
+            cost(inc, prices),
+            &prices.currency,
+        );
     }
 }
 
