@@ -483,8 +483,20 @@ where
             Err(e) => break Err(Failure::Upstream(e)),
         };
         let mut up = checkout.stream;
-        match exchange(io, &mut up, &out, to_stream, &mut resp, checkout.reused).await {
-            Ok(()) => break Ok(up),
+        let reused = checkout.reused;
+        match exchange(
+            io,
+            &mut up,
+            &out,
+            to_stream,
+            &mut resp,
+            reused,
+            head_method,
+            close,
+        )
+        .await
+        {
+            Ok(first) => break Ok((up, first)),
             Err(Failure::Stale(_)) if !retried && idempotent && to_stream == 0 => {
                 retried = true;
                 resp.clear();
@@ -493,8 +505,8 @@ where
             Err(f) => break Err(f),
         }
     };
-    let up = match result {
-        Ok(up) => up,
+    let (up, first) = match result {
+        Ok(done) => done,
         Err(Failure::Client) => return Ok(false),
         Err(Failure::Stale(e) | Failure::Upstream(e)) => {
             tracing::debug!(error = %e, upstream = %upstream, "upstream");
@@ -504,7 +516,18 @@ where
             return Ok(false);
         }
     };
-    answer(io, up, resp, &upstream, &route, head_method, close, pool).await
+    answer(
+        io,
+        up,
+        resp,
+        first,
+        &upstream,
+        &route,
+        head_method,
+        close,
+        pool,
+    )
+    .await
 }
 
 const BAD_GATEWAY: &[u8] =
@@ -512,7 +535,9 @@ const BAD_GATEWAY: &[u8] =
 content-length: 21\r\nconnection: close\r\n\r\nupstream unavailable\n";
 
 /// Send the request (head, then the rest of its body from the client) and
-/// read until `resp` starts with a whole answer head, interim (1xx) or final.
+/// read the first answer head, interim (1xx) or final; `None`: one that does
+/// not parse.
+#[allow(clippy::too_many_arguments)]
 async fn exchange<S>(
     io: &mut S,
     up: &mut TcpStream,
@@ -520,7 +545,9 @@ async fn exchange<S>(
     to_stream: u64,
     resp: &mut Vec<u8>,
     reused: bool,
-) -> Result<(), Failure>
+    head_method: bool,
+    client_close: bool,
+) -> Result<Option<Answer>, Failure>
 where
     S: AsyncRead + Unpin,
 {
@@ -535,33 +562,39 @@ where
     if to_stream > 0 {
         copy_exact(io, up, to_stream).await?;
     }
+    read_answer(up, resp, head_method, client_close)
+        .await
+        .map_err(|e| {
+            if resp.is_empty() {
+                stale(e)
+            } else {
+                Failure::Upstream(e)
+            }
+        })
+}
+
+/// Read from the upstream until `resp` starts with a whole answer head;
+/// `None`: one that does not parse, or is too large.
+async fn read_answer(
+    up: &mut TcpStream,
+    resp: &mut Vec<u8>,
+    head_method: bool,
+    client_close: bool,
+) -> io::Result<Option<Answer>> {
     loop {
-        if resp.len() > MAX_RESPONSE_HEAD {
-            return Err(Failure::Upstream(io::Error::other("answer head too large")));
+        match answer_head(resp, head_method, client_close) {
+            Parsed::Answer(a) => return Ok(Some(a)),
+            Parsed::Invalid => return Ok(None),
+            Parsed::Partial if resp.len() > MAX_RESPONSE_HEAD => return Ok(None),
+            Parsed::Partial => {}
         }
         if resp.len() == resp.capacity() {
             resp.reserve(CHUNK);
         }
-        match up.read_buf(resp).await {
-            Ok(0) if resp.is_empty() => return Err(stale(io::ErrorKind::UnexpectedEof.into())),
-            Ok(0) => return Err(Failure::Upstream(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
-            Err(e) if resp.is_empty() => return Err(stale(e)),
-            Err(e) => return Err(Failure::Upstream(e)),
-        }
-        if response_head_complete(resp) {
-            return Ok(());
+        if up.read_buf(resp).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
     }
-}
-
-/// Whether `resp` starts with a whole answer head (or one that will never parse).
-fn response_head_complete(resp: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    !matches!(
-        httparse::Response::new(&mut headers).parse(resp),
-        Ok(httparse::Status::Partial)
-    )
 }
 
 /// Copy exactly `n` request body bytes from the client to the upstream; 30 s
@@ -596,6 +629,7 @@ async fn answer<S>(
     io: &mut S,
     mut up: TcpStream,
     mut resp: Vec<u8>,
+    first: Option<Answer>,
     upstream: &Authority,
     route: &Route,
     head_method: bool,
@@ -605,15 +639,13 @@ async fn answer<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut next = first;
     let answer = loop {
-        let answer = match answer_head(&resp, head_method, client_close) {
-            Parsed::Answer(a) => a,
-            Parsed::Invalid | Parsed::Partial => {
-                crate::metrics::error("proxy_upstream");
-                route.requests(4).inc();
-                io.write_all(BAD_GATEWAY).await?;
-                return Ok(false);
-            }
+        let Some(answer) = next else {
+            crate::metrics::error("proxy_upstream");
+            route.requests(4).inc();
+            io.write_all(BAD_GATEWAY).await?;
+            return Ok(false);
         };
         if answer.status == 101 {
             // Never asked for: this path forwards no upgrade.
@@ -626,15 +658,7 @@ where
         // An interim answer (100, 103): pass it on, then read the next head.
         io.write_all(&answer.out).await?;
         resp.drain(..answer.head_len);
-        while !response_head_complete(&resp) {
-            if resp.len() > MAX_RESPONSE_HEAD {
-                return Err(io::Error::other("answer head too large"));
-            }
-            resp.reserve(CHUNK);
-            if up.read_buf(&mut resp).await? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-        }
+        next = read_answer(&mut up, &mut resp, head_method, client_close).await?;
     };
     let Answer {
         status,
