@@ -223,6 +223,8 @@ impl Proxy {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(buf) {
+            // Over the limit, even if it came whole: hyper answers 431.
+            Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => return Planned::NotMine,
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Planned::Partial,
             Err(_) => return Planned::NotMine,
@@ -310,6 +312,7 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_RESPONSE_HEAD => return Parsed::Invalid,
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,
@@ -799,6 +802,42 @@ mod tests {
         assert!(!not_mine(
             "POST / HTTP/1.1\r\nContent-Length: 12\r\nConnection: close\r\n\r\n"
         ));
+    }
+
+    #[test]
+    fn oversized_heads_and_unknown_hosts_are_left_to_hyper() {
+        use crate::config::ProxyLimits;
+        let table =
+            routes::parse_routes("routes:\n  - {host: app.test, upstream: 'http://127.0.0.1:1'}\n")
+                .unwrap();
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(table));
+        let p = Proxy {
+            routes: rx,
+            namespaces: Arc::default(),
+            reporter: crate::activity::Reporter::new(
+                Arc::new(crate::activity::AllAwake),
+                None,
+                None,
+            ),
+            limits: ProxyLimits::default(),
+            held: super::super::limits::HoldLimits::new(1, 1),
+            wake_page: crate::annotations::WakePage::Auto,
+            forwarder: super::super::forward::Forwarder::new(),
+        };
+        let conn = Downstream::new("127.0.0.1:2".parse().unwrap(), false);
+        let plan = |head: String| p.plan(head.as_bytes(), &conn);
+        let ok = "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n".to_string();
+        assert!(matches!(plan(ok), Planned::Go(_)));
+        // Whole, but over the 32 KiB limit: hyper answers 431.
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(40 * 1024)
+        );
+        assert!(matches!(plan(big), Planned::NotMine));
+        let unknown = "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n".to_string();
+        assert!(matches!(plan(unknown), Planned::NotMine));
+        let partial = "GET / HTTP/1.1\r\nHost: app.test\r\n".to_string();
+        assert!(matches!(plan(partial), Planned::Partial));
     }
 
     fn head(raw: &str, head_method: bool, client_close: bool) -> Answer {

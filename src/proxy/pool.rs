@@ -29,7 +29,32 @@ pub struct Checkout {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    idle: Mutex<Idles>,
+}
+
+/// Idle connections by upstream, oldest first.
+#[derive(Default)]
+struct Idles {
+    by_upstream: HashMap<Authority, Vec<Idle>>,
+    last_sweep: Option<Instant>,
+}
+
+impl Idles {
+    /// Close connections idle for longer than [`IDLE_TIMEOUT`] and forget
+    /// upstreams without any (endpoints come and go), at most once per timeout.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < IDLE_TIMEOUT)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.by_upstream.retain(|_, list| {
+            list.retain(|c| now.duration_since(c.since) <= IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+    }
 }
 
 impl Pool {
@@ -50,7 +75,7 @@ impl Pool {
 
     fn take(&self, to: &Authority) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(to)?;
+        let list = idle.by_upstream.get_mut(to)?;
         let now = Instant::now();
         while let Some(c) = list.pop() {
             if now.duration_since(c.since) > IDLE_TIMEOUT {
@@ -67,15 +92,22 @@ impl Pool {
 
     /// Keep a connection whose last response was read completely.
     pub fn checkin(&self, to: &Authority, stream: TcpStream) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(to.clone()).or_default();
+        idle.sweep(now);
+        let list = idle.by_upstream.entry(to.clone()).or_default();
         if list.len() >= MAX_IDLE {
             list.remove(0);
         }
-        list.push(Idle {
-            stream,
-            since: Instant::now(),
-        });
+        list.push(Idle { stream, since: now });
+    }
+
+    /// How many idle connections the pool keeps, and to how many upstreams.
+    #[cfg(test)]
+    fn idle(&self) -> (usize, usize) {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = idle.by_upstream.values().map(Vec::len).sum();
+        (conns, idle.by_upstream.len())
     }
 }
 
@@ -96,4 +128,30 @@ async fn connect(to: &Authority) -> std::io::Result<TcpStream> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_connections_to_gone_upstreams_are_closed_and_forgotten() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let to: Authority = addr.to_string().parse().unwrap();
+        let pool = Pool::default();
+        let c = pool.checkout(&to, false).await.unwrap();
+        assert!(!c.reused);
+        pool.checkin(&to, c.stream);
+        assert_eq!(pool.idle(), (1, 1));
+        let c = pool.checkout(&to, false).await.unwrap();
+        assert!(c.reused, "an idle connection is reused");
+        pool.checkin(&to, c.stream);
+        // Long after (its endpoint gone, nothing checked out from it), the
+        // sweep that a check-in to any upstream runs closes it and forgets
+        // its upstream.
+        let later = Instant::now() + IDLE_TIMEOUT * 2;
+        pool.idle.lock().unwrap().sweep(later);
+        assert_eq!(pool.idle(), (0, 0));
+    }
 }
