@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::chunked::ChunkedEnd;
 use super::drain::Drain;
+use super::forward::HOP_BY_HOP;
 use super::pool::Pool;
 use super::routes::{self, Route};
 use super::server::{HEADER_READ_TIMEOUT, MAX_HEAD_BYTES};
@@ -34,19 +35,6 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// The read buffer for answers and bodies.
 const CHUNK: usize = 16 * 1024;
 
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-/// `Transfer-Encoding` is not here: the fast path never forwards a request
-/// that has one, and passes an answer's chunked framing through unchanged.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
 const FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
 
 /// How the fast path left a connection.
@@ -148,10 +136,17 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',').map(|t| t.trim_ascii())
 }
 
-/// Whether a header is dropped on the way: hop-by-hop, or named by a
-/// `Connection` header of the same message.
+/// Whether a header is dropped on the way: hop-by-hop (the list hyper's path
+/// uses), or named by a `Connection` header of the same message.
+/// `Transfer-Encoding` is kept: the fast path never forwards a request that
+/// has one, and passes an answer's chunked framing through unchanged.
 fn dropped(name: &str, connection: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    if name.eq_ignore_ascii_case("transfer-encoding") {
+        return false;
+    }
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
         || connection
             .iter()
             .any(|c| c.eq_ignore_ascii_case(name.as_bytes()))
