@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Namespace;
 use tokio::sync::watch;
 
+use super::FastMap;
+
 use crate::activity::NamespaceStates;
 use crate::annotations::{Recorded, State, WAKE_PAGE, WakePage};
 
@@ -53,10 +55,10 @@ impl NamespaceInfo {
 /// Namespace states plus one wake-up channel per namespace with waiters.
 #[derive(Default)]
 pub struct Namespaces {
-    infos: RwLock<HashMap<String, NamespaceInfo>>,
+    infos: RwLock<FastMap<String, NamespaceInfo>>,
     gates: Mutex<HashMap<String, watch::Sender<()>>>,
     /// A relist in progress (watcher Init .. InitDone).
-    relist: Mutex<Option<HashMap<String, NamespaceInfo>>>,
+    relist: Mutex<Option<FastMap<String, NamespaceInfo>>>,
 }
 
 impl Namespaces {
@@ -92,7 +94,7 @@ impl Namespaces {
     }
 
     pub fn relist_start(&self) {
-        *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(HashMap::new());
+        *self.relist.lock().unwrap_or_else(|p| p.into_inner()) = Some(FastMap::default());
     }
 
     pub fn relist_item(&self, ns: &Namespace) {

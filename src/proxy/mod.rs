@@ -32,6 +32,7 @@ pub mod routes;
 pub mod server;
 pub mod wake_page;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +52,11 @@ use crate::annotations::WakePage;
 use crate::config::{AdminConfig, ProxyLimits};
 use forward::{Forwarder, Origin};
 use hold::Namespaces;
+
+/// A map looked up on every request (hosts, namespaces, upstreams), with a
+/// fast hasher seeded per process. Its keys come from configuration and the
+/// cluster: a client's `Host` is only looked up, never inserted.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use limits::HoldLimits;
 use routes::{Route, RouteTable};
 
@@ -484,7 +490,7 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
         Some(a) => a.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
-    routes::normalize_host(raw)
+    routes::normalize_host(raw).map(Cow::into_owned)
 }
 
 /// Index into [`routes::STATUS_CLASSES`].

@@ -1,13 +1,14 @@
 //! Idle keep-alive connections to upstreams, for the HTTP/1.1 fast path
 //! ([`super::h1`]). One pool per serving runtime: a connection is registered
 //! with the runtime that opened it and is only ever used there.
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use super::FastMap;
 
 /// An idle connection older than this is closed rather than reused.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,7 +36,7 @@ pub struct Pool {
 /// Idle connections by upstream, oldest first.
 #[derive(Default)]
 struct Idles {
-    by_upstream: HashMap<Authority, Vec<Idle>>,
+    by_upstream: FastMap<Authority, Vec<Idle>>,
     last_sweep: Option<Instant>,
 }
 

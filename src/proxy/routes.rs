@@ -6,7 +6,8 @@
 //! as Ingress defines it), which beats `*`. Path rules within a host: `Exact`
 //! beats any prefix, then the longest prefix wins. Prefixes match whole path
 //! segments (`/api` matches `/api` and `/api/x`, not `/apix`).
-use std::collections::HashMap;
+use super::FastMap;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -198,14 +199,15 @@ impl HostRules {
 /// Hosts to rules. Immutable once built; swapped whole.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, HostRules>,
+    exact: FastMap<String, HostRules>,
     /// Keyed by the suffix after `*`, e.g. `.example.test`.
-    wildcard: HashMap<String, HostRules>,
+    wildcard: FastMap<String, HostRules>,
     any: Option<HostRules>,
 }
 
-/// Lowercase, without port or a trailing dot. `None` if it is not a plausible host.
-pub fn normalize_host(host: &str) -> Option<String> {
+/// Lowercase, without port or a trailing dot (borrowed when it is already
+/// so). `None` if it is not a plausible host.
+pub fn normalize_host(host: &str) -> Option<Cow<'_, str>> {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal
@@ -228,7 +230,11 @@ pub fn normalize_host(host: &str) -> Option<String> {
     {
         return None;
     }
-    Some(name.to_ascii_lowercase())
+    Some(if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    })
 }
 
 impl RouteTable {
@@ -460,6 +466,15 @@ routes:
         assert_eq!(
             target(&t, "app.example.test.", "/").as_deref(),
             Some("127.0.0.1:1")
+        );
+        // A host already in lowercase is looked up without a copy.
+        assert!(matches!(
+            normalize_host("app.example.test:80"),
+            Some(Cow::Borrowed("app.example.test"))
+        ));
+        assert_eq!(
+            normalize_host("App.Example.Test").as_deref(),
+            Some("app.example.test")
         );
     }
 
