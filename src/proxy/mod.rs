@@ -52,13 +52,13 @@ use crate::annotations::WakePage;
 use crate::config::{AdminConfig, ProxyLimits};
 use forward::{Forwarder, Origin};
 use hold::Namespaces;
+use limits::HoldLimits;
+use routes::{Route, RouteTable};
 
 /// A map looked up on every request (hosts, namespaces, upstreams), with a
 /// fast hasher seeded per process. Its keys come from configuration and the
 /// cluster: a client's `Host` is only looked up, never inserted.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use limits::HoldLimits;
-use routes::{Route, RouteTable};
 
 /// `siesta proxy` settings; each flag is also `SIESTA_<NAME>`.
 #[derive(clap::Args, Clone, Debug)]

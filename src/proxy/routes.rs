@@ -6,7 +6,6 @@
 //! as Ingress defines it), which beats `*`. Path rules within a host: `Exact`
 //! beats any prefix, then the longest prefix wins. Prefixes match whole path
 //! segments (`/api` matches `/api` and `/api/x`, not `/apix`).
-use super::FastMap;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +16,8 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use prometheus::IntCounter;
 
 use serde::Deserialize;
+
+use super::FastMap;
 
 /// Where a matched request goes.
 #[derive(Debug)]
