@@ -801,24 +801,10 @@ mod tests {
 
     #[test]
     fn oversized_heads_and_unknown_hosts_are_left_to_hyper() {
-        use crate::config::ProxyLimits;
         let table =
             routes::parse_routes("routes:\n  - {host: app.test, upstream: 'http://127.0.0.1:1'}\n")
                 .unwrap();
-        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(table));
-        let p = Proxy {
-            routes: rx,
-            namespaces: Arc::default(),
-            reporter: crate::activity::Reporter::new(
-                Arc::new(crate::activity::AllAwake),
-                None,
-                None,
-            ),
-            limits: ProxyLimits::default(),
-            held: super::super::limits::HoldLimits::new(1, 1),
-            wake_page: crate::annotations::WakePage::Auto,
-            forwarder: super::super::forward::Forwarder::new(),
-        };
+        let p = super::super::tests::proxy_over(table);
         let conn = Downstream::new("127.0.0.1:2".parse().unwrap(), false);
         let plan = |head: String| p.plan(head.as_bytes(), &conn);
         let ok = "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n".to_string();

@@ -735,9 +735,9 @@ mod tests {
         assert_eq!(request_host(&req), None);
     }
 
-    fn proxy() -> Proxy {
-        let (tx, rx) = watch::channel(Arc::new(RouteTable::default()));
-        drop(tx);
+    /// A proxy over `table`, without a cluster, for unit tests.
+    pub(super) fn proxy_over(table: RouteTable) -> Proxy {
+        let (_, rx) = watch::channel(Arc::new(table));
         Proxy {
             routes: rx,
             namespaces: Arc::default(),
@@ -747,6 +747,10 @@ mod tests {
             wake_page: WakePage::Auto,
             forwarder: Forwarder::new(),
         }
+    }
+
+    fn proxy() -> Proxy {
+        proxy_over(RouteTable::default())
     }
 
     #[tokio::test]
