@@ -32,7 +32,9 @@ unit:
 ## integration: real control plane; tests start their own controller and proxy processes
 integration:
 	$(CLUSTER) up
-	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads 4
+	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads 4 \
+	  && echo '[test] tests/proxy.rs again, every request through hyper (SIESTA_HTTP1_FAST_PATH=false)' \
+	  && SIESTA_HTTP1_FAST_PATH=false $(CARGO) test --locked --no-fail-fast --test proxy -- --test-threads 4
 
 test: deps lint unit integration
 

@@ -278,6 +278,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "audit_body",
     "config",
     "proxy_upstream",
+    "proxy_connections_full",
     "leader_election",
 ];
 

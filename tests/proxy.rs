@@ -107,6 +107,13 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infall
 
 // ---------- the cluster and the proxy ----------
 
+/// Whether this run serves plain HTTP/1.1 by the fast path (the default), or
+/// sends every request through hyper (`SIESTA_HTTP1_FAST_PATH=false`, which
+/// `make test` runs as a second pass of this suite).
+fn fast_path() -> bool {
+    std::env::var("SIESTA_HTTP1_FAST_PATH").map_or(true, |v| v != "false")
+}
+
 async fn cluster() -> kube::Client {
     let path =
         std::env::var("KUBECONFIG").unwrap_or_else(|_| "/tmp/siesta-cluster/kubeconfig".into());
@@ -606,8 +613,11 @@ async fn chunked_head_and_length_answers_keep_one_upstream_connection_alive() {
     let (p, accepted) = fronted_scripted().await;
     let c = client();
     for round in 0..2 {
+        // Trailers reach a client that says it takes them (hyper's path
+        // sends them only then; the fast path passes chunks as they are).
         let req = Request::get(format!("http://{}/chunked", p.addr))
             .header("host", "app.example.test")
+            .header("te", "trailers")
             .body(Full::new(Bytes::new()))
             .unwrap();
         let resp = c.request(req).await.unwrap();
@@ -651,12 +661,32 @@ async fn an_answer_without_length_ends_at_the_close_and_so_does_the_client_conne
     )
     .await;
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(
-        text.to_ascii_lowercase()
-            .contains("\r\nconnection: close\r\n"),
-        "{text}"
-    );
-    assert!(text.ends_with("\r\n\r\nuntil close"), "{text}");
+    if fast_path() {
+        // Passed through as it came: the body ends at the close.
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\nuntil close"), "{text}");
+    } else {
+        // hyper frames the body itself, in chunks.
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\ntransfer-encoding: chunked\r\n"),
+            "{text}"
+        );
+        let body: String = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .split("\r\n")
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert_eq!(body, "until close", "{text}");
+        assert!(text.ends_with("\r\n0\r\n\r\n"), "{text}");
+    }
 }
 
 #[tokio::test]

@@ -600,6 +600,9 @@ fn check_proxy(p: &mut Problems, top: &Map) -> ProxyLimits {
             "maxHeldTotal",
             "ignorePaths",
             "ignoreUserAgents",
+            "maxConnections",
+            "maxHeldBodyBytes",
+            "allowEncodedSlashes",
         ],
     );
     let d = ProxyLimits::default();
@@ -622,6 +625,13 @@ fn check_proxy(p: &mut Problems, top: &Map) -> ProxyLimits {
         ignore_user_agents: m
             .strings(p, "ignoreUserAgents", any)
             .unwrap_or(d.ignore_user_agents),
+        max_connections: m.count(p, "maxConnections").unwrap_or(d.max_connections),
+        max_held_body_bytes: m
+            .count(p, "maxHeldBodyBytes")
+            .unwrap_or(d.max_held_body_bytes),
+        allow_encoded_slashes: m
+            .bool(p, "allowEncodedSlashes")
+            .unwrap_or(d.allow_encoded_slashes),
     };
     if limits.max_held_per_namespace > limits.max_held_total {
         p.add(

@@ -125,7 +125,20 @@ pub struct ProxyLimits {
     pub ignore_paths: Vec<String>,
     /// User-agent prefixes whose requests never count as activity.
     pub ignore_user_agents: Vec<String>,
+    /// Client connections open at once, in all; one more is closed at accept.
+    pub max_connections: usize,
+    /// What held requests with a body may make the proxy (and the kernel)
+    /// buffer, in all: each reserves [`HELD_BODY_RESERVE`] bytes, and a
+    /// request past the budget gets 503 with `Retry-After`.
+    pub max_held_body_bytes: usize,
+    /// Forward `%2F` and `%5C` in paths instead of refusing them with 400.
+    pub allow_encoded_slashes: bool,
 }
+
+/// What one held request with a body reserves from `maxHeldBodyBytes`: the
+/// HTTP/2 stream window, which is also about what the kernel takes in of an
+/// unread HTTP/1 body (the proxy itself reads at most 4 KiB of it while held).
+pub const HELD_BODY_RESERVE: usize = 64 * 1024;
 
 impl Default for ProxyLimits {
     fn default() -> Self {
@@ -144,6 +157,9 @@ impl Default for ProxyLimits {
             ]
             .map(String::from)
             .to_vec(),
+            max_connections: 20_000,
+            max_held_body_bytes: 64 * 1024 * 1024,
+            allow_encoded_slashes: false,
         }
     }
 }

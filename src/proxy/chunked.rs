@@ -6,6 +6,8 @@
 //! so a broken or hostile upstream cannot make the scanner wait forever on
 //! one line; a malformed body is an error, and the connection is closed.
 
+use super::target::hex;
+
 /// The longest chunk-size line (with extensions) or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
@@ -15,8 +17,10 @@ enum State {
     Size {
         digits: u8,
     },
-    /// After the size: extensions or whitespace, up to CR.
-    SizeRest,
+    /// After the size: whitespace, then `;` or CR.
+    SizeWs,
+    /// A chunk extension, up to CR.
+    SizeExt,
     SizeLf,
     Data {
         left: u64,
@@ -98,10 +102,11 @@ impl ChunkedEnd {
                 None if digits == 0 => return Err(Malformed),
                 None => {
                     self.line = 0;
-                    self.size_rest(b)?
+                    self.size_rest(b, false)?
                 }
             },
-            State::SizeRest => self.size_rest(b)?,
+            State::SizeWs => self.size_rest(b, false)?,
+            State::SizeExt => self.size_rest(b, true)?,
             State::SizeLf if b == b'\n' => {
                 let size = std::mem::take(&mut self.size);
                 if size == 0 {
@@ -114,6 +119,10 @@ impl ChunkedEnd {
             State::DataLf if b == b'\n' => State::Size { digits: 0 },
             State::TrailerStart if b == b'\r' => State::EndLf,
             State::TrailerStart | State::TrailerLine if b == b'\r' => State::TrailerLf,
+            // A bare LF or a control byte in a trailer line is malformed.
+            State::TrailerStart | State::TrailerLine if b == b'\n' || ctl(b) => {
+                return Err(Malformed);
+            }
             State::TrailerStart | State::TrailerLine => {
                 self.line += 1;
                 if self.line > MAX_LINE {
@@ -130,30 +139,31 @@ impl ChunkedEnd {
         })
     }
 
-    /// Extensions (`;name=value`) and whitespace after a chunk size, up to CR.
-    fn size_rest(&mut self, b: u8) -> Result<State, Malformed> {
+    /// After a chunk size: optional whitespace, then CR, or `;` and an
+    /// extension (`;name=value`, visible bytes and whitespace) up to CR, as
+    /// hyper's decoder reads it. Anything else after the size is malformed.
+    fn size_rest(&mut self, b: u8, in_ext: bool) -> Result<State, Malformed> {
         if b == b'\r' {
             return Ok(State::SizeLf);
         }
-        // A bare LF or a control byte is not allowed before the CR.
-        if b == b'\n' || (b < 0x20 && b != b'\t') || b == 0x7f {
+        if b == b'\n' || ctl(b) {
             return Err(Malformed);
         }
         self.line += 1;
         if self.line > MAX_LINE {
             return Err(Malformed);
         }
-        Ok(State::SizeRest)
+        Ok(match (in_ext, b) {
+            (true, _) | (false, b';') => State::SizeExt,
+            (false, b' ' | b'\t') => State::SizeWs,
+            (false, _) => return Err(Malformed),
+        })
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// A control byte other than HTAB.
+fn ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -171,6 +181,8 @@ mod tests {
         assert_eq!(end_of(body), Ok(Some(body.len() - 4)));
         let body = b"A;ext=1\r\n0123456789\r\n0\r\nx-sum: 1\r\nx-n: 2\r\n\r\n";
         assert_eq!(end_of(body), Ok(Some(body.len())));
+        let body = b"1 ; a=\"b c\"\r\nx\r\n0\r\n\r\n";
+        assert_eq!(end_of(body), Ok(Some(body.len())));
         assert_eq!(end_of(b"3\r\nabc\r\n0\r\n"), Ok(None));
     }
 
@@ -183,6 +195,13 @@ mod tests {
             b"11111111111111111\r\n",
             b"3 \x01\r\n",
             b"0\r\n\r\r",
+            // junk after the size, not an extension
+            b"3x\r\nabc\r\n0\r\n\r\n",
+            b"3 junk\r\nabc\r\n0\r\n\r\n",
+            // a bare LF in the trailers, or as the last line
+            b"0\r\nx-a: 1\nx-b: 2\r\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nx-a: \x01\r\n\r\n",
         ] {
             assert_eq!(
                 end_of(body),

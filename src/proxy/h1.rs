@@ -1,17 +1,19 @@
 //! The HTTP/1.1 fast path. Most traffic is plain HTTP/1.1: a request head, a
 //! body of known length or none, and an answer with a length, chunks, or up
-//! to the close. Such requests are forwarded here without hyper: the request
-//! head is copied with its hop-by-hop headers removed and `X-Forwarded-*`
-//! added, the answer's head likewise, and the bodies are copied through as
-//! they come, chunked bodies unchanged ([`super::chunked`] only follows them
-//! to find their end). Upstream connections are kept alive in a [`Pool`].
+//! to the close. Such requests are forwarded here without hyper. The decision
+//! is [`Proxy::admit`]'s, as on every path; this module only encodes it: the
+//! request head is written with the normalised target and the header rules
+//! of [`super::headers`] (raw encoder), the answer's head likewise, and the
+//! bodies are copied through as they come, chunked bodies unchanged
+//! ([`super::chunked`] only follows them to find their end). Upstream
+//! connections are kept alive in a [`Pool`].
 //!
 //! Everything else goes to hyper's path with the bytes read so far
-//! ([`Handoff::Hyper`]): a request this path does not serve (an upgrade,
-//! `Expect`, a chunked request body, HTTP/1.0, an absolute target, a host
-//! without a route or a ready endpoint, a namespace that must wake, an h2c
-//! upstream) and any request head that does not parse. hyper then answers it
-//! as it always has, holding it if it must.
+//! ([`Handoff::Hyper`]), with the admission when one was made: a framing
+//! this path does not serve (an upgrade, `Expect`, a chunked request body,
+//! conflicting lengths, HTTP/1.0, an absolute target), an admission other
+//! than a plain forward (a refusal, a wake page, a hold), an h2c upstream,
+//! and any request head that does not parse. hyper then answers it.
 use std::io;
 use std::sync::Arc;
 
@@ -20,11 +22,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::admission::{Admission, RequestView};
 use super::chunked::ChunkedEnd;
 use super::drain::Drain;
-use super::forward::HOP_BY_HOP;
+use super::headers::{has_token, put_kept, put_request_headers, tokens};
 use super::pool::Pool;
-use super::routes::{self, Route};
+use super::routes::Route;
 use super::server::{HEADER_READ_TIMEOUT, MAX_HEAD_BYTES};
 use super::{Downstream, Proxy};
 
@@ -35,16 +38,15 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// The read buffer for answers and bodies.
 const CHUNK: usize = 16 * 1024;
 
-const FORWARDED: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
-
 /// How the fast path left a connection.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Handoff {
     /// Closed, or the client went away.
     Done,
     /// The buffer starts with a whole request head the fast path does not
-    /// serve: hyper's path takes the connection from there.
-    Hyper,
+    /// serve: hyper's path takes the connection from there, with the
+    /// admission of that request when the fast path made it.
+    Hyper(Option<Admission>),
 }
 
 /// A request the fast path forwards, all decided from its head.
@@ -68,23 +70,27 @@ enum Planned {
     Go(Plan),
     /// The head is not complete yet.
     Partial,
-    /// For hyper's path.
-    NotMine,
+    /// For hyper's path, with the admission if one was made.
+    NotMine(Option<Admission>),
 }
 
 /// What a request head says, for the checks of the fast path.
 #[derive(Default)]
 struct Facts<'b> {
-    host: Option<&'b [u8]>,
+    host: Option<&'b str>,
     hosts: usize,
     content_length: Option<u64>,
-    /// Something only hyper's path serves (see the module doc).
+    /// A framing only hyper's path serves (see the module doc).
     not_mine: bool,
     close: bool,
     user_agent: &'b str,
-    /// The first `X-Forwarded-For` value.
-    forwarded_for: Option<&'b [u8]>,
-    te_trailers: bool,
+    accept: Option<&'b str>,
+}
+
+/// A header value as text; one that is not UTF-8 reads as NUL, which no
+/// host and no rule matches.
+fn text(v: &[u8]) -> &str {
+    std::str::from_utf8(v).unwrap_or("\u{0}")
 }
 
 fn facts<'b>(headers: &[httparse::Header<'b>]) -> Facts<'b> {
@@ -92,7 +98,7 @@ fn facts<'b>(headers: &[httparse::Header<'b>]) -> Facts<'b> {
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
-            f.host = Some(h.value);
+            f.host.get_or_insert(text(h.value));
             f.hosts += 1;
         } else if name.eq_ignore_ascii_case("content-length") {
             match (f.content_length, parse_length(h.value)) {
@@ -105,19 +111,12 @@ fn facts<'b>(headers: &[httparse::Header<'b>]) -> Facts<'b> {
         {
             f.not_mine = true;
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in tokens(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    f.close = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    f.not_mine = true;
-                }
-            }
+            f.close |= has_token(h.value, "close");
+            f.not_mine |= has_token(h.value, "upgrade");
         } else if name.eq_ignore_ascii_case("user-agent") {
-            f.user_agent = std::str::from_utf8(h.value).unwrap_or("");
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            f.forwarded_for.get_or_insert(h.value);
-        } else if name.eq_ignore_ascii_case("te") {
-            f.te_trailers |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+            f.user_agent = text(h.value);
+        } else if name.eq_ignore_ascii_case("accept") {
+            f.accept.get_or_insert(text(h.value));
         }
     }
     f
@@ -131,132 +130,67 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-/// The comma-separated tokens of a header value, trimmed.
-fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',').map(|t| t.trim_ascii())
-}
-
-/// Whether a header is dropped on the way: hop-by-hop (the list hyper's path
-/// uses), or named by a `Connection` header of the same message.
-/// `Transfer-Encoding` is kept: the fast path never forwards a request that
-/// has one, and passes an answer's chunked framing through unchanged.
-fn dropped(name: &str, connection: &[&[u8]]) -> bool {
-    if name.eq_ignore_ascii_case("transfer-encoding") {
-        return false;
-    }
-    HOP_BY_HOP
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
-        || connection
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(name.as_bytes()))
-}
-
-/// The tokens of a message's `Connection` headers (usually none or one).
-fn connection_tokens<'b>(headers: &[httparse::Header<'b>]) -> Vec<&'b [u8]> {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| tokens(h.value))
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The request head sent upstream: the request line as HTTP/1.1, the client's
-/// headers without hop-by-hop ones, then `X-Forwarded-For` (the client
-/// appended), `-Proto` and `-Host` (the client's `Host`).
+/// The request head sent upstream: the request line with the target to
+/// send, as HTTP/1.1, then the headers by the rules of [`super::headers`].
 fn upstream_head(
-    req: &httparse::Request<'_, '_>,
-    facts: &Facts<'_>,
-    client_ip: &[u8],
-    https: bool,
+    method: &str,
+    target: &str,
+    headers: &[httparse::Header<'_>],
+    conn: &Downstream,
+    host: &[u8],
     out: &mut Vec<u8>,
 ) {
-    let (method, path) = (req.method.unwrap_or("GET"), req.path.unwrap_or("/"));
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let connection = connection_tokens(req.headers);
-    for h in req.headers.iter() {
-        if dropped(h.name, &connection) || FORWARDED.iter().any(|f| h.name.eq_ignore_ascii_case(f))
-        {
-            continue;
-        }
-        put_header(out, h.name.as_bytes(), h.value);
-    }
-    if facts.te_trailers {
-        put_header(out, b"te", b"trailers");
-    }
-    match facts.forwarded_for.map(<[u8]>::trim_ascii) {
-        Some(prior) if !prior.is_empty() => {
-            out.extend_from_slice(b"x-forwarded-for: ");
-            out.extend_from_slice(prior);
-            out.extend_from_slice(b", ");
-            out.extend_from_slice(client_ip);
-            out.extend_from_slice(b"\r\n");
-        }
-        _ => put_header(out, b"x-forwarded-for", client_ip),
-    }
-    let proto: &[u8] = if https { b"https" } else { b"http" };
-    put_header(out, b"x-forwarded-proto", proto);
-    put_header(out, b"x-forwarded-host", facts.host.unwrap_or_default());
+    put_request_headers(out, headers, conn.client_ip.as_bytes(), conn.https, host);
     out.extend_from_slice(b"\r\n");
 }
 
 impl Proxy {
-    /// Steps 1 to 3 of the handler chain for the request head at the start of
-    /// `buf`, when the fast path can serve it.
+    /// Admit the request head at the start of `buf` and plan its forwarding
+    /// when the fast path can serve it.
     fn plan(&self, buf: &[u8], conn: &Downstream) -> Planned {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(buf) {
             // Over the limit, even if it came whole: hyper answers 431.
-            Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => return Planned::NotMine,
+            Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => {
+                return Planned::NotMine(None);
+            }
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Planned::Partial,
-            Err(_) => return Planned::NotMine,
+            Err(_) => return Planned::NotMine(None),
         };
         let (Some(method), Some(path)) = (req.method, req.path) else {
-            return Planned::NotMine;
+            return Planned::NotMine(None);
         };
         let f = facts(req.headers);
-        if req.version != Some(1) || f.not_mine || f.hosts != 1 || !path.starts_with('/') {
-            return Planned::NotMine;
+        if req.version != Some(1) || f.not_mine || !path.starts_with('/') {
+            return Planned::NotMine(None);
         }
-        if method == "CONNECT" {
-            return Planned::NotMine;
-        }
-        let Some(host) = std::str::from_utf8(f.host.unwrap_or_default())
-            .ok()
-            .and_then(routes::normalize_host)
-        else {
-            return Planned::NotMine;
+        let view = RequestView {
+            method,
+            authority: None,
+            host: f.host,
+            hosts: f.hosts,
+            target: path,
+            user_agent: f.user_agent,
+            accept: f.accept,
+            has_body: f.content_length.is_some_and(|n| n > 0),
         };
-        let Some(route) = self.find(&host, path) else {
-            return Planned::NotMine;
+        let forward = match self.admit(&view) {
+            Admission::Forward(fwd) if !fwd.upstream.h2c => fwd,
+            other => return Planned::NotMine(Some(other)),
         };
-        if self.must_wait(&route) {
-            return Planned::NotMine;
-        }
-        let Some(upstream) = route.upstream().filter(|u| !u.h2c) else {
-            return Planned::NotMine;
-        };
-        if let Some(ns) = &route.namespace {
-            self.record(ns, &route, &host, path, f.user_agent, false);
-        }
         let mut out = Vec::with_capacity(head_len + 128);
-        upstream_head(&req, &f, conn.client_ip.as_bytes(), conn.https, &mut out);
+        let target = forward.target.as_deref().unwrap_or(path);
+        let host = f.host.unwrap_or_default().as_bytes();
+        upstream_head(method, target, req.headers, conn, host, &mut out);
         Planned::Go(Plan {
-            route,
-            upstream: upstream.authority,
+            route: forward.route,
+            upstream: forward.upstream.authority,
             head_len,
             body_len: f.content_length.unwrap_or(0),
             close: f.close,
@@ -329,12 +263,11 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
             // Chunked only counts as the last coding (RFC 9112 6.3).
             chunked = Some(
                 tokens(h.value)
-                    .filter(|t| !t.is_empty())
                     .last()
                     .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")),
             );
         } else if h.name.eq_ignore_ascii_case("connection") {
-            keep_alive &= !tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+            keep_alive &= !has_token(h.value, "close");
         }
     }
     let framing = if head_method || status < 200 || status == 204 || status == 304 {
@@ -358,16 +291,12 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let connection = connection_tokens(resp.headers);
-    for h in resp.headers.iter() {
-        let drop_length = chunked.is_some() && h.name.eq_ignore_ascii_case("content-length");
-        if drop_length || dropped(h.name, &connection) {
-            continue;
-        }
-        put_header(&mut out, h.name.as_bytes(), h.value);
-    }
+    // A chunked answer's length is dropped: the chunks frame it.
+    put_kept(&mut out, resp.headers, |name| {
+        chunked.is_some() && name.eq_ignore_ascii_case("content-length")
+    });
     if close && status >= 200 {
-        put_header(&mut out, b"connection", b"close");
+        out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     Parsed::Answer(Answer {
@@ -409,9 +338,9 @@ where
         let plan = loop {
             match proxy.plan(buf, &conn) {
                 Planned::Go(plan) => break plan,
-                Planned::NotMine => return Handoff::Hyper,
+                Planned::NotMine(admission) => return Handoff::Hyper(admission),
                 // hyper answers 431.
-                Planned::Partial if buf.len() > MAX_HEAD_BYTES => return Handoff::Hyper,
+                Planned::Partial if buf.len() > MAX_HEAD_BYTES => return Handoff::Hyper(None),
                 Planned::Partial => {
                     if !read_more(io, buf, drain, deadline).await {
                         return Handoff::Done;
@@ -742,8 +671,22 @@ mod tests {
         let mut req = httparse::Request::new(&mut headers);
         req.parse(raw.as_bytes()).unwrap();
         let f = facts(req.headers);
+        let conn = Downstream::new(
+            format!("{ip}:1")
+                .parse()
+                .unwrap_or_else(|_| format!("[{ip}]:1").parse().unwrap()),
+            https,
+        );
         let mut out = Vec::new();
-        upstream_head(&req, &f, ip.as_bytes(), https, &mut out);
+        let host = f.host.unwrap_or_default().as_bytes();
+        upstream_head(
+            req.method.unwrap(),
+            req.path.unwrap(),
+            req.headers,
+            &conn,
+            host,
+            &mut out,
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -801,9 +744,10 @@ mod tests {
 
     #[test]
     fn oversized_heads_and_unknown_hosts_are_left_to_hyper() {
-        let table =
-            routes::parse_routes("routes:\n  - {host: app.test, upstream: 'http://127.0.0.1:1'}\n")
-                .unwrap();
+        let table = super::super::routes::parse_routes(
+            "routes:\n  - {host: app.test, upstream: 'http://127.0.0.1:1'}\n",
+        )
+        .unwrap();
         let p = super::super::tests::proxy_over(table);
         let conn = Downstream::new("127.0.0.1:2".parse().unwrap(), false);
         let plan = |head: String| p.plan(head.as_bytes(), &conn);
@@ -814,9 +758,12 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
             "b".repeat(40 * 1024)
         );
-        assert!(matches!(plan(big), Planned::NotMine));
+        assert!(matches!(plan(big), Planned::NotMine(None)));
         let unknown = "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n".to_string();
-        assert!(matches!(plan(unknown), Planned::NotMine));
+        assert!(matches!(
+            plan(unknown),
+            Planned::NotMine(Some(Admission::Refuse(_)))
+        ));
         let partial = "GET / HTTP/1.1\r\nHost: app.test\r\n".to_string();
         assert!(matches!(plan(partial), Planned::Partial));
     }

@@ -1,18 +1,24 @@
-//! Bounds on held requests: per namespace and in all. A slot is a guard that
-//! frees itself (and the `siesta_proxy_held_requests` gauge) when dropped.
+//! Bounds on held requests: per namespace and in all, and for held requests
+//! with a body, the bytes they may make the proxy and the kernel buffer in
+//! all ([`HELD_BODY_RESERVE`] each). A slot is a guard that frees itself
+//! (and the `siesta_proxy_held_requests` gauge) when dropped.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+pub use crate::config::HELD_BODY_RESERVE;
 
 #[derive(Debug)]
 pub struct HoldLimits {
     max_per_namespace: usize,
     max_total: usize,
+    max_body_bytes: usize,
     held: Mutex<Counts>,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
+    body_bytes: usize,
     by_namespace: HashMap<Arc<str>, usize>,
 }
 
@@ -21,25 +27,37 @@ struct Counts {
 pub struct HeldSlot {
     limits: Arc<HoldLimits>,
     namespace: Arc<str>,
+    body_bytes: usize,
 }
 
 impl HoldLimits {
-    pub fn new(max_per_namespace: usize, max_total: usize) -> Arc<HoldLimits> {
+    pub fn new(
+        max_per_namespace: usize,
+        max_total: usize,
+        max_body_bytes: usize,
+    ) -> Arc<HoldLimits> {
         Arc::new(HoldLimits {
             max_per_namespace,
             max_total,
+            max_body_bytes,
             held: Mutex::default(),
         })
     }
 
     /// A slot, or `None` when a limit is reached (the caller answers 503).
-    pub fn try_hold(self: &Arc<Self>, namespace: &Arc<str>) -> Option<HeldSlot> {
+    /// `body`: the request has a body, which reserves its share of the budget.
+    pub fn try_hold(self: &Arc<Self>, namespace: &Arc<str>, body: bool) -> Option<HeldSlot> {
         let mut c = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let n = c.by_namespace.get(namespace).copied().unwrap_or(0);
-        if c.total >= self.max_total || n >= self.max_per_namespace {
+        let body_bytes = if body { HELD_BODY_RESERVE } else { 0 };
+        if c.total >= self.max_total
+            || n >= self.max_per_namespace
+            || c.body_bytes + body_bytes > self.max_body_bytes
+        {
             return None;
         }
         c.total += 1;
+        c.body_bytes += body_bytes;
         c.by_namespace.insert(namespace.clone(), n + 1);
         crate::metrics::get()
             .proxy_held
@@ -48,6 +66,7 @@ impl HoldLimits {
         Some(HeldSlot {
             limits: self.clone(),
             namespace: namespace.clone(),
+            body_bytes,
         })
     }
 
@@ -66,6 +85,7 @@ impl Drop for HeldSlot {
     fn drop(&mut self) {
         let mut c = self.limits.held.lock().unwrap_or_else(|p| p.into_inner());
         c.total = c.total.saturating_sub(1);
+        c.body_bytes = c.body_bytes.saturating_sub(self.body_bytes);
         let left = match c.by_namespace.get_mut(&self.namespace) {
             Some(n) => {
                 *n = n.saturating_sub(1);
@@ -89,15 +109,33 @@ mod tests {
 
     #[test]
     fn limits_apply_per_namespace_and_in_all() {
-        let l = HoldLimits::new(2, 3);
+        let l = HoldLimits::new(2, 3, usize::MAX);
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("limits-a"), Arc::from("limits-b"));
-        let a1 = l.try_hold(&a).unwrap();
-        let _a2 = l.try_hold(&a).unwrap();
-        assert!(l.try_hold(&a).is_none(), "per namespace");
-        let _b1 = l.try_hold(&b).unwrap();
-        assert!(l.try_hold(&b).is_none(), "in all");
+        let a1 = l.try_hold(&a, false).unwrap();
+        let _a2 = l.try_hold(&a, false).unwrap();
+        assert!(l.try_hold(&a, false).is_none(), "per namespace");
+        let _b1 = l.try_hold(&b, false).unwrap();
+        assert!(l.try_hold(&b, false).is_none(), "in all");
         drop(a1);
         assert_eq!(l.held("limits-a"), 1);
-        assert!(l.try_hold(&b).is_some());
+        assert!(l.try_hold(&b, false).is_some());
+    }
+
+    #[test]
+    fn held_bodies_share_one_byte_budget() {
+        let l = HoldLimits::new(10, 10, 2 * HELD_BODY_RESERVE);
+        let ns: Arc<str> = Arc::from("limits-body");
+        let first = l.try_hold(&ns, true).unwrap();
+        let _second = l.try_hold(&ns, true).unwrap();
+        assert!(l.try_hold(&ns, true).is_none(), "the budget is spent");
+        assert!(
+            l.try_hold(&ns, false).is_some(),
+            "a request without a body still waits"
+        );
+        drop(first);
+        assert!(
+            l.try_hold(&ns, true).is_some(),
+            "a freed slot gives its bytes back"
+        );
     }
 }

@@ -1,27 +1,31 @@
 //! The ingress proxy: route, record activity, hold while waking, forward.
 //!
-//! The handler chain is [`Proxy::handle`], in the order a request meets it:
-//! 1. refuse what is never served (CONNECT; a request without a host);
-//! 2. route by host and path ([`routes`], from the routes file or [`ingress`]),
-//!    unknown host 404;
+//! Every request meets one decision, [`Proxy::admit`] ([`admission`]), over
+//! a protocol-neutral view of its head:
+//! 1. refuse what is never served (CONNECT; no host or two; a target that is
+//!    not a path or hides a separator, [`target`]);
+//! 2. route by host and normalised path ([`routes`], from the routes file or
+//!    [`ingress`]), unknown host 404;
 //! 3. record activity for the route's namespace ([`crate::activity::Reporter`]),
 //!    unless it is a health check; for a sleeping namespace that record is the
 //!    wake request, written once;
 //! 4. hold while the namespace sleeps or has no ready endpoint ([`hold`]):
 //!    browsers get the [`wake_page`], others wait within [`limits`] and the
 //!    hold timeout;
-//! 5. forward ([`forward`]) and stream the answer back.
+//! 5. forward ([`forward`]) with the headers rewritten by one rule set
+//!    ([`headers`]), and stream the answer back.
 //!
-//! Plain HTTP/1.1 requests of awake namespaces take a fast path without
-//! hyper ([`h1`]): the same steps 1 to 3 and 5 on the parsed head, bodies
-//! copied through. A request it leaves to hyper that must wait meets steps 1
-//! to 4 before hyper reads it ([`Proxy::pre_hold`], [`prehold`]): a held
-//! request then costs only its stream and the wait, not a whole hyper
-//! connection.
+//! Three front ends ask for that decision and only encode it: hyper's path
+//! ([`Proxy::handle`]); the HTTP/1.1 fast path ([`h1`]), which forwards plain
+//! HTTP/1.1 requests without hyper; and the pre-hold reader ([`prehold`]),
+//! which admits a new connection's first request before hyper reads it, so
+//! that a held request costs only its stream and the wait.
+pub mod admission;
 pub mod chunked;
 pub mod drain;
 pub mod forward;
 pub mod h1;
+pub mod headers;
 pub mod hold;
 pub mod ingress;
 pub mod limits;
@@ -30,27 +34,28 @@ pub mod prehold;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod target;
 pub mod wake_page;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::activity::{Activity, LeaseSink, Reporter, Sink, Source};
+use crate::activity::{LeaseSink, Reporter, Sink};
 use crate::annotations::WakePage;
 use crate::config::{AdminConfig, ProxyLimits};
-use forward::{Forwarder, Origin};
+use admission::{Forward, Refused, RequestView};
+use forward::Forwarder;
+use headers::Origin;
 use hold::Namespaces;
 use limits::HoldLimits;
 use routes::{Route, RouteTable};
@@ -89,6 +94,10 @@ pub struct Args {
     /// (new connections are refused at once); 0 closes everything at once.
     #[arg(long, env = "SIESTA_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse)]
     pub drain_timeout: Duration,
+    /// Serve plain HTTP/1.1 requests by the fast path; `false` sends every
+    /// request through hyper (the same decisions, encoded by hyper).
+    #[arg(long, env = "SIESTA_HTTP1_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http1_fast_path: bool,
 }
 
 /// The response body: an upstream's stream, or a small local answer.
@@ -117,6 +126,8 @@ pub struct Options {
     pub sink: Option<Arc<dyn Sink>>,
     /// Serving threads with their own runtimes; 0 serves on the caller's runtime.
     pub workers: usize,
+    /// Plain HTTP/1.1 requests take the fast path ([`h1`]); `false`: all go through hyper.
+    pub http1_fast_path: bool,
 }
 
 impl Default for Options {
@@ -131,6 +142,7 @@ impl Default for Options {
             tls: None,
             sink: None,
             workers: 0,
+            http1_fast_path: std::env::var("SIESTA_HTTP1_FAST_PATH").map_or(true, |v| v != "false"),
         }
     }
 }
@@ -164,6 +176,9 @@ pub struct Proxy {
     held: Arc<HoldLimits>,
     wake_page: WakePage,
     forwarder: Forwarder,
+    /// Client connections open now, bounded by `maxConnections`.
+    connections: Arc<Semaphore>,
+    http1_fast_path: bool,
 }
 
 /// A started proxy; dropping it stops every task it started.
@@ -258,10 +273,13 @@ pub async fn start(
         held: HoldLimits::new(
             options.limits.max_held_per_namespace,
             options.limits.max_held_total,
+            options.limits.max_held_body_bytes,
         ),
+        connections: Arc::new(Semaphore::new(options.limits.max_connections)),
         limits: options.limits,
         wake_page: options.wake_page,
         forwarder: Forwarder::new(),
+        http1_fast_path: options.http1_fast_path,
     });
     let (drainer, drain) = drain::channel();
     if options.workers == 0 {
@@ -362,6 +380,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         },
+        http1_fast_path: args.http1_fast_path,
     };
     let running = start(listener, options, cluster).await?;
     ready.set(true);
@@ -382,9 +401,10 @@ pub async fn run(args: Args) -> crate::Result<()> {
 /// Typed outcomes of the chain that the proxy answers itself, mapped to HTTP
 /// in one place ([`Refusal::response`]).
 #[derive(Debug)]
-enum Refusal {
+pub enum Refusal {
     Connect,
     NoHost,
+    BadTarget(target::BadTarget),
     UnknownHost,
     TooManyHeld,
     HoldTimeout,
@@ -392,46 +412,6 @@ enum Refusal {
     WakePage(String),
     Upstream(forward::ForwardError),
 }
-
-/// What steps 3 and 4 decided for a routed request.
-enum Gate {
-    Forward,
-    WakePage,
-    /// Wait for this namespace.
-    Hold(Arc<str>),
-}
-
-/// What [`Proxy::pre_hold`] decided for a connection's first request.
-pub enum PreHold {
-    /// Not held: hyper's path does every step.
-    Usual,
-    /// Recorded (and decided) already.
-    Done(PreHeld),
-    /// Recorded; it waits for its namespace.
-    Wait {
-        ns: Arc<str>,
-        host: String,
-        path: Box<str>,
-    },
-}
-
-impl PreHold {
-    /// Wait if it must; the outcome for hyper's path (`None`: do every step).
-    pub async fn wait(self, proxy: &Proxy) -> Option<PreHeld> {
-        match self {
-            PreHold::Usual => None,
-            PreHold::Done(pre) => Some(pre),
-            PreHold::Wait { ns, host, path } => {
-                Some(PreHeld(proxy.hold(&ns, &host, &path).await.err()))
-            }
-        }
-    }
-}
-
-/// The outcome of holding a connection's first request before hyper read it
-/// ([`Proxy::pre_hold`]); hyper's path then neither records nor holds it again.
-#[derive(Debug)]
-pub struct PreHeld(Option<Refusal>);
 
 impl Refusal {
     fn response(self) -> Response<Body> {
@@ -442,6 +422,11 @@ impl Refusal {
                 false,
             ),
             Refusal::NoHost => (StatusCode::BAD_REQUEST, "missing or invalid host\n", false),
+            Refusal::BadTarget(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid request target (encoded separators are not served)\n",
+                false,
+            ),
             Refusal::UnknownHost => (
                 StatusCode::NOT_FOUND,
                 "no route for this host and path\n",
@@ -483,15 +468,10 @@ impl Refusal {
     }
 }
 
-/// The host a request is for: an absolute-form or HTTP/2 authority, else `Host`.
-/// Only the route table decides where it goes; the target is never followed.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    routes::normalize_host(raw).map(Cow::into_owned)
-}
+/// What a front end decided for a request before hyper's path serves it
+/// (the pre-hold reader's first request of a connection): admitted, and
+/// waited for if it had to.
+pub type Settled = Result<Forward, Refused>;
 
 /// Index into [`routes::STATUS_CLASSES`].
 fn status_class(s: StatusCode) -> usize {
@@ -499,21 +479,35 @@ fn status_class(s: StatusCode) -> usize {
 }
 
 impl Proxy {
-    /// The handler chain (see the module doc). Never fails: every refusal is an answer.
-    /// `pre`: this request was already recorded and held by [`Proxy::pre_hold`].
+    /// hyper's path through the handler chain. Never fails: every refusal is
+    /// an answer. `pre`: this request was admitted (and held) already.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
         conn: &Downstream,
-        pre: Option<PreHeld>,
+        pre: Option<Settled>,
     ) -> Response<Body> {
-        let mut routed: Option<Arc<Route>> = None;
-        let resp = match self.route_and_forward(req, conn, pre, &mut routed).await {
-            Ok(r) => r.map(Either::Left),
-            Err(refusal) => refusal.response(),
+        let settled = match pre {
+            Some(settled) => settled,
+            None => {
+                let view = RequestView::of(&req, !req.body().is_end_stream());
+                let admission = self.admit(&view);
+                self.settle(admission).await
+            }
+        };
+        let (resp, route) = match settled {
+            Ok(forward) => {
+                let route = forward.route.clone();
+                let resp = match self.forward(req, conn, forward).await {
+                    Ok(r) => r.map(Either::Left),
+                    Err(refusal) => refusal.response(),
+                };
+                (resp, Some(route))
+            }
+            Err(Refused { route, why }) => (why.response(), route),
         };
         let class = status_class(resp.status());
-        match routed {
+        match route {
             Some(route) => route.requests(class).inc(),
             None => crate::metrics::get()
                 .proxy_requests
@@ -523,178 +517,31 @@ impl Proxy {
         resp
     }
 
-    async fn route_and_forward(
+    /// Step 5: forward, naming the host as the client did (the authority
+    /// wins, as for routing).
+    async fn forward(
         &self,
         req: Request<Incoming>,
         conn: &Downstream,
-        pre: Option<PreHeld>,
-        routed: &mut Option<Arc<Route>>,
+        forward: Forward,
     ) -> Result<Response<Incoming>, Refusal> {
-        // 1. never a forward proxy or a tunnel.
-        if req.method() == Method::CONNECT {
-            return Err(Refusal::Connect);
-        }
-        let host = request_host(&req).ok_or(Refusal::NoHost)?;
-        // 2. route.
-        let mut route = self
-            .find(&host, req.uri().path())
-            .ok_or(Refusal::UnknownHost)?;
-        *routed = Some(route.clone());
-        match pre {
-            // 3 and 4 were done before hyper read the request.
-            Some(PreHeld(Some(refusal))) => return Err(refusal),
-            Some(PreHeld(None)) => {}
-            None => match self.record_and_gate(&req, &host, &route) {
-                Gate::Forward => {}
-                Gate::WakePage => return Err(Refusal::WakePage(host)),
-                Gate::Hold(ns) => route = self.hold(&ns, &host, req.uri().path()).await?,
-            },
-        }
-        // 5. forward, naming the host as the client did (the authority wins, as for routing).
-        let upstream = route.upstream().ok_or(Refusal::NoEndpoint)?;
         let original_host = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => req.headers().get(header::HOST).cloned(),
         };
-        let original_host = original_host
-            .or_else(|| HeaderValue::from_str(&host).ok())
-            .ok_or(Refusal::NoHost)?;
         let origin = Origin {
             client: conn.client_ip.clone(),
             https: conn.https,
-            host: original_host,
+            host: original_host.ok_or(Refusal::NoHost)?,
         };
         self.forwarder
-            .forward(req, &upstream, &origin)
+            .forward(req, &forward.upstream, forward.target.as_deref(), &origin)
             .await
             .map_err(Refusal::Upstream)
     }
 
-    /// Steps 3 and 4 up to the wait: record the request as activity for the
-    /// route's namespace, then say whether it goes on, gets the wake page, or waits.
-    fn record_and_gate<B>(&self, req: &Request<B>, host: &str, route: &Route) -> Gate {
-        let Some(ns) = &route.namespace else {
-            return Gate::Forward;
-        };
-        let info = self.namespaces.info(ns);
-        let sleeping = info.is_some_and(|i| i.sleeping());
-        let user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        self.record(ns, route, host, req.uri().path(), user_agent, sleeping);
-        // 4. hold while it sleeps or no endpoint is ready.
-        let managed = info.is_some_and(|i| i.state.is_some());
-        if sleeping || (managed && !route.ready()) {
-            let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
-            if page == WakePage::Auto && wake_page::wants_page(req.method(), req.headers()) {
-                return Gate::WakePage;
-            }
-            return Gate::Hold(ns.clone());
-        }
-        Gate::Forward
-    }
-
-    /// Step 3: record a request as activity for the route's namespace. A
-    /// sleeping namespace's first record is its wake request, so it is always
-    /// reported; an awake one once per millisecond per route.
-    fn record(
-        &self,
-        ns: &str,
-        route: &Route,
-        host: &str,
-        path: &str,
-        user_agent: &str,
-        sleeping: bool,
-    ) {
-        let now = Utc::now();
-        if self.counts_as_activity(path, user_agent)
-            && (sleeping || route.report_due(now.timestamp_millis()))
-        {
-            self.reporter.report(Activity {
-                namespace: ns.to_string(),
-                at: now,
-                source: Source::Http,
-                detail: host.to_string(),
-            });
-        }
-    }
-
-    /// Whether a request on this route would be held now (step 4, without recording).
-    fn must_wait(&self, route: &Route) -> bool {
-        let Some(ns) = &route.namespace else {
-            return false;
-        };
-        self.namespaces
-            .info(ns)
-            .is_some_and(|i| i.sleeping() || (i.state.is_some() && !route.ready()))
-    }
-
-    /// Steps 1 to 4 for the first request head of a new HTTP/1 connection,
-    /// before hyper reads it. [`PreHold::Wait`]: the request must wait, which
-    /// [`PreHold`]'s `wait` does holding only what the wait needs.
-    /// [`PreHold::Usual`]: nothing to hold, hyper's path does every step.
-    pub fn pre_hold(&self, head: &Request<()>) -> PreHold {
-        if head.method() == Method::CONNECT {
-            return PreHold::Usual;
-        }
-        let Some(host) = request_host(head) else {
-            return PreHold::Usual;
-        };
-        let Some(route) = self.find(&host, head.uri().path()) else {
-            return PreHold::Usual;
-        };
-        if !self.must_wait(&route) {
-            return PreHold::Usual;
-        }
-        match self.record_and_gate(head, &host, &route) {
-            Gate::Forward => PreHold::Done(PreHeld(None)),
-            Gate::WakePage => PreHold::Done(PreHeld(Some(Refusal::WakePage(host)))),
-            Gate::Hold(ns) => PreHold::Wait {
-                ns,
-                host,
-                path: head.uri().path().into(),
-            },
-        }
-    }
-
     fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {
         self.routes.borrow().find(host, path).cloned()
-    }
-
-    /// Health checks and probes are forwarded but never keep a namespace awake.
-    fn counts_as_activity(&self, path: &str, user_agent: &str) -> bool {
-        if self.limits.ignore_paths.iter().any(|p| p == path) {
-            return false;
-        }
-        !self
-            .limits
-            .ignore_user_agents
-            .iter()
-            .any(|p| !p.is_empty() && user_agent.starts_with(p.as_str()))
-    }
-
-    /// Wait (bounded) until the namespace is awake and the route has a ready
-    /// endpoint; the route as it then is.
-    async fn hold(&self, ns: &Arc<str>, host: &str, path: &str) -> Result<Arc<Route>, Refusal> {
-        let _slot = self.held.try_hold(ns).ok_or(Refusal::TooManyHeld)?;
-        let started = tokio::time::Instant::now();
-        let ready = || {
-            !self.namespaces.info(ns).is_some_and(|i| i.sleeping())
-                && self.find(host, path).is_some_and(|r| r.ready())
-        };
-        let waited = tokio::time::timeout(
-            self.limits.hold_timeout,
-            self.namespaces.wait_until(ns, ready),
-        )
-        .await;
-        crate::metrics::get()
-            .proxy_hold_duration
-            .with_label_values(&[ns])
-            .observe(started.elapsed().as_secs_f64());
-        waited.map_err(|_| Refusal::HoldTimeout)?;
-        self.find(host, path).ok_or(Refusal::UnknownHost)
     }
 
     /// Where a request for this host and path would go now, without sending it.
@@ -717,24 +564,6 @@ impl Proxy {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_host_comes_from_the_authority_before_the_host_header() {
-        let req = Request::builder()
-            .uri("http://Evil.Internal:81/x")
-            .header("host", "app.example.test")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&req).as_deref(), Some("evil.internal"));
-        let req = Request::builder()
-            .uri("/x")
-            .header("host", "App.Example.Test:8080")
-            .body(())
-            .unwrap();
-        assert_eq!(request_host(&req).as_deref(), Some("app.example.test"));
-        let req = Request::builder().uri("/x").body(()).unwrap();
-        assert_eq!(request_host(&req), None);
-    }
-
     /// A proxy over `table`, without a cluster, for unit tests.
     pub(super) fn proxy_over(table: RouteTable) -> Proxy {
         let (_, rx) = watch::channel(Arc::new(table));
@@ -743,9 +572,11 @@ mod tests {
             namespaces: Arc::default(),
             reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
             limits: ProxyLimits::default(),
-            held: HoldLimits::new(1, 1),
+            held: HoldLimits::new(1, 1, usize::MAX),
             wake_page: WakePage::Auto,
             forwarder: Forwarder::new(),
+            connections: Arc::new(Semaphore::new(1)),
+            http1_fast_path: true,
         }
     }
 

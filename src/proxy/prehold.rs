@@ -70,17 +70,28 @@ pub async fn read_head<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) -> O
 
 /// Resolves when the client hangs up (or the connection fails) while its
 /// first request waits. Bytes it sends meanwhile (a body, pipelined requests)
-/// are kept in `buf` for hyper, up to twice the head limit; beyond that this
-/// stops reading, and the client waits.
-pub async fn hung_up<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>) {
+/// are kept in `buf` for hyper, up to `cap` bytes in all; beyond that this
+/// stops reading: the rest waits unread (in the kernel's socket buffer, and
+/// then in the client), and a hang-up is seen only when the wait ends.
+pub async fn hung_up<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>, cap: usize) {
     let mut chunk = [0u8; 64];
-    while buf.len() < 2 * MAX_HEAD_BYTES {
-        match io.read(&mut chunk).await {
+    while buf.len() < cap {
+        let want = chunk.len().min(cap - buf.len());
+        match io.read(&mut chunk[..want]).await {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
     std::future::pending::<()>().await
+}
+
+/// Whether a request head announces a body (a length above 0, or chunks).
+pub fn has_body(head: &Request<()>) -> bool {
+    head.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || head
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// The whole request head at the start of `buf`, as an `http::Request`;
@@ -232,7 +243,7 @@ mod tests {
         let mut buf = b"GET / HTTP/1.1\r\n\r\n".to_vec();
         tokio::time::timeout(
             std::time::Duration::from_secs(1),
-            hung_up(&mut server, &mut buf),
+            hung_up(&mut server, &mut buf, usize::MAX),
         )
         .await
         .unwrap();

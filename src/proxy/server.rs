@@ -17,11 +17,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::{Admission, RequestView};
 use super::drain::Drain;
 use super::h1::{self, Handoff};
 use super::pool::Pool;
 use super::prehold::{self, Head, Rewind, hung_up, read_head};
-use super::{Downstream, PreHeld, PreHold, Proxy};
+use super::{Downstream, Proxy, Settled};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -31,6 +32,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Enough concurrent HTTP/2 streams per connection for many held requests.
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// HTTP/2 flow-control windows, fixed (no adaptive growth): what a client
+/// may send of a stream's body before the proxy reads it (a held stream's
+/// bound: the RFC's default window), and of all of a connection's bodies.
+pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// What the pre-hold reader takes in of a held HTTP/1 request's body (or
+/// pipelined requests) while it waits; the rest stays unread.
+pub const HELD_READ: usize = 4 * 1024;
 
 pub(super) fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -43,6 +52,9 @@ pub(super) fn builder() -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD_BYTES as u32)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .adaptive_window(false)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
 }
@@ -72,6 +84,12 @@ pub async fn serve(
                 continue;
             }
         };
+        // Past `maxConnections` a new connection is closed at once.
+        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
+            crate::metrics::error("proxy_connections_full");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (builder, proxy, tls, drain, pool) = (
             builder.clone(),
@@ -81,6 +99,7 @@ pub async fn serve(
             pool.clone(),
         );
         tokio::spawn(async move {
+            let _permit = permit;
             let served = Served {
                 builder: &builder,
                 proxy,
@@ -122,9 +141,9 @@ async fn tls_connection(
 
 /// One connection: its requests go by the HTTP/1.1 fast path ([`h1`]) while
 /// it can serve them. The first request it leaves (or the first of the
-/// connection, if it is not HTTP/1) is held here if its namespace must wake
-/// ([`Proxy::pre_hold`]); then hyper serves the connection, starting with the
-/// bytes read so far.
+/// connection, if it is not HTTP/1) is admitted here, and held here if its
+/// namespace must wake; then hyper serves the connection, starting with the
+/// bytes read so far and that request's outcome.
 pub(super) async fn connection<S>(served: Served<'_>, mut io: S, peer: SocketAddr, https: bool)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -145,29 +164,40 @@ where
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
         Ok(Some(Head::Request)) => {
-            // Boxed, so that a held connection's task is only as large as the wait.
-            let fast = Box::pin(h1::serve(
-                &mut io,
-                &mut buf,
-                &proxy,
-                Downstream::new(peer, https),
-                pool,
-                &mut drain,
-            ));
-            if fast.await == Handoff::Done {
-                return;
-            }
-            match prehold::request(&buf).map(|head| proxy.pre_hold(&head)) {
-                None | Some(PreHold::Usual) => None,
-                Some(pre) => {
+            let admitted = if proxy.http1_fast_path {
+                // Boxed, so that a held connection's task is only as large as the wait.
+                let fast = Box::pin(h1::serve(
+                    &mut io,
+                    &mut buf,
+                    &proxy,
+                    Downstream::new(peer, https),
+                    pool,
+                    &mut drain,
+                ));
+                match fast.await {
+                    Handoff::Done => return,
+                    Handoff::Hyper(admitted) => admitted,
+                }
+            } else {
+                None
+            };
+            let admitted = admitted.or_else(|| {
+                let head = prehold::request(&buf)?;
+                Some(proxy.admit(&RequestView::of(&head, prehold::has_body(&head))))
+            });
+            match admitted {
+                None => None,
+                Some(Admission::Hold(held)) => {
                     // Only the bytes read and the wait stay allocated while it waits.
                     buf.shrink_to_fit();
+                    let cap = buf.len() + HELD_READ;
                     tokio::select! {
-                        pre = pre.wait(&proxy) => pre,
+                        settled = proxy.settle(Admission::Hold(held)) => Some(settled),
                         // A client that hangs up frees its place in the queue at once.
-                        () = hung_up(&mut io, &mut buf) => return,
+                        () = hung_up(&mut io, &mut buf, cap) => return,
                     }
                 }
+                Some(other) => Some(proxy.settle(other).await),
             }
         }
         Ok(Some(Head::Other)) => None,
@@ -189,7 +219,7 @@ async fn serve_connection<S>(
     io: S,
     downstream: Arc<Downstream>,
     proxy: Arc<Proxy>,
-    pre: Option<PreHeld>,
+    pre: Option<Settled>,
     mut drain: Drain,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
