@@ -33,8 +33,8 @@ unit:
 integration:
 	$(CLUSTER) up
 	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads 4 \
-	  && echo '[test] tests/proxy.rs again, every request through hyper (SIESTA_HTTP1_FAST_PATH=false)' \
-	  && SIESTA_HTTP1_FAST_PATH=false $(CARGO) test --locked --no-fail-fast --test proxy -- --test-threads 4
+	  && echo '[test] tests/proxy.rs and tests/proxy_attacks.rs again, every request through hyper (SIESTA_HTTP1_FAST_PATH=false)' \
+	  && SIESTA_HTTP1_FAST_PATH=false $(CARGO) test --locked --no-fail-fast --test proxy --test proxy_attacks -- --test-threads 4
 
 test: deps lint unit integration
 

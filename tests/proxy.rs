@@ -1488,3 +1488,65 @@ async fn sigterm_refuses_new_connections_finishes_requests_in_flight_and_closes_
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn held_requests_with_bodies_share_one_budget_and_the_held_body_arrives_whole() {
+    let kube = cluster().await;
+    let ns = namespace(&kube, "bodies", "asleep", &[]).await;
+    let (b, _) = scripted().await;
+    let limits = ProxyLimits {
+        // Room for one held request with a body.
+        max_held_body_bytes: siesta::config::HELD_BODY_RESERVE,
+        ..ProxyLimits::default()
+    };
+    let p = start_proxy(
+        &format!("routes:\n{}", route("bodies.example.test", b, Some(&ns))),
+        limits,
+        Some(kube.clone()),
+    )
+    .await;
+    let body = vec![7u8; 100 * 1024];
+    let post = |body: Vec<u8>| {
+        let mut req = format!(
+            "POST /sum HTTP/1.1\r\nHost: bodies.example.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend(body);
+        req
+    };
+    let addr = p.addr;
+    let first = {
+        let req = post(body.clone());
+        tokio::spawn(async move { raw(addr, &req).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(p.proxy.held(&ns), 1);
+    // A second held body is past the budget: 503 with Retry-After, at once.
+    let second = raw(p.addr, &post(vec![1u8; 10])).await;
+    assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+    assert!(
+        second.to_ascii_lowercase().contains("retry-after"),
+        "{second}"
+    );
+    // A request without a body still waits.
+    let third = tokio::spawn(async move { get(addr, "bodies.example.test", "/plain", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.proxy.held(&ns), 2);
+    set_state(&kube, &ns, "awake").await;
+    let first = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .unwrap()
+        .unwrap();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    assert!(
+        first.ends_with(&format!("len={} sum={sum}", body.len())),
+        "the held body reached the backend whole: {first}"
+    );
+    let (status, _, text) = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "/plain"));
+    remove_namespace(&kube, &ns).await;
+}

@@ -1,0 +1,441 @@
+//! The proxy as an attacker meets it: raw bytes on sockets against a proxy on
+//! 127.0.0.1 (attackers bind 127.0.0.2 and up), in front of a backend that
+//! records the raw requests it receives. Each test asserts what the upstream
+//! received and what a second, honest client sees. `make test` runs this file
+//! with the HTTP/1.1 fast path and again with every request through hyper
+//! (`SIESTA_HTTP1_FAST_PATH=false`): both must hold.
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use siesta::config::ProxyLimits;
+use siesta::proxy::{self, Options, Running, routes::parse_routes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// One request as the backend read it off its socket.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A backend that records every request and answers `<name> <target>` with a
+/// length, except for targets starting `/answer/`, whose answer head is the
+/// rest of the target's script (see `scripted_answer`).
+async fn recording_backend(name: &'static str) -> (SocketAddr, Log) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(req) = read_one(&mut s, &mut buf).await {
+                    seen.lock().unwrap().push(req.clone());
+                    let answer = scripted_answer(name, &req);
+                    if s.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// The answer to a recorded request.
+fn scripted_answer(name: &str, req: &Seen) -> Vec<u8> {
+    match req.target.as_str() {
+        // An answer that names its own length in Connection.
+        "/answer/connection-length" => {
+            b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello".to_vec()
+        }
+        // A switch nobody asked for.
+        "/answer/101" => {
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nRAW-TUNNEL-BYTES".to_vec()
+        }
+        target => {
+            let text = format!("{name} {} {target}", req.method);
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len()).into_bytes()
+        }
+    }
+}
+
+/// One request off the socket: the head parsed as an origin server would,
+/// the body by its Content-Length or chunks (decoded).
+async fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
+    let (head_len, method, target, headers) = loop {
+        let mut h = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut h);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
+            let headers = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            break (n, req.method?.to_string(), req.path?.to_string(), headers);
+        }
+        fill(s, buf).await?;
+    };
+    buf.drain(..head_len);
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            let line = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break buf.drain(..i + 2).collect::<Vec<u8>>();
+                }
+                fill(s, buf).await?;
+            };
+            let size = String::from_utf8_lossy(&line[..line.len() - 2]);
+            let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+            while buf.len() < size + 2 {
+                fill(s, buf).await?;
+            }
+            body.extend(buf.drain(..size));
+            buf.drain(..2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(len) = get("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+        while buf.len() < len {
+            fill(s, buf).await?;
+        }
+        body = buf.drain(..len).collect();
+    }
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Some(())
+}
+
+async fn start(routes: &str, limits: ProxyLimits) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = Options {
+        routes: Some(parse_routes(routes).unwrap()),
+        limits,
+        ..Options::default()
+    };
+    proxy::start(listener, options, None).await.unwrap()
+}
+
+/// A proxy routing `app.test` to one recording backend.
+async fn one_backend() -> (Running, Log) {
+    let (b, log) = recording_backend("app").await;
+    let p = start(
+        &format!("routes:\n  - {{host: app.test, upstream: 'http://{b}'}}\n"),
+        ProxyLimits::default(),
+    )
+    .await;
+    (p, log)
+}
+
+/// A connection from `ip` (an attacker's address in 127.0.0.0/8).
+async fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Send `bytes` from `ip`, then read what comes back until the proxy closes
+/// or `wait` passes.
+async fn exchange(ip: &str, to: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = connect_from(ip, to).await;
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An honest client's GET of `target` on a fresh connection: the answer text.
+async fn honest_get(to: SocketAddr, target: &str) -> String {
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nHost: app.test\r\nCookie: session=victim\r\nConnection: close\r\n\r\n"
+    );
+    exchange("127.0.0.1", to, req.as_bytes(), Duration::from_secs(5)).await
+}
+
+/// The status codes of the answers in `text` (HTTP/1.1 or HTTP/1.0).
+fn statuses(text: &str) -> Vec<u16> {
+    text.match_indices("HTTP/1.")
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+// ---------- request smuggling ----------
+
+/// A body that is itself a request, for the upstream to misread.
+const SMUGGLED: &str = "GET /admin HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 10.6.6.6\r\n\r\n";
+
+#[tokio::test]
+async fn connection_naming_a_framing_header_cannot_smuggle_a_request() {
+    let (p, log) = one_backend().await;
+    for connection in [
+        "content-length",
+        "close, content-length",
+        "Content-Length, keep-alive",
+        "host, content-length",
+    ] {
+        let attack = format!(
+            "POST /form HTTP/1.1\r\nHost: app.test\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{SMUGGLED}",
+            SMUGGLED.len()
+        );
+        let text = exchange(
+            "127.0.0.2",
+            p.addr,
+            attack.as_bytes(),
+            Duration::from_millis(700),
+        )
+        .await;
+        assert_eq!(statuses(&text), [200], "{connection}: one answer: {text}");
+        // The next client is served its own answer, not the attacker's.
+        let honest = honest_get(p.addr, "/victim").await;
+        assert!(
+            honest.ends_with("app GET /victim"),
+            "{connection}: {honest}"
+        );
+    }
+    let seen = log.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|r| r.target != "/admin"),
+        "the upstream never read the body as a request: {seen:#?}"
+    );
+    let posts: Vec<_> = seen.iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(posts.len(), 4);
+    for post in posts {
+        assert_eq!(
+            post.body,
+            SMUGGLED.as_bytes(),
+            "the body arrives whole, as a body"
+        );
+        assert_eq!(
+            post.header("host"),
+            Some("app.test"),
+            "Host is never stripped"
+        );
+        assert_eq!(post.header("x-forwarded-for"), Some("127.0.0.2"));
+    }
+    let victims = seen.iter().filter(|r| r.target == "/victim").count();
+    assert_eq!(victims, 4, "every honest request reached the upstream once");
+}
+
+#[tokio::test]
+async fn connection_host_never_sends_a_request_without_host() {
+    let (p, log) = one_backend().await;
+    let text = exchange(
+        "127.0.0.2",
+        p.addr,
+        b"GET /h HTTP/1.1\r\nHost: app.test\r\nConnection: host\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(statuses(&text), [200], "{text}");
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("host"), Some("app.test"));
+}
+
+#[tokio::test]
+async fn an_answer_naming_its_length_in_connection_keeps_its_length() {
+    let (p, _) = one_backend().await;
+    // Two pipelined requests on one client connection: the first answer must
+    // keep its length, so the second is not glued to it.
+    let text = exchange(
+        "127.0.0.1",
+        p.addr,
+        b"GET /answer/connection-length HTTP/1.1\r\nHost: app.test\r\n\r\n\
+          GET /next HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(statuses(&text), [200, 200], "{text}");
+    let first = text.split("HTTP/1.1 ").nth(1).unwrap().to_ascii_lowercase();
+    assert!(first.contains("content-length: 5\r\n"), "{text}");
+    assert!(first.ends_with("\r\n\r\nhello"), "{text}");
+    assert!(text.ends_with("app GET /next"), "{text}");
+}
+
+#[tokio::test]
+async fn conflicting_lengths_and_obsolete_framing_are_refused_not_forwarded() {
+    let (p, log) = one_backend().await;
+    for attack in [
+        // two different lengths
+        "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc",
+        // a length and chunks (CL.TE)
+        "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        // an obs-folded header
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-A: 1\r\n  continued\r\n\r\n",
+        // two hosts
+        "GET / HTTP/1.1\r\nHost: app.test\r\nHost: other.test\r\n\r\n",
+    ] {
+        let text = exchange(
+            "127.0.0.2",
+            p.addr,
+            attack.as_bytes(),
+            Duration::from_millis(700),
+        )
+        .await;
+        let s = statuses(&text);
+        assert!(s.first().is_some_and(|&c| c == 400), "{attack:?}: {text}");
+    }
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "nothing reached the upstream: {:#?}",
+        log.lock().unwrap()
+    );
+    assert!(honest_get(p.addr, "/ok").await.ends_with("app GET /ok"));
+}
+
+// ---------- routing ----------
+
+#[tokio::test]
+async fn routing_sees_the_normalised_path_and_the_upstream_gets_it() {
+    let (root, root_log) = recording_backend("root").await;
+    let (api, api_log) = recording_backend("api").await;
+    let p = start(
+        &format!(
+            "routes:\n  - {{host: app.test, upstream: 'http://{root}'}}\n  \
+             - {{host: app.test, pathPrefix: /api, upstream: 'http://{api}'}}\n"
+        ),
+        ProxyLimits::default(),
+    )
+    .await;
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let ask = |target: &str| {
+            format!("GET {target} {version}\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        };
+        let got = |target: &str| {
+            let req = ask(target);
+            async move { exchange("127.0.0.1", p.addr, req.as_bytes(), Duration::from_secs(5)).await }
+        };
+        let text = got("/api?x=1").await;
+        assert!(text.ends_with("api GET /api?x=1"), "{version}: {text}");
+        let text = got("/api/../x").await;
+        assert!(text.ends_with("root GET /x"), "{version}: {text}");
+        let text = got("/x/%2e%2e/api/v?q=/../").await;
+        assert!(text.ends_with("api GET /api/v?q=/../"), "{version}: {text}");
+        let text = got("//api//v").await;
+        assert!(text.ends_with("api GET /api/v"), "{version}: {text}");
+        for refused in [
+            "/api/..%2fx",
+            "/api/..%2Fx",
+            "/api/..%5cx",
+            "/api\\..\\x",
+            "/a%00",
+        ] {
+            let text = got(refused).await;
+            assert_eq!(statuses(&text), [400], "{version} {refused}: {text}");
+        }
+    }
+    let targets = |log: &Log| -> Vec<String> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.target.clone())
+            .collect()
+    };
+    assert_eq!(targets(&root_log), ["/x", "/x"]);
+    assert_eq!(
+        targets(&api_log),
+        ["/api?x=1", "/api/v?q=/../", "/api/v"].repeat(2)
+    );
+}
+
+// ---------- upgrades ----------
+
+#[tokio::test]
+async fn a_101_the_client_did_not_ask_for_is_never_a_tunnel() {
+    let (p, log) = one_backend().await;
+    for ask in [
+        "GET /answer/101 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        "GET /answer/101 HTTP/1.1\r\nHost: app.test\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+        "GET /answer/101 HTTP/1.1\r\nHost: app.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ] {
+        // After the answer, bytes for "the tunnel": a second request.
+        let attack = format!("{ask}GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n");
+        let text = exchange(
+            "127.0.0.2",
+            p.addr,
+            attack.as_bytes(),
+            Duration::from_millis(700),
+        )
+        .await;
+        assert!(!text.contains("RAW-TUNNEL-BYTES"), "{ask:?}: {text}");
+        assert_eq!(statuses(&text).first(), Some(&502), "{ask:?}: {text}");
+    }
+    let seen = log.lock().unwrap().clone();
+    for r in seen.iter().filter(|r| r.target == "/answer/101") {
+        let upgrade = r.header("upgrade");
+        assert!(
+            upgrade.is_none() || upgrade == Some("websocket"),
+            "only WebSocket is offered upstream: {r:?}"
+        );
+    }
+}
+
+// ---------- connection slots ----------
+
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_slots_come_back() {
+    let (b, _) = recording_backend("app").await;
+    let limits = ProxyLimits {
+        max_connections: 3,
+        ..ProxyLimits::default()
+    };
+    let p = start(
+        &format!("routes:\n  - {{host: app.test, upstream: 'http://{b}'}}\n"),
+        limits,
+    )
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(connect_from("127.0.0.2", p.addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One more is closed by the proxy at once, without an answer.
+    let started = tokio::time::Instant::now();
+    let text = honest_get(p.addr, "/full").await;
+    assert_eq!(text, "", "closed without an answer");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A slot that is given back serves the next client.
+    idle.pop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(honest_get(p.addr, "/ok").await.ends_with("app GET /ok"));
+}
