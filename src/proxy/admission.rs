@@ -2,8 +2,7 @@
 //! HTTP/1.1 fast path, the pre-hold reader, hyper's path), over a borrowed,
 //! protocol-neutral view of it ([`RequestView`]). Steps 1 to 4 of the handler
 //! chain, in order:
-//! 1. refuse what is never served: CONNECT, both a length and chunks, no
-//!    host or more than one `Host`,
+//! 1. refuse what is never served: CONNECT, no host or more than one `Host`,
 //!    a target that is not a path or hides a separator ([`super::target`]);
 //! 2. route on the host and the normalised path (never the query), unknown
 //!    host or path 404;
@@ -42,9 +41,6 @@ pub struct RequestView<'a> {
     pub accept: Option<&'a str>,
     /// The request has a body: held, it reserves a share of the body budget.
     pub has_body: bool,
-    /// Both `Content-Length` and `Transfer-Encoding`: refused (RFC 9112 6.1
-    /// allows it), so no upstream ever has to choose between them.
-    pub conflicting_framing: bool,
 }
 
 impl<'a> RequestView<'a> {
@@ -56,8 +52,7 @@ impl<'a> RequestView<'a> {
                 .and_then(|v: &http::HeaderValue| v.to_str().ok())
         };
         let hosts = req.headers().get_all(http::header::HOST).iter().count();
-        let conflicting_framing = req.headers().contains_key(http::header::CONTENT_LENGTH)
-            && req.headers().contains_key(http::header::TRANSFER_ENCODING);
+
         RequestView {
             method: req.method().as_str(),
             authority: req.uri().authority().map(|a| a.as_str()),
@@ -70,7 +65,6 @@ impl<'a> RequestView<'a> {
             user_agent: text(http::header::USER_AGENT).unwrap_or(""),
             accept: text(http::header::ACCEPT),
             has_body,
-            conflicting_framing,
         }
     }
 }
@@ -133,9 +127,7 @@ impl Proxy {
         if view.method == "CONNECT" {
             return Admission::Refuse(Refused::unrouted(Refusal::Connect));
         }
-        if view.conflicting_framing {
-            return Admission::Refuse(Refused::unrouted(Refusal::BadFraming));
-        }
+
         let host = match host_of(view) {
             Ok(h) => h,
             Err(why) => return Admission::Refuse(Refused::unrouted(why)),

@@ -179,7 +179,6 @@ impl Proxy {
             user_agent: f.user_agent,
             accept: f.accept,
             has_body: f.content_length.is_some_and(|n| n > 0),
-            conflicting_framing: false,
         };
         let forward = match self.admit(&view) {
             Admission::Forward(fwd) if !fwd.upstream.h2c => fwd,

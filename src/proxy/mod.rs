@@ -404,7 +404,6 @@ pub async fn run(args: Args) -> crate::Result<()> {
 pub enum Refusal {
     Connect,
     NoHost,
-    BadFraming,
     BadTarget(target::BadTarget),
     UnknownHost,
     TooManyHeld,
@@ -423,11 +422,6 @@ impl Refusal {
                 false,
             ),
             Refusal::NoHost => (StatusCode::BAD_REQUEST, "missing or invalid host\n", false),
-            Refusal::BadFraming => (
-                StatusCode::BAD_REQUEST,
-                "Content-Length and Transfer-Encoding together are not served\n",
-                false,
-            ),
             Refusal::BadTarget(_) => (
                 StatusCode::BAD_REQUEST,
                 "invalid request target (encoded separators are not served)\n",
