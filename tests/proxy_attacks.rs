@@ -156,6 +156,18 @@ async fn start(routes: &str, limits: ProxyLimits) -> Running {
     proxy::start(listener, options, None).await.unwrap()
 }
 
+/// A proxy routing `app.test` to `upstream`, with the fast path or without.
+async fn proxy_with(upstream: SocketAddr, http1_fast_path: bool) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let routes = format!("routes:\n  - {{host: app.test, upstream: 'http://{upstream}'}}\n");
+    let options = Options {
+        routes: Some(parse_routes(&routes).unwrap()),
+        http1_fast_path,
+        ..Options::default()
+    };
+    proxy::start(listener, options, None).await.unwrap()
+}
+
 /// A proxy routing `app.test` to one recording backend.
 async fn one_backend() -> (Running, Log) {
     let (b, log) = recording_backend("app").await;
@@ -710,18 +722,7 @@ fn the_fast_path_delivers_what_hyper_delivers() {
         let mut both = Vec::new();
         for fast_path in [true, false] {
             let (b, log) = recording_backend("app").await;
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let options = Options {
-                routes: Some(
-                    parse_routes(&format!(
-                        "routes:\n  - {{host: app.test, upstream: 'http://{b}'}}\n"
-                    ))
-                    .unwrap(),
-                ),
-                http1_fast_path: fast_path,
-                ..Options::default()
-            };
-            both.push((proxy::start(listener, options, None).await.unwrap(), log));
+            both.push((proxy_with(b, fast_path).await, log));
         }
         let (slow, slow_log) = both.pop().unwrap();
         let (fast, fast_log) = both.pop().unwrap();
@@ -778,4 +779,227 @@ fn the_fast_path_delivers_what_hyper_delivers() {
         "only {by_fast_path} of {total} took the fast path"
     );
     drop((fast, slow));
+}
+
+/// A backend that answers every request with the bytes in its script, then
+/// closes when the script says so.
+async fn answering_backend() -> (SocketAddr, Arc<Mutex<(Vec<u8>, bool)>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script: Arc<Mutex<(Vec<u8>, bool)>> = Arc::default();
+    let shared = script.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let script = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_one(&mut s, &mut buf).await.is_some() {
+                    let (bytes, close) = script.lock().unwrap().clone();
+                    if s.write_all(&bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, script)
+}
+
+/// The final answers a client can read whole from `raw`: status and
+/// decoded body, in order, up to the first that is cut or malformed.
+fn final_answers(mut raw: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        let mut h = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut h);
+        let Ok(httparse::Status::Complete(n)) = resp.parse(raw) else {
+            return out;
+        };
+        let status = resp.code.unwrap_or(0);
+        let get = |name: &str| {
+            resp.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+        };
+        let (chunked, length) = (
+            get("transfer-encoding").is_some_and(|v| v.contains("chunked")),
+            get("content-length").and_then(|v| v.trim().parse::<usize>().ok()),
+        );
+        raw = &raw[n..];
+        if status < 200 {
+            continue;
+        }
+        let mut body = Vec::new();
+        if status == 204 || status == 304 {
+        } else if chunked {
+            loop {
+                let Some(i) = raw.windows(2).position(|w| w == b"\r\n") else {
+                    return out;
+                };
+                let line = String::from_utf8_lossy(&raw[..i]).into_owned();
+                let Ok(size) =
+                    usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                else {
+                    return out;
+                };
+                raw = &raw[i + 2..];
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|e| e + 4)
+                    else {
+                        if raw.starts_with(b"\r\n") {
+                            raw = &raw[2..];
+                            break;
+                        }
+                        return out;
+                    };
+                    raw = if raw.starts_with(b"\r\n") {
+                        &raw[2..]
+                    } else {
+                        &raw[end..]
+                    };
+                    break;
+                }
+                if raw.len() < size + 2 {
+                    return out;
+                }
+                body.extend_from_slice(&raw[..size]);
+                raw = &raw[size + 2..];
+            }
+        } else if let Some(len) = length {
+            if raw.len() < len {
+                return out;
+            }
+            body.extend_from_slice(&raw[..len]);
+            raw = &raw[len..];
+        } else {
+            // Until the close.
+            body.extend_from_slice(raw);
+            raw = &[];
+        }
+        out.push((status, body));
+        if raw.is_empty() {
+            return out;
+        }
+    }
+}
+
+/// Generated upstream answers, hostile ones included (conflicting lengths,
+/// Connection naming the length, junk after a chunk size, bare LF in the
+/// trailers, interim answers, close-delimited bodies), reach a client the
+/// same way through the fast path and through hyper's path: the same final
+/// answers, read whole, with the same bodies.
+#[test]
+fn answers_reach_the_client_the_same_way_on_both_paths() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (proxies, scripts) = rt.block_on(async {
+        let (mut proxies, mut scripts) = (Vec::new(), Vec::new());
+        for fast_path in [true, false] {
+            let (b, script) = answering_backend().await;
+            proxies.push(proxy_with(b, fast_path).await);
+            scripts.push(script);
+        }
+        (proxies, scripts)
+    });
+    let status = prop::sample::select(vec!["200 OK", "404 Not Found", "204 No Content"]);
+    let interim = prop::sample::select(vec!["", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"]);
+    let framing = prop::sample::select(vec![
+        "length",
+        "length-twice",
+        "length-conflict",
+        "chunked",
+        "chunked-ext",
+        "chunked-junk",
+        "chunked-trailer",
+        "chunked-trailer-bare-lf",
+        "chunked-not-last",
+        "close",
+    ]);
+    let connection = prop::sample::select(vec![
+        "",
+        "content-length",
+        "close",
+        "x-a",
+        "transfer-encoding",
+    ]);
+    let strategy = (
+        status,
+        interim,
+        framing,
+        connection,
+        prop::collection::vec(any::<u8>(), 1..40),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&strategy, |(status, interim, framing, connection, body)| {
+        let n = body.len();
+        let conn = if connection.is_empty() {
+            String::new()
+        } else {
+            format!("Connection: {connection}\r\nX-A: 1\r\n")
+        };
+        let chunks = |ext: &str, trailer: &str| {
+            let mut b = format!("{n:x}{ext}\r\n").into_bytes();
+            b.extend(&body);
+            b.extend(format!("\r\n0\r\n{trailer}\r\n").bytes());
+            b
+        };
+        let (head, payload, close): (String, Vec<u8>, bool) = match framing {
+            "length" => (format!("Content-Length: {n}\r\n"), body.clone(), false),
+            "length-twice" => (format!("Content-Length: {n}\r\nContent-Length: {n}\r\n"), body.clone(), false),
+            "length-conflict" => (format!("Content-Length: {n}\r\nContent-Length: {}\r\n", n + 1), body.clone(), false),
+            "chunked" => ("Transfer-Encoding: chunked\r\n".into(), chunks("", ""), false),
+            "chunked-ext" => ("Transfer-Encoding: chunked\r\n".into(), chunks(";a=\"b c\"", ""), false),
+            "chunked-junk" => ("Transfer-Encoding: chunked\r\n".into(), chunks("junk", ""), false),
+            "chunked-trailer" => ("Transfer-Encoding: chunked\r\nTrailer: x-t\r\n".into(), chunks("", "x-t: 1\r\n"), false),
+            "chunked-trailer-bare-lf" => ("Transfer-Encoding: chunked\r\n".into(), chunks("", "x-t: 1\nx-u: 2\r\n"), false),
+            "chunked-not-last" => ("Transfer-Encoding: chunked, identity\r\n".into(), body.clone(), true),
+            _ => (String::new(), body.clone(), true),
+        };
+        let mut answer = format!("{interim}HTTP/1.1 {status}\r\n{conn}{head}\r\n").into_bytes();
+        answer.extend(payload);
+        let ask = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\nGET /y HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+        let got: Vec<Vec<(u16, Vec<u8>)>> = rt.block_on(async {
+            let mut got = Vec::new();
+            for (p, script) in proxies.iter().zip(&scripts) {
+                *script.lock().unwrap() = (answer.clone(), close);
+                // The proxy's own 502 and a cut answer are the same refusal
+                // (the generator never makes the upstream answer 502).
+                let whole = final_answers(&answers(p.addr, ask).await);
+                got.push(whole.into_iter().take_while(|a| a.0 != 502).collect());
+            }
+            got
+        });
+        // A body that runs to the close ends the fast path's client
+        // connection too; hyper frames it in chunks and goes on. So there the
+        // fast path's answers are the first of hyper's, and at least one.
+        let (fast, hyper) = (&got[0], &got[1]);
+        let compared = if close && !hyper.is_empty() {
+            prop_assert!(!fast.is_empty());
+            &hyper[..fast.len().min(hyper.len())]
+        } else {
+            &hyper[..]
+        };
+        prop_assert_eq!(
+            fast,
+            compared,
+            "fast path vs hyper for {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    drop(proxies);
 }

@@ -250,6 +250,7 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
         return Parsed::Invalid;
     };
     let mut length = None;
+    let mut bad_length = false;
     let mut chunked = None;
     let mut keep_alive = resp.version == Some(1);
     for h in resp.headers.iter() {
@@ -257,7 +258,7 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
             match (length, parse_length(h.value)) {
                 (None, Some(n)) => length = Some(n),
                 (Some(a), Some(b)) if a == b => {}
-                _ => return Parsed::Invalid,
+                _ => bad_length = true,
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Chunked only counts as the last coding (RFC 9112 6.3).
@@ -273,6 +274,11 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
     let framing = if head_method || status < 200 || status == 204 || status == 304 {
         Framing::Empty
     } else {
+        // A length that frames nothing is ignored, as hyper's path does; one
+        // that would frame the body must be one and valid.
+        if bad_length && chunked.is_none() {
+            return Parsed::Invalid;
+        }
         match (chunked, length) {
             (Some(true), _) => Framing::Chunked,
             (Some(false), _) | (None, None) => Framing::Close,
@@ -291,9 +297,12 @@ fn answer_head(buf: &[u8], head_method: bool, client_close: bool) -> Parsed {
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    // A chunked answer's length is dropped: the chunks frame it.
+    // With chunks, the length is dropped: the chunks frame the body. With a
+    // coding other than chunked last, the body runs to the close, and the
+    // client is not told of codings it would try to read as chunks.
     put_kept(&mut out, resp.headers, |name| {
-        chunked.is_some() && name.eq_ignore_ascii_case("content-length")
+        (chunked.is_some() && name.eq_ignore_ascii_case("content-length"))
+            || (chunked == Some(false) && name.eq_ignore_ascii_case("transfer-encoding"))
     });
     if close && status >= 200 {
         out.extend_from_slice(b"connection: close\r\n");
