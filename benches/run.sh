@@ -5,13 +5,13 @@
 #   1. audit ingest: criterion, Siesta's parser vs serde_json IgnoredAny over the
 #      same generated lines; the 400-event EventList webhook p99; then
 #      `siesta audit replay` over ~300 MB of generated audit JSON lines.
-#   2. proxy: Siesta vs nginx in front of the same backend (wrk), held requests.
+#   2. proxy: Siesta vs nginx and HAProxy in front of the same backend: HTTP/1.1,
+#      HTTPS (wrk), HTTP/2 (h2load); held requests with and without bodies.
 #   3. controller at scale: 10,000 namespaces on the local cluster.
 # SIESTA_BENCH_ONLY=audit|proxy|controller runs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only=${SIESTA_BENCH_ONLY:-}
-command -v h2load >/dev/null || { sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo; $sudo_ apt-get install -y -qq nghttp2-client >/dev/null || true; }
 cargo build --release --locked
 if [ -z "$only" ] || [ "$only" = audit ]; then
   echo "== audit ingest"
@@ -21,7 +21,7 @@ if [ -z "$only" ] || [ "$only" = audit ]; then
   target/release/siesta audit replay "$lines"
 fi
 if [ -z "$only" ] || [ "$only" = proxy ]; then
-  echo "== proxy vs nginx"
+  echo "== proxy vs nginx and HAProxy"
   SIESTA_BIN=target/release/siesta benches/proxy.sh
 fi
 if [ -z "$only" ] || [ "$only" = controller ]; then

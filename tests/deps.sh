@@ -3,7 +3,7 @@
 # Debian packages (only the missing ones), then the control plane from Go modules.
 set -euo pipefail
 need=()
-for pair in openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk; do
+for pair in openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk haproxy:haproxy h2load:nghttp2-client; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -12,9 +12,10 @@ if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
   $sudo_ apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # the prometheus package starts a service; tests run their own on loopback
-  $sudo_ systemctl disable --now prometheus prometheus-node-exporter nginx >/dev/null 2>&1 || true
+  # the prometheus, nginx and haproxy packages start services; tests and benches run their own on loopback
+  $sudo_ systemctl disable --now prometheus prometheus-node-exporter nginx haproxy >/dev/null 2>&1 || true
   pkill -x prometheus 2>/dev/null || true
+  [ -s /run/haproxy.pid ] && $sudo_ kill "$(cat /run/haproxy.pid)" 2>/dev/null || true
   pkill -f 'nginx: master' 2>/dev/null || true
 fi
 command -v go >/dev/null || { echo "[deps] Go is required to build the control plane" >&2; exit 1; }
