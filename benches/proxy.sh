@@ -1,160 +1,237 @@
 #!/usr/bin/env bash
-# Siesta's proxy against nginx, in front of the same backend, on loopback.
+# Siesta's proxy against nginx and HAProxy, in front of the same backend, on loopback.
 #
-#   benches/proxy.sh            (run by `make bench`; needs nginx, wrk, python3)
+#   benches/proxy.sh            (run by `make bench`; needs nginx, haproxy, wrk,
+#                                h2load, openssl, python3: tests/deps.sh)
 #
-# Phases (each BENCH_SECS, default 5 s, after a 2 s warm-up) in ROUNDS rounds
-# (default 9). The proxies run back to back in each round, in the opposite
-# order the next round, so that a slower or faster stretch of the machine hits
-# both alike. Every round gives its own ratios (Siesta over nginx); the report
-# is the best round of each phase and the median of those ratios (see below):
-#   direct   wrk -> backend                        (the latency baseline)
-#   nginx    wrk -> nginx -> backend
-#   siesta   wrk -> siesta proxy -> backend        (route without a namespace)
-#   counted  wrk -> siesta proxy -> backend        (route with a namespace: every
-#                                                   request is recorded as activity)
-# then 10,000 requests held for 10 sleeping namespaces (needs the local cluster).
+# BENCH_PARTS (default "http1 https h2 held") picks what runs:
+#   http1  wrk -> {nginx, haproxy, siesta} -> backend, HTTP/1.1 keep-alive;
+#          "counted" is Siesta on a route with a namespace (every request is
+#          recorded as activity)
+#   https  the same with TLS terminated by each proxy (a self-signed cert)
+#   h2     h2load -> proxy, HTTP/2 by prior knowledge (h2c); HTTP/1.1 upstream
+#   held   requests held for 10 sleeping namespaces (needs the local cluster):
+#          RSS of a fresh Siesta and kernel socket memory per held request,
+#          HTTP/1.1 and HTTP/2, without and with bodies (benches/hold.py)
+# The load parts run as phases (each BENCH_SECS, default 5 s, after a 2 s
+# warm-up) in ROUNDS rounds (default 9). The phases run back to back in each
+# round, in the opposite order the next round, so that a slower or faster
+# stretch of the machine hits every proxy alike. Every round gives its own
+# ratios (Siesta over each peer); the report is the best round of each phase
+# and the median of those ratios (see below). "direct" (wrk -> backend) opens
+# each round: the latency baseline for the added p99.
 #
-# Fairness: the backend is nginx `return 200` (1 worker). The proxies get one
-# core each: nginx `worker_processes 1`, Siesta `--workers 1`, and on a machine
-# of two cores or more the proxy under test has the last core to itself (taskset)
-# while wrk and the backend share the others, so that the measure is of the
-# proxy, not of where the scheduler happened to put three busy processes
-# (SIESTA_BENCH_PIN=0: no pinning, everything shares every core). nginx
-# keeps upstream connections alive (`keepalive 64`, HTTP/1.1), has no access
-# log, sets the same X-Forwarded-* headers, and neither side limits requests
-# per connection.
+# Fairness: the backend is nginx `return 200` (1 worker). Every proxy gets
+# WORKERS (SIESTA_THREADS, default 1) workers: nginx `worker_processes`,
+# HAProxy `nbthread`, Siesta `--workers`; on a machine of two cores or more
+# the proxy under test has the last core to itself (taskset) while the load
+# and the backend share the others, so that the measure is of the proxy, not
+# of where the scheduler happened to put three busy processes
+# (SIESTA_BENCH_PIN=0: no pinning, everything shares every core). Both peers
+# keep upstream connections alive (benches/nginx.conf, benches/haproxy.cfg),
+# log nothing, set the same X-Forwarded-* headers, and no proxy limits
+# requests per connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECS:-5}
 rounds=${ROUNDS:-9}
 conns=${BENCH_CONNS:-64}
+h2_conns=${BENCH_H2_CONNS:-8}     # h2load -c; times -m: as many requests in flight as wrk's
+h2_streams=${BENCH_H2_STREAMS:-8} # h2load -m
 held=${BENCH_HELD:-10000}
+body=${BENCH_HELD_BODY:-65536}
+parts=" ${BENCH_PARTS:-http1 https h2 held} "
+workers=${SIESTA_THREADS:-1}
 target=${CARGO_TARGET_DIR:-target}
 siesta=${SIESTA_BIN:-$target/release/siesta}
 [ -x "$siesta" ] || cargo build --release --locked --bin siesta
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in "$nginx" wrk python3; do command -v "$tool" >/dev/null || { echo "missing $tool (tests/deps.sh installs it)" >&2; exit 1; }; done
+haproxy=$(command -v haproxy || echo /usr/sbin/haproxy)
+want() { [[ $parts == *" $1 "* ]]; }
+need=("$nginx" "$haproxy" wrk python3 curl openssl)
+want h2 && need+=(h2load)
+for tool in "${need[@]}"; do command -v "$tool" >/dev/null || { echo "missing $tool (tests/deps.sh installs it)" >&2; exit 1; }; done
 dir=$(mktemp -d /tmp/siesta-proxy-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-backend_port=$(port); nginx_port=$(port); siesta_port=$(port); admin_port=$(port)
 log() { printf '[bench] %s\n' "$*" >&2; }
-# The proxies on the last core, the load (wrk, backend, held clients) on the rest.
-cores=$(nproc); on_proxy=(); on_load=(); placement="sharing $cores cores with wrk and the backend"
+# The proxies on the last core, the load (wrk, h2load, backend, held clients) on the rest.
+cores=$(nproc); on_proxy=(); on_load=(); placement="sharing $cores cores with the load and the backend"
 if [ "${SIESTA_BENCH_PIN:-1}" != 0 ] && [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
   on_proxy=(taskset -c $((cores - 1))); on_load=(taskset -c 0-$((cores - 2)))
-  placement="pinned to core $((cores - 1)); wrk and the backend on cores 0-$((cores - 2))"
+  placement="pinned to core $((cores - 1)); the load and the backend on cores 0-$((cores - 2))"
 fi
 
-mkdir -p "$dir/tmp"
-common="worker_processes 1; daemon off; pid PIDFILE; error_log $dir/error.log warn;
-events { worker_connections 16384; }"
-cat >"$dir/backend.conf" <<CONF
-${common//PIDFILE/$dir/backend.pid}
+# --- the processes ----------------------------------------------------------
+
+declare -A conf=([DIR]=$dir [WORKERS]=$workers [BACKEND_PORT]=$(port))
+declare -A http_port tls_port h2c_port # each proxy's: HTTP/1.1, HTTPS, h2c
+render() { # render TEMPLATE OUT: every @NAME@ replaced by conf[NAME]
+  local text k
+  text=$(<"$1")
+  for k in "${!conf[@]}"; do text=${text//@$k@/${conf[$k]}}; done
+  if [[ $text =~ @[A-Z_]+@ ]]; then log "$1: nothing fills ${BASH_REMATCH[0]}"; exit 1; fi
+  printf '%s\n' "$text" >"$2"
+}
+
+make_cert() { # a self-signed certificate for 127.0.0.1, PEM: cert.pem, key.pem, and both in one for HAProxy
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+  cat "$dir/cert.pem" "$dir/key.pem" >"$dir/cert+key.pem"
+}
+
+write_routes() { # routes.yaml: plain, counted (an awake namespace) and held0-9 (sleeping ones)
+  local b="'http://127.0.0.1:${conf[BACKEND_PORT]}'" i
+  {
+    echo "routes:"
+    echo "  - {host: plain.bench.test, upstream: $b}"
+    echo "  - {host: counted.bench.test, upstream: $b, namespace: proxy-bench-awake}"
+    for i in $(seq 0 9); do echo "  - {host: held$i.bench.test, upstream: $b, namespace: proxy-bench-held-$i}"; done
+  } >"$dir/routes.yaml"
+}
+
+answers() { # answers CURL-ARGS...: true once the URL answers 200 (10 s at most)
+  for _ in $(seq 100); do
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 -H 'Host: plain.bench.test' "$@" 2>/dev/null)" = 200 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+peer_config() { # peer_config NAME TEMPLATE: NAME's three ports, and TEMPLATE rendered into $dir/NAME.conf
+  http_port[$1]=$(port) tls_port[$1]=$(port) h2c_port[$1]=$(port)
+  conf[HTTP_PORT]=${http_port[$1]} conf[TLS_PORT]=${tls_port[$1]} conf[H2C_PORT]=${h2c_port[$1]}
+  render "$2" "$dir/$1.conf"
+}
+
+peer_answers() { # peer_answers NAME LOG: NAME answers on its three ports, or the bench stops with LOG
+  answers "http://127.0.0.1:${http_port[$1]}/" && answers "https://127.0.0.1:${tls_port[$1]}/" &&
+    answers --http2-prior-knowledge "http://127.0.0.1:${h2c_port[$1]}/" && return 0
+  log "$1 does not answer"; cat "$2" >&2; exit 1
+}
+
+start_backend_and_peers() { # the backend, nginx and HAProxy; the peers' pids in $nginx_pids (workers) and $haproxy_pid
+  mkdir -p "$dir/tmp"
+  cat >"$dir/backend.conf" <<CONF
+worker_processes 1; daemon off; pid $dir/backend.pid; error_log $dir/error.log warn;
+events { worker_connections 16384; }
 http { access_log off; client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp;
-  server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${conf[BACKEND_PORT]}; keepalive_requests 1000000;
     location / { return 200 "ok\n"; } } }
 CONF
-cat >"$dir/nginx.conf" <<CONF
-${common//PIDFILE/$dir/nginx.pid}
-http { access_log off; client_body_temp_path $dir/tmp; proxy_temp_path $dir/tmp;
-  upstream backend { server 127.0.0.1:$backend_port; keepalive 64; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000;
-    location / {
-      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host;
-    } } }
-CONF
-"${on_load[@]}" "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/backend.conf" & pids+=($!)
-"${on_proxy[@]}" "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" & pids+=($!)
-nginx_master=$!
+  peer_config nginx benches/nginx.conf
+  peer_config haproxy benches/haproxy.cfg
+  "$haproxy" -c -q -f "$dir/haproxy.conf" || { log "haproxy rejects its configuration"; exit 1; }
+  "${on_load[@]}" "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/backend.conf" & pids+=($!)
+  "${on_proxy[@]}" "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" & pids+=($!)
+  local nginx_master=$!
+  "${on_proxy[@]}" "$haproxy" -db -f "$dir/haproxy.conf" 2>"$dir/haproxy.log" & pids+=($!)
+  haproxy_pid=$!
+  peer_answers nginx "$dir/error.log"
+  peer_answers haproxy "$dir/haproxy.log"
+  nginx_pids=$(pgrep -P "$nginx_master" | tr '\n' ' ')
+}
 
-cluster=false
-if [ -z "${KUBECONFIG:-}" ] && [ -f /tmp/siesta-cluster/kubeconfig ]; then eval "$(tests/cluster/cluster.sh env)"; fi
-if [ -n "${KUBECONFIG:-}" ] && kubectl get --raw /readyz >/dev/null 2>&1; then cluster=true; fi
-since=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%SZ)
-{
-  echo "routes:"
-  echo "  - {host: plain.bench.test, upstream: 'http://127.0.0.1:$backend_port'}"
-  echo "  - {host: counted.bench.test, upstream: 'http://127.0.0.1:$backend_port', namespace: proxy-bench-awake}"
-  for i in $(seq 0 9); do
-    echo "  - {host: held$i.bench.test, upstream: 'http://127.0.0.1:$backend_port', namespace: proxy-bench-held-$i}"
-  done
-} >"$dir/routes.yaml"
-if $cluster; then
-  for ns in proxy-bench-awake $(seq -f 'proxy-bench-held-%g' 0 9); do
-    kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null 2>&1 || true
-    kubectl create namespace "$ns" >/dev/null
-  done
-  kubectl annotate namespace proxy-bench-awake siesta.dev/state=awake "siesta.dev/state-since=$since" >/dev/null
-  for i in $(seq 0 9); do
-    kubectl annotate namespace "proxy-bench-held-$i" siesta.dev/state=asleep "siesta.dev/state-since=$since" >/dev/null
-  done
-fi
-SIESTA_LOG=warn TOKIO_WORKER_THREADS=1 "${on_proxy[@]}" "$siesta" proxy --workers "${SIESTA_THREADS:-1}" --listen "127.0.0.1:$siesta_port" \
-  --admin-listen "127.0.0.1:$admin_port" --routes "$dir/routes.yaml" 2>"$dir/siesta.log" & pids+=($!)
-siesta_pid=$!
-for _ in $(seq 100); do curl -sf "127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -sf "127.0.0.1:$admin_port/readyz" >/dev/null || { cat "$dir/siesta.log" >&2; exit 1; }
+start_siesta() { # start_siesta PORT ADMIN-PORT [ARGS...]: a Siesta proxy, ready; its pid in $started
+  local port=$1 admin=$2
+  shift 2
+  SIESTA_LOG=warn TOKIO_WORKER_THREADS=1 "${on_proxy[@]}" "$siesta" proxy --workers "$workers" --listen "127.0.0.1:$port" \
+    --admin-listen "127.0.0.1:$admin" --routes "$dir/routes.yaml" "$@" 2>>"$dir/siesta.log" & pids+=($!)
+  started=$!
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  cat "$dir/siesta.log" >&2
+  exit 1
+}
 
-nginx_pid=""
-for _ in $(seq 50); do nginx_pid=$(pgrep -P "$nginx_master" | head -n1 || true); [ -n "$nginx_pid" ] && break; sleep 0.1; done
-[ -n "$nginx_pid" ] || { cat "$dir/error.log" >&2; exit 1; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-# CPU time (user + system, in clock ticks) of a process and all its threads.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+stop() { # stop PID: SIGTERM, then SIGKILL after 5 s
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# --- load phases --------------------------------------------------------------
+
+# Each phase: its client (wrk or h2), URL, Host, and the pids of the proxy measured.
+declare -A tool url host of
+phase_def() { tool[$1]=$2 url[$1]=$3 host[$1]=$4 of[$1]=${5:-}; }
+
+rss_kib() { local p s=0; for p in "$@"; do s=$((s + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$s"; }
+# CPU time (user + system, in clock ticks) of processes and all their threads.
+cpu_ticks() { local p s=0; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
 hz=$(getconf CLK_TCK)
 to_us() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n*1000; else if (v ~ /s$/) print n*1000000; else print n }'; }
+
+load() { # load NAME SECS: NAME's client for SECS seconds; output in $dir/NAME.out (and .log: h2load's per-request log)
+  local name=$1 s=$2
+  case ${tool[$name]} in
+    wrk) "${on_load[@]}" timeout $((s + 30)) wrk -t1 -c"$conns" -d"${s}s" --latency -H "Host: ${host[$name]}" "${url[$name]}" ;;
+    h2) rm -f "$dir/$name.log"
+      "${on_load[@]}" timeout $((s + 30)) h2load -t1 -c"$h2_conns" -m"$h2_streams" -D"$s" --log-file="$dir/$name.log" \
+        -H ":authority: ${host[$name]}" "${url[$name]}" ;;
+  esac >"$dir/$name.out"
+}
+
+# `result_TOOL NAME`: "REQ/S P99-US REQUESTS" of the phase just run, or fail on an error answer.
+result_wrk() {
+  local out=$dir/$1.out
+  if grep -q "Non-2xx" "$out"; then log "$1: non-2xx answers"; cat "$out" >&2; exit 1; fi
+  echo "$(awk '/Requests\/sec/ {print $2}' "$out") $(to_us "$(awk '$1=="99%" {print $2}' "$out")") $(awk '/requests in/ {print $1}' "$out")"
+}
+result_h2() {
+  local out=$dir/$1.out done bad
+  done=$(awk '/^requests:/ {print $6}' "$out")
+  bad=$(awk '/^requests:/ {n += $10 + $12 + $14} /^status codes:/ {n += $5 + $7 + $9} END {print n + 0}' "$out")
+  if [ "${done:-0}" = 0 ] || [ "$bad" != 0 ]; then log "$1: failed or non-2xx answers"; cat "$out" >&2; exit 1; fi
+  # the log's third column: microseconds until the end of each answer
+  echo "$(awk '/^finished in/ {print $4}' "$out") $(sort -n -k3,3 "$dir/$1.log" | awk '{v[NR]=$3} END {i=int(NR*0.99); print v[i < 1 ? 1 : i]}') $done"
+}
+
 declare -A rps p99 peak cpu
-run() { # run NAME PORT HOST PID
-  local name=$1 port=$2 host=$3 pid=${4:-} out max=0 r
-  "${on_load[@]}" wrk -t1 -c"$conns" -d2s -H "Host: $host" "http://127.0.0.1:$port/" >/dev/null
-  local t0=0
-  if [ -n "$pid" ]; then t0=$(cpu_ticks "$pid"); fi
-  "${on_load[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Host: $host" "http://127.0.0.1:$port/" >"$dir/$name.out" &
-  local wrk_pid=$!
-  while kill -0 "$wrk_pid" 2>/dev/null; do
-    if [ -n "$pid" ]; then r=$(rss_kib "$pid"); if [ "$r" -gt "$max" ]; then max=$r; fi; fi
+phase() { # phase NAME: a 2 s warm-up, then BENCH_SECS measured
+  local name=$1 max=0 r t0=0 t1=0 r_now p_now n_req c_now=""
+  local -a ps
+  read -ra ps <<<"${of[$name]}"
+  load "$name" 2
+  [ ${#ps[@]} -gt 0 ] && t0=$(cpu_ticks "${ps[@]}")
+  load "$name" "$secs" &
+  local client=$!
+  while kill -0 "$client" 2>/dev/null; do
+    if [ ${#ps[@]} -gt 0 ]; then r=$(rss_kib "${ps[@]}"); [ "$r" -gt "$max" ] && max=$r; fi
     sleep 0.5
   done
-  wait "$wrk_pid"
-  local t1=0
-  if [ -n "$pid" ]; then t1=$(cpu_ticks "$pid"); fi
-  out=$(cat "$dir/$name.out")
-  grep -q "Non-2xx" <<<"$out" && { log "$name: non-2xx answers"; echo "$out" >&2; exit 1; }
-  local r_now p_now
-  r_now=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p_now=$(to_us "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  wait "$client" || { log "$name: the load client failed"; cat "$dir/$name.out" >&2; exit 1; }
+  [ ${#ps[@]} -gt 0 ] && t1=$(cpu_ticks "${ps[@]}")
+  local res
+  res=$("result_${tool[$name]}" "$name")
+  read -r r_now p_now n_req <<<"$res"
   rps[$name]="${rps[$name]:-} $r_now"
+  p99[$name]="${p99[$name]:-} $p_now"
   # CPU microseconds per request: what the proxy itself spends, whatever the
   # other processes on the machine leave it (req/s move with them).
-  local n_req c_now=""
-  n_req=$(awk '/requests in/ {print $1}' <<<"$out")
-  if [ -n "$pid" ] && [ "${n_req:-0}" -gt 0 ]; then
+  if [ ${#ps[@]} -gt 0 ] && [ "${n_req:-0}" -gt 0 ]; then
     c_now=$(awk -v a="$t0" -v b="$t1" -v n="$n_req" -v hz="$hz" 'BEGIN { printf "%.2f", (b-a)*1000000/hz/n }')
     cpu[$name]="${cpu[$name]:-} $c_now"
   fi
-  p99[$name]="${p99[$name]:-} $p_now"
-  if [ "$max" -gt "${peak[$name]:-0}" ]; then peak[$name]=$max; fi
-  log "$name: $r_now req/s, p99 ${p_now} us${pid:+, peak RSS $max KiB, $c_now us CPU per request}"
+  [ "$max" -gt "${peak[$name]:-0}" ] && peak[$name]=$max
+  log "$name: $r_now req/s, p99 ${p_now} us${c_now:+, peak RSS $max KiB, $c_now us CPU per request}"
 }
-log "backend :$backend_port, nginx :$nginx_port, siesta :$siesta_port; $rounds x ${secs}s per phase, $conns connections"
-for i in $(seq "$rounds"); do
-  run direct "$backend_port" plain.bench.test
-  if [ $((i % 2)) -eq 1 ]; then
-    run nginx "$nginx_port" plain.bench.test "$nginx_pid"
-    run siesta "$siesta_port" plain.bench.test "$siesta_pid"
-    run counted "$siesta_port" counted.bench.test "$siesta_pid"
-  else
-    run counted "$siesta_port" counted.bench.test "$siesta_pid"
-    run siesta "$siesta_port" plain.bench.test "$siesta_pid"
-    run nginx "$nginx_port" plain.bench.test "$nginx_pid"
-  fi
-done
+
+rounds_of() { # rounds_of PHASE...: ROUNDS rounds, "direct" first, the phases in alternating order
+  local i p order
+  for i in $(seq "$rounds"); do
+    order=("$@")
+    if [ $((i % 2)) -eq 0 ]; then order=(); for p in "$@"; do order=("$p" "${order[@]}"); done; fi
+    log "round $i/$rounds"
+    if want http1 || want https; then phase direct; fi
+    for p in "${order[@]}"; do phase "$p"; done
+  done
+}
+
+# --- the report -----------------------------------------------------------------
+
 # Two estimates, both robust to a round disturbed by other load (on a shared
 # machine a disturbance only ever slows a phase down):
 # - best of the rounds: each phase's highest req/s, lowest p99 and lowest CPU
@@ -171,80 +248,189 @@ per_round() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) print "n/a"; else printf "%.2f", a/b }'; }
 added() { awk -v p="$1" -v d="$2" 'BEGIN { a = p - d; print (a < 1 ? 1 : a) }'; }
-d_rps=$(most "${rps[direct]}"); n_rps=$(most "${rps[nginx]}"); s_rps=$(most "${rps[siesta]}"); c_rps=$(most "${rps[counted]}")
-d_p99=$(least "${p99[direct]}"); n_p99=$(least "${p99[nginx]}"); s_p99=$(least "${p99[siesta]}"); c_p99=$(least "${p99[counted]}")
-n_cpu=$(least "${cpu[nginx]:-0}"); s_cpu=$(least "${cpu[siesta]:-0}")
-added_n=$(added "$n_p99" "$d_p99"); added_s=$(added "$s_p99" "$d_p99")
-cost=$(awk -v s="$s_rps" -v c="$c_rps" 'BEGIN { printf "%.1f", (s-c)*100/s }')
-# Siesta over nginx, round by round: throughput, added p99 (over the round's
-# direct p99), CPU per request; and the activity cost in % of throughput.
-r_rps=$(per_round 'a/b' "${rps[siesta]}" "${rps[nginx]}")
-r_p99=$(per_round '(a-c)/((b-c) < 1 ? 1 : (b-c))' "${p99[siesta]}" "${p99[nginx]}" "${p99[direct]}")
-r_cpu=$(per_round 'a/b' "${cpu[siesta]:-0}" "${cpu[nginx]:-1}")
-r_cost=$(per_round '(a-b)*100/a' "${rps[siesta]}" "${rps[counted]}")
+lat() { # lat PHASE [DIRECT]: best p99 of PHASE, less DIRECT's when given (the added p99)
+  if [ -n "${2:-}" ]; then added "$(least "${p99[$1]}")" "$(least "${p99[$2]}")"; else least "${p99[$1]}"; fi
+}
 
-held_line="held: skipped (no local cluster)"
-if $cluster; then
-  rss0=$(rss_kib "$siesta_pid")
-  cat >"$dir/hold.py" <<'PY'
-import asyncio, sys
-async def main(port, n):
-    conns = []
-    for i in range(n):
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(f"GET /held HTTP/1.1\r\nHost: held{i % 10}.bench.test\r\nAccept: */*\r\n\r\n".encode())
-        conns.append((r, w))
-        if i % 500 == 499:
-            await asyncio.sleep(0.05)
-    print("sent", flush=True)
-    await asyncio.sleep(3600)
-asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
-PY
-  "${on_load[@]}" python3 "$dir/hold.py" "$siesta_port" "$held" >"$dir/hold.out" 2>&1 & hold_pid=$!; pids+=($hold_pid)
-  now=0
+phase_line() { # phase_line LABEL PHASE [DIRECT]
+  local l
+  l=$(printf '%-17s %s req/s, p99 %s us' "$1:" "$(most "${rps[$2]}")" "$(least "${p99[$2]}")")
+  [ -n "${3:-}" ] && [ "$2" != "$3" ] && l+=" (+$(lat "$2" "$3"))"
+  [ -n "${cpu[$2]:-}" ] && l+=", $(least "${cpu[$2]}") us CPU per request, peak RSS ${peak[$2]} KiB"
+  echo "$l"
+}
+
+versus() { # versus LABEL SIESTA PEER [DIRECT]: best-round ratios, then the median and each round's
+  local p="p99" r_lat
+  if [ -n "${4:-}" ]; then
+    p="added p99"
+    r_lat=$(per_round '(a-c < 1 ? 1 : a-c)/((b-c) < 1 ? 1 : (b-c))' "${p99[$2]}" "${p99[$3]}" "${p99[$4]}")
+  else
+    r_lat=$(per_round 'a/b' "${p99[$2]}" "${p99[$3]}")
+  fi
+  local r_rps r_cpu
+  r_rps=$(per_round 'a/b' "${rps[$2]}" "${rps[$3]}")
+  r_cpu=$(per_round 'a/b' "${cpu[$2]}" "${cpu[$3]}")
+  printf '%-17s throughput %sx, %s %sx, CPU per request %sx (best rounds)\n' "vs $1:" \
+    "$(ratio "$(most "${rps[$2]}")" "$(most "${rps[$3]}")")" "$p" "$(ratio "$(lat "$2" "${4:-}")" "$(lat "$3" "${4:-}")")" \
+    "$(ratio "$(least "${cpu[$2]}")" "$(least "${cpu[$3]}")")"
+  printf '%-17s median %sx: %s\n' "  throughput" "$(med "$r_rps" "%.2f")" "$r_rps" "  $p" "$(med "$r_lat" "%.2f")" "$r_lat" \
+    "  CPU" "$(med "$r_cpu" "%.2f")" "$r_cpu"
+}
+
+versus_faster() { # versus_faster SIESTA NGINX HAPROXY [DIRECT]: against the peer of the higher best-round req/s
+  local fast=$2 name=nginx low_cpu
+  if awk -v n="$(most "${rps[$2]}")" -v h="$(most "${rps[$3]}")" 'BEGIN { exit !(h > n) }'; then fast=$3 name=haproxy; fi
+  low_cpu=$(printf '%s\n' "$(least "${cpu[$2]}")" "$(least "${cpu[$3]}")" | sort -g | head -n1)
+  printf '%-17s throughput %sx (target >= 1.0), %s %sx (target <= 1.1), CPU per request %sx the lower of the two (target < 1.0)\n' \
+    "vs the faster ($name):" "$(ratio "$(most "${rps[$1]}")" "$(most "${rps[$fast]}")")" "${4:+added }p99" \
+    "$(ratio "$(lat "$1" "${4:-}")" "$(lat "$fast" "${4:-}")")" "$(ratio "$(least "${cpu[$1]}")" "$low_cpu")"
+}
+
+report_group() { # report_group TITLE SIESTA NGINX HAPROXY [DIRECT]
+  echo "-- $1"
+  [ -n "${5:-}" ] && phase_line "direct backend" "$5"
+  phase_line nginx "$3" "${5:-}"
+  phase_line haproxy "$4" "${5:-}"
+  phase_line siesta "$2" "${5:-}"
+  versus nginx "$2" "$3" "${5:-}"
+  versus haproxy "$2" "$4" "${5:-}"
+  versus_faster "$2" "$3" "$4" "${5:-}"
+}
+
+report_http1_extra() { # counted route: activity cost and peak RSS
+  local s c r_cost
+  s=$(most "${rps[siesta]}"); c=$(most "${rps[counted]}")
+  r_cost=$(per_round '(a-b)*100/a' "${rps[siesta]}" "${rps[counted]}")
+  phase_line "siesta counted" counted direct
+  echo "peak RSS:         $(awk -v k="${peak[counted]}" -v l="${peak[siesta]}" 'BEGIN { m = k > l ? k : l; printf "%.1f", m/1024 }') MiB (target <= 30)"
+  echo "activity cost:    $(awk -v s="$s" -v c="$c" 'BEGIN { printf "%.1f", (s-c)*100/s }')% of throughput (target <= 5); median of the rounds' $(med "$r_cost" "%.1f")%: $r_cost"
+}
+
+# --- held requests ----------------------------------------------------------------
+
+held_ns() { echo proxy-bench-awake; seq -f 'proxy-bench-held-%g' 0 9; }
+make_namespaces() { # proxy-bench-awake awake, proxy-bench-held-0..9 asleep (no controller runs: they stay asleep)
+  local since ns
+  since=$(date -u -d '-10 min' +%Y-%m-%dT%H:%M:%SZ)
+  for ns in $(held_ns); do
+    kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+    kubectl create namespace "$ns" >/dev/null
+    local state=asleep; [ "$ns" = proxy-bench-awake ] && state=awake
+    kubectl annotate namespace "$ns" "siesta.dev/state=$state" "siesta.dev/state-since=$since" >/dev/null
+  done
+}
+
+held_now() { curl -s "127.0.0.1:$1/metrics" | awk '/^siesta_proxy_held_requests/ {s+=$2} END {print s+0}'; }
+tcp_pages() { awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i+1) }' /proc/net/sockstat; }
+page_kib=$(( $(getconf PAGESIZE) / 1024 ))
+
+held_config() { # an admin config raising the held-body budget to what BENCH_HELD bodies reserve, if this binary has one
+  printf 'proxy:\n  maxHeldBodyBytes: %s\n' $((held * 65536)) >"$dir/held-config.yaml"
+  if "$siesta" check-config "$dir/held-config.yaml" >/dev/null 2>&1; then
+    held_args=(--config "$dir/held-config.yaml"); budget="maxHeldBodyBytes $((held * 65536))"
+  else
+    held_args=(); budget="no held-body budget in this binary"
+  fi
+}
+
+held_phase() { # held_phase LABEL MODE ARGS...: benches/hold.py MODE PORT REQUESTS ARGS against a fresh Siesta
+  local label=$1 mode=$2 port admin
+  shift 2
+  port=$(port); admin=$(port)
+  # until the kernel's count settles after the last phase's sockets (10 s at most)
+  local m=-1
+  for _ in $(seq 20); do [ "$(tcp_pages)" = "$m" ] && break; m=$(tcp_pages); sleep 0.5; done
+  start_siesta "$port" "$admin" "${held_args[@]}"
+  local proxy=$started rss0 mem0 rss1 mem1 now=0 last=-1 stable=0
+  sleep 1
+  rss0=$(rss_kib "$proxy"); mem0=$(tcp_pages)
+  LIFETIME=300 "${on_load[@]}" python3 benches/hold.py "$mode" "$port" "$held" "$@" >"$dir/hold.out" 2>&1 & pids+=($!)
+  local client=$!
+  for _ in $(seq 600); do grep -q '^sent' "$dir/hold.out" && break; kill -0 "$client" 2>/dev/null || break; sleep 0.2; done
+  # until every request is held, or the count stays put for 2 s (some refused), 60 s at most
   for _ in $(seq 300); do
-    now=$(curl -s "127.0.0.1:$admin_port/metrics" | awk '/^siesta_proxy_held_requests/ {s+=$2} END {print s+0}')
+    now=$(held_now "$admin")
     if [ "$now" -ge "$held" ]; then break; fi
+    if [ "$now" = "$last" ]; then stable=$((stable + 1)); [ "$stable" -ge 10 ] && break; else stable=0; fi
+    last=$now
     sleep 0.2
   done
   sleep 1
-  rss1=$(rss_kib "$siesta_pid")
-  per=$(awk -v a="$rss0" -v b="$rss1" -v n="$held" 'BEGIN { printf "%.2f", (b-a)/n }')
-  held_line="held (HTTP/1):    $now requests, one connection each; RSS $rss0 KiB -> $rss1 KiB: $per KiB per held request (target <= 4)"
-  kill "$hold_pid" 2>/dev/null || true
-  held_total() { curl -s "127.0.0.1:$admin_port/metrics" | awk '/^siesta_proxy_held_requests/ {s+=$2} END {print s+0}'; }
-  for _ in $(seq 100); do [ "$(held_total)" -eq 0 ] && break; sleep 0.2; done
-  # The same over HTTP/2: 10 connections of 1,000 streams each (h2load, h2c).
-  if command -v h2load >/dev/null; then
-    rss2=$(rss_kib "$siesta_pid")
-    h2pids=()
-    for i in $(seq 0 9); do
-      "${on_load[@]}" h2load -n $((held / 10)) -c 1 -m $((held / 10)) -H ":authority: held$i.bench.test" \
-        "http://127.0.0.1:$siesta_port/held" >/dev/null 2>&1 & h2pids+=($!); pids+=($!)
-    done
-    now=0
-    for _ in $(seq 300); do now=$(held_total); if [ "$now" -ge "$held" ]; then break; fi; sleep 0.2; done
-    sleep 1
-    rss3=$(rss_kib "$siesta_pid")
-    per2=$(awk -v a="$rss2" -v b="$rss3" -v n="$held" 'BEGIN { printf "%.2f", (b-a)/n }')
-    held_line="$held_line
-held (h2):        $now requests on 10 HTTP/2 connections; RSS $rss2 KiB -> $rss3 KiB: $per2 KiB per held request"
-    kill "${h2pids[@]}" 2>/dev/null || true
-  fi
-  for ns in proxy-bench-awake $(seq -f 'proxy-bench-held-%g' 0 9); do kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
-fi
+  rss1=$(rss_kib "$proxy"); mem1=$(tcp_pages); now=$(held_now "$admin")
+  stop "$client"
+  stop "$proxy"
+  local sent
+  sent=$(tail -n1 "$dir/hold.out")
+  if [[ $sent != *requests=* ]]; then log "$label: benches/hold.py failed"; cat "$dir/hold.out" >&2; return 0; fi
+  awk -v l="$label" -v n="$now" -v a="$rss0" -v b="$rss1" -v m0="$mem0" -v m1="$mem1" -v pk="$page_kib" -v s="$sent" 'BEGIN {
+    split(s, kv, " "); for (i in kv) { split(kv[i], x, "="); c[x[1]] = x[2] }
+    d = n > 0 ? n : 1
+    printf "%-36s %d held of %d on %d connections (answered %d, closed %d, streams refused %d), body sent %.1f KiB each;\n", l ":", n, c["requests"], c["connections"], c["answered"], c["closed"], c["refused_streams"], c["body_bytes"] / 1024 / (c["requests"] > 0 ? c["requests"] : 1)
+    printf "%-36s RSS %d -> %d KiB: %.2f KiB, kernel TCP %d -> %d pages: %.2f KiB per held request (targets <= 4)\n", "", a, b, (b-a)/d, m0, m1, (m1-m0)*pk/d
+  }'
+}
 
-cat <<REPORT
-== Siesta proxy vs nginx ($rounds x ${secs}s, $conns connections, one core each, $placement)
-best of the rounds (highest req/s, lowest p99, lowest CPU per request):
-direct backend:   $d_rps req/s, p99 $d_p99 us
-nginx:            $n_rps req/s, p99 $n_p99 us, $n_cpu us CPU per request, peak RSS ${peak[nginx]} KiB (worker)
-siesta:           $s_rps req/s, p99 $s_p99 us, $s_cpu us CPU per request, peak RSS ${peak[siesta]} KiB
-siesta counted:   $c_rps req/s, p99 $c_p99 us, peak RSS ${peak[counted]} KiB
-throughput ratio: $(ratio "$s_rps" "$n_rps")x nginx (target >= 1.0); median of the rounds' ratios $(med "$r_rps" "%.2f")x: $r_rps
-added p99:        siesta +$added_s us, nginx +$added_n us: $(ratio "$added_s" "$added_n")x (target <= 1.1); median of the rounds' $(med "$r_p99" "%.2f")x: $r_p99
-CPU per request:  $(ratio "$s_cpu" "$n_cpu")x nginx's; median of the rounds' $(med "$r_cpu" "%.2f")x: $r_cpu
-peak RSS:         $(awk -v k="${peak[counted]}" -v l="${peak[siesta]}" 'BEGIN { m = k > l ? k : l; printf "%.1f", m/1024 }') MiB (target <= 30)
-activity cost:    $cost% of throughput (target <= 5); median of the rounds' $(med "$r_cost" "%.1f")%: $r_cost
-$held_line
-REPORT
+held_part() { # every held measurement, each on a fresh Siesta
+  local s=$((held / 10))
+  held_config
+  echo "-- held ($held requests for 10 sleeping namespaces; RSS of a fresh Siesta; kernel: /proc/net/sockstat, both ends; $budget)"
+  held_phase "HTTP/1.1, no body" h1 0
+  held_phase "HTTP/2, $s streams/conn, no body" h2 "$s" 0
+  held_phase "HTTP/1.1, $((body / 1024)) KiB body" h1 "$body"
+  held_phase "HTTP/2, 1 stream/conn, body" h2 1 "$body"
+  held_phase "HTTP/2, $s streams/conn, body" h2 "$s" "$body"
+}
+
+# --- main ------------------------------------------------------------------------
+
+make_cert
+write_routes
+start_backend_and_peers
+cluster=false
+if [ -z "${KUBECONFIG:-}" ] && [ -f /tmp/siesta-cluster/kubeconfig ]; then eval "$(tests/cluster/cluster.sh env)"; fi
+if [ -n "${KUBECONFIG:-}" ] && kubectl get --raw /readyz >/dev/null 2>&1; then cluster=true; fi
+$cluster && make_namespaces
+b=${conf[BACKEND_PORT]}
+phase_def direct wrk "http://127.0.0.1:$b/" plain.bench.test
+order=()
+if want http1 || want h2; then
+  siesta_port=$(port)
+  start_siesta "$siesta_port" "$(port)"; siesta_pid=$started
+fi
+if want http1; then
+  phase_def nginx wrk "http://127.0.0.1:${http_port[nginx]}/" plain.bench.test "$nginx_pids"
+  phase_def haproxy wrk "http://127.0.0.1:${http_port[haproxy]}/" plain.bench.test "$haproxy_pid"
+  phase_def siesta wrk "http://127.0.0.1:$siesta_port/" plain.bench.test "$siesta_pid"
+  phase_def counted wrk "http://127.0.0.1:$siesta_port/" counted.bench.test "$siesta_pid"
+  order+=(nginx haproxy siesta counted)
+fi
+if want https; then
+  siesta_tls_port=$(port)
+  start_siesta "$siesta_tls_port" "$(port)" --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem"
+  phase_def nginx_tls wrk "https://127.0.0.1:${tls_port[nginx]}/" plain.bench.test "$nginx_pids"
+  phase_def haproxy_tls wrk "https://127.0.0.1:${tls_port[haproxy]}/" plain.bench.test "$haproxy_pid"
+  phase_def siesta_tls wrk "https://127.0.0.1:$siesta_tls_port/" plain.bench.test "$started"
+  order+=(nginx_tls haproxy_tls siesta_tls)
+fi
+if want h2; then
+  phase_def nginx_h2 h2 "http://127.0.0.1:${h2c_port[nginx]}/" plain.bench.test "$nginx_pids"
+  phase_def haproxy_h2 h2 "http://127.0.0.1:${h2c_port[haproxy]}/" plain.bench.test "$haproxy_pid"
+  phase_def siesta_h2 h2 "http://127.0.0.1:$siesta_port/" plain.bench.test "$siesta_pid"
+  order+=(nginx_h2 haproxy_h2 siesta_h2)
+fi
+log "backend :$b; $rounds x ${secs}s per phase: ${order[*]}"
+[ ${#order[@]} -gt 0 ] && rounds_of "${order[@]}"
+
+echo "== Siesta proxy vs nginx and HAProxy ($rounds x ${secs}s, $workers worker(s) each, $placement)"
+[ ${#order[@]} -gt 0 ] && echo "best of the rounds (highest req/s, lowest p99, lowest CPU per request); under each ratio, the median of the rounds' own ratios and every round's"
+if want http1; then
+  report_group "HTTP/1.1 (wrk -t1 -c$conns)" siesta nginx haproxy direct
+  report_http1_extra
+fi
+want https && report_group "HTTPS: TLS at the proxy, HTTP/1.1 keep-alive (wrk -t1 -c$conns)" siesta_tls nginx_tls haproxy_tls direct
+want h2 && report_group "HTTP/2 by prior knowledge (h2load -c$h2_conns -m$h2_streams; p99 from its per-request log)" siesta_h2 nginx_h2 haproxy_h2
+if want held; then
+  if $cluster; then held_part; else echo "-- held: skipped (no local cluster: tests/cluster/cluster.sh up)"; fi
+fi
+if $cluster; then for ns in $(held_ns); do kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done; fi
