@@ -137,7 +137,7 @@ pub struct ProxyLimits {
 
 /// What one held request with a body reserves from `maxHeldBodyBytes`: the
 /// HTTP/2 stream window, which is also about what the kernel takes in of an
-/// unread HTTP/1 body (the proxy itself reads at most 4 KiB of it while held).
+/// unread HTTP/1 body (the proxy itself reads at most 1 KiB of it while held).
 pub const HELD_BODY_RESERVE: usize = 64 * 1024;
 
 impl Default for ProxyLimits {

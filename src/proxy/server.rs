@@ -38,8 +38,8 @@ const MAX_CONCURRENT_STREAMS: u32 = 1000;
 pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// What the pre-hold reader takes in of a held HTTP/1 request's body (or
-/// pipelined requests) while it waits; the rest stays unread.
-pub const HELD_READ: usize = 4 * 1024;
+/// pipelined requests) while it waits, to see a hang-up; the rest stays unread.
+pub const HELD_READ: usize = 1024;
 
 pub(super) fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -191,6 +191,8 @@ where
                     // Only the bytes read and the wait stay allocated while it waits.
                     buf.shrink_to_fit();
                     let cap = buf.len() + HELD_READ;
+                    // One allocation of the final size, not a doubling one.
+                    buf.reserve_exact(HELD_READ);
                     tokio::select! {
                         settled = proxy.settle(Admission::Hold(held)) => Some(settled),
                         // A client that hangs up frees its place in the queue at once.
