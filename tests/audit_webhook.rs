@@ -189,9 +189,72 @@ impl Client {
 /// An EventList with one request a person made in `namespace`.
 fn event_list(namespace: &str) -> String {
     let id = format!("{namespace}-{}", std::process::id());
+    list(&[audit_event(&id, namespace, "ResponseComplete", Some(200))])
+}
+
+/// An EventList of these items, as the API server's webhook posts it.
+fn list(items: &[String]) -> String {
     format!(
-        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{id}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/{namespace}/pods","verb":"list","user":{{"username":"alice","groups":["system:authenticated"]}},"userAgent":"kubectl/v1.36.3","objectRef":{{"resource":"pods","namespace":"{namespace}","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":200}},"requestReceivedTimestamp":"2026-01-02T03:04:05Z","stageTimestamp":"2026-01-02T03:04:05Z"}}]}}"#
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+        items.join(",")
     )
+}
+
+/// One stage of request `id`, alice listing pods in `namespace`; `code` is
+/// the answer (none at `RequestReceived`).
+fn audit_event(id: &str, namespace: &str, stage: &str, code: Option<u16>) -> String {
+    let status = code.map_or(String::new(), |c| {
+        format!(r#""responseStatus":{{"metadata":{{}},"code":{c}}},"#)
+    });
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{id}","stage":"{stage}","requestURI":"/api/v1/namespaces/{namespace}/pods","verb":"list","user":{{"username":"alice","groups":["system:authenticated"]}},"userAgent":"kubectl/v1.36.3","objectRef":{{"resource":"pods","namespace":"{namespace}","apiVersion":"v1"}},{status}"requestReceivedTimestamp":"2026-01-02T03:04:05Z","stageTimestamp":"2026-01-02T03:04:05Z"}}"#
+    )
+}
+
+/// What a client sees of an answer: the status and its `Retry-After`.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+}
+
+/// POST `body` to `/audit` over plain HTTP from the local address `from`
+/// (any of 127/8), on a fresh connection; `None` when the connection ended
+/// without an answer.
+async fn post_from(from: [u8; 4], addr: SocketAddr, body: &str) -> Option<Answer> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut s = socket.connect(addr).await.ok()?;
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(body.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out);
+    let (head, _) = out.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let retry_after = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("retry-after")
+            .then(|| value.trim().to_string())
+    });
+    Some(Answer {
+        status,
+        retry_after,
+    })
+}
+
+const LEGIT: [u8; 4] = [127, 0, 0, 1];
+
+fn ok() -> Option<Answer> {
+    Some(Answer {
+        status: 200,
+        retry_after: None,
+    })
 }
 
 /// The namespace's activity shows up (the worker reports off the request path).
@@ -396,12 +459,19 @@ async fn trickle(
     )
 }
 
-fn slow_settings() -> Settings {
+/// Plain HTTP on 127.0.0.1, an ephemeral port, the default limits.
+fn loopback() -> Settings {
     Settings {
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Settings::default()
+    }
+}
+
+fn slow_settings() -> Settings {
+    Settings {
         header_timeout: Duration::from_secs(1),
         body_timeout: Duration::from_secs(1),
-        ..Settings::default()
+        ..loopback()
     }
 }
 
@@ -472,4 +542,33 @@ async fn a_client_within_the_timeouts_is_served() {
         String::from_utf8_lossy(&answer)
     );
     assert!(activity_seen(&reporter, "prompt-body").await);
+}
+
+#[tokio::test]
+async fn a_refused_request_counts_nowhere_whatever_order_its_stages_come_in() {
+    let (addr, reporter) = start(loopback()).await;
+    // Mallory may not list pods in these namespaces: the API server answers
+    // 403, but wrote RequestReceived first (a policy that keeps that stage).
+    let (first, second, allowed) = ("stages-403-after", "stages-403-before", "stages-200");
+    let received = |id: &str, ns: &str| audit_event(id, ns, "RequestReceived", None);
+    let refused = |id: &str, ns: &str| audit_event(id, ns, "ResponseComplete", Some(403));
+    let bodies = [
+        list(&[received("r1", first), refused("r1", first)]),
+        list(&[refused("r2", second)]),
+        list(&[received("r2", second)]),
+        // Then a request that was allowed, in stages spread over two batches.
+        list(&[received("r3", allowed)]),
+        list(&[
+            audit_event("r3", allowed, "ResponseStarted", Some(200)),
+            audit_event("r3", allowed, "ResponseComplete", Some(200)),
+        ]),
+    ];
+    for body in bodies {
+        assert_eq!(post_from(LEGIT, addr, &body).await, ok());
+    }
+    // One worker takes the batches in order: once the last is reported,
+    // the refused ones have been judged.
+    assert!(activity_seen(&reporter, allowed).await);
+    assert_eq!(reporter.seen(first), None, "a 403 woke {first}");
+    assert_eq!(reporter.seen(second), None, "a 403 woke {second}");
 }

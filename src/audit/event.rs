@@ -129,6 +129,8 @@ macro_rules! borrowed_object {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Event<'a> {
     pub audit_id: Raw<'a>,
+    /// `RequestReceived`, `ResponseStarted`, `ResponseComplete` or `Panic`.
+    pub stage: Option<Raw<'a>>,
     pub request_uri: Option<Raw<'a>>,
     pub verb: Text<'a>,
     pub user: UserInfo<'a>,
@@ -142,6 +144,7 @@ pub struct Event<'a> {
 
 borrowed_object!(Event, "an audit Event", check = Event::check, {
     b"auditID" => audit_id,
+    b"stage" => stage,
     b"requestURI" => request_uri,
     b"verb" => verb,
     b"user" => user,
@@ -236,6 +239,18 @@ impl<'a> Event<'a> {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the API server had answered the request when it wrote this
+    /// event (`ResponseStarted`, `ResponseComplete`, `Panic`). Only such a
+    /// stage says whether the request was allowed: `RequestReceived` comes
+    /// before authorization and carries no response code, and an event
+    /// without a stage is not one the API server wrote.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self.stage.as_ref().map(|s| &*s.0),
+            Some(b"ResponseStarted" | b"ResponseComplete" | b"Panic")
+        )
     }
 
     /// The identity the request acted as: the impersonated user, where there is one.

@@ -273,19 +273,77 @@ pub(crate) mod tests {
 
     #[test]
     fn one_request_counts_once_however_many_stages() {
-        let (ingest, _) = ingest();
+        let (ingest, reporter) = ingest();
         let started = line("r1", "alice", "get", "audit-a", "2026-01-02T03:04:05Z")
             .replace("ResponseComplete", "ResponseStarted");
         let complete = line("r1", "alice", "get", "audit-a", "2026-01-02T03:04:06Z");
         let body = format!("{started}\n{complete}\n");
+        assert_eq!(ingest.lines(body.as_bytes()), tally(1, 1, 0));
+        assert!(reporter.seen("audit-a").is_some());
+    }
+
+    const AT: &str = "2026-01-02T03:04:05Z";
+
+    /// The `RequestReceived` stage of request `id`: before authorization, no response.
+    fn received(id: &str, namespace: &str) -> String {
+        line(id, "mallory", "get", namespace, AT)
+            .replace(r#""ResponseComplete""#, r#""RequestReceived""#)
+            .replace(r#""responseStatus":{"metadata":{},"code":200},"#, "")
+    }
+
+    /// The `ResponseComplete` stage of request `id`, answered with `code`.
+    fn answered(id: &str, namespace: &str, code: u16) -> String {
+        line(id, "mallory", "get", namespace, AT)
+            .replace(r#""code":200"#, &format!(r#""code":{code}"#))
+    }
+
+    fn tally(counted: u64, ignored: u64, invalid: u64) -> Tally {
+        Tally {
+            counted,
+            ignored,
+            invalid,
+        }
+    }
+
+    #[test]
+    fn request_received_then_a_403_counts_nothing() {
+        let (ingest, reporter) = ingest();
         assert_eq!(
-            ingest.lines(body.as_bytes()),
-            Tally {
-                counted: 1,
-                ignored: 1,
-                invalid: 0
-            }
+            ingest.lines(received("d1", "refused-a").as_bytes()),
+            tally(0, 1, 0)
         );
+        assert_eq!(
+            ingest.lines(answered("d1", "refused-a", 403).as_bytes()),
+            tally(0, 1, 0)
+        );
+        assert_eq!(reporter.seen("refused-a"), None);
+    }
+
+    #[test]
+    fn a_403_then_its_request_received_counts_nothing() {
+        let (ingest, reporter) = ingest();
+        assert_eq!(
+            ingest.lines(answered("d2", "refused-b", 403).as_bytes()),
+            tally(0, 1, 0)
+        );
+        assert_eq!(
+            ingest.lines(received("d2", "refused-b").as_bytes()),
+            tally(0, 1, 0)
+        );
+        assert_eq!(reporter.seen("refused-b"), None);
+    }
+
+    #[test]
+    fn request_received_then_a_200_counts_once() {
+        let (ingest, reporter) = ingest();
+        let body = format!(
+            "{}\n{}\n{}\n",
+            received("a1", "allowed-a"),
+            answered("a1", "allowed-a", 200),
+            answered("a1", "allowed-a", 200)
+        );
+        assert_eq!(ingest.lines(body.as_bytes()), tally(1, 2, 0));
+        assert!(reporter.seen("allowed-a").is_some());
     }
 
     #[test]

@@ -8,6 +8,10 @@ use crate::config::AuditIgnore;
 /// Why an event does not count. Only for logs and tests, never a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ignored {
+    /// Not a response stage (`RequestReceived`, or no stage): written before
+    /// authorization, so it cannot say whether the request was allowed. The
+    /// same request's response stage decides.
+    Unanswered,
     /// Cluster-scoped, or a namespace-less request.
     NoNamespace,
     /// A `system:` identity other than a service account: a component or node.
@@ -181,6 +185,9 @@ impl Rules {
 
     /// Does this event count, and for which namespace?
     pub fn judge<'e>(&self, event: &'e Event<'_>) -> Verdict<'e> {
+        if !event.is_response() {
+            return Verdict::Ignore(Ignored::Unanswered);
+        }
         let Some(namespace) = event.namespace() else {
             return Verdict::Ignore(Ignored::NoNamespace);
         };
@@ -300,6 +307,7 @@ mod tests {
         name: Option<String>,
         code: u16,
         uri: String,
+        stage: String,
     }
 
     impl Line {
@@ -315,6 +323,7 @@ mod tests {
                 name: Some("web-1".into()),
                 code: 200,
                 uri: "/api/v1/namespaces/team-a/pods/web-1".into(),
+                stage: "ResponseComplete".into(),
             }
         }
         fn user(mut self, u: &str) -> Line {
@@ -349,6 +358,10 @@ mod tests {
             self.uri = u.into();
             self
         }
+        fn stage(mut self, s: &str) -> Line {
+            self.stage = s.into();
+            self
+        }
         fn cluster_scoped(mut self) -> Line {
             self.namespace = None;
             self
@@ -366,8 +379,15 @@ mod tests {
                 .as_ref()
                 .map_or(String::new(), |n| format!(r#""name":"{n}","#));
             format!(
-                r#"{{"kind":"Event","auditID":"x","stage":"ResponseComplete","requestURI":"{}","verb":"{}","user":{{"username":"{}","groups":{:?}}},{imp}"userAgent":"{}","objectRef":{{"resource":"{}",{ns}{name}"apiVersion":"v1"}},"responseStatus":{{"code":{}}},"stageTimestamp":"2026-11-22T04:17:32.437267Z"}}"#,
-                self.uri, self.verb, self.user, self.groups, self.agent, self.resource, self.code
+                r#"{{"kind":"Event","auditID":"x","stage":"{}","requestURI":"{}","verb":"{}","user":{{"username":"{}","groups":{:?}}},{imp}"userAgent":"{}","objectRef":{{"resource":"{}",{ns}{name}"apiVersion":"v1"}},"responseStatus":{{"code":{}}},"stageTimestamp":"2026-11-22T04:17:32.437267Z"}}"#,
+                self.stage,
+                self.uri,
+                self.verb,
+                self.user,
+                self.groups,
+                self.agent,
+                self.resource,
+                self.code
             )
         }
         fn judged(&self, rules: &Rules) -> Verdict<'static> {
@@ -515,6 +535,28 @@ mod tests {
                 )
             ),
             Verdict::Ignore(Ignored::DryRun)
+        );
+    }
+
+    #[test]
+    fn only_a_response_stage_decides() {
+        for stage in ["ResponseStarted", "ResponseComplete", "Panic"] {
+            assert_eq!(judge(Line::person().stage(stage)), COUNTS, "{stage}");
+        }
+        for stage in ["RequestReceived", "", "responsecomplete", "Response"] {
+            assert_eq!(
+                judge(Line::person().stage(stage)),
+                Verdict::Ignore(Ignored::Unanswered),
+                "{stage:?}"
+            );
+        }
+        let no_stage = Line::person()
+            .json()
+            .replace(r#""stage":"ResponseComplete","#, "");
+        let event = Event::parse(no_stage.as_bytes()).unwrap();
+        assert_eq!(
+            Rules::default().judge(&event),
+            Verdict::Ignore(Ignored::Unanswered)
         );
     }
 
