@@ -191,8 +191,6 @@ where
                     // Only the bytes read and the wait stay allocated while it waits.
                     buf.shrink_to_fit();
                     let cap = buf.len() + HELD_READ;
-                    // One allocation of the final size, not a doubling one.
-                    buf.reserve_exact(HELD_READ);
                     tokio::select! {
                         settled = proxy.settle(Admission::Hold(held)) => Some(settled),
                         // A client that hangs up frees its place in the queue at once.
