@@ -15,9 +15,11 @@ use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::ServerName;
 use siesta::activity::{AllAwake, Reporter};
+use siesta::audit::admission::BodyBudget;
 use siesta::audit::webhook::{Settings, Webhook};
 use siesta::audit::{Ingest, Rules};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// A CA that signs certificates into files of one directory.
@@ -90,12 +92,19 @@ async fn serve(ca: &Ca, settings: impl FnOnce(&Path) -> Settings) -> Served {
 }
 
 async fn start(settings: Settings) -> (SocketAddr, Reporter) {
+    let (addr, reporter, _) = start_with_budget(settings).await;
+    (addr, reporter)
+}
+
+/// Like [`start`], and the webhook's count of body bytes in flight.
+async fn start_with_budget(settings: Settings) -> (SocketAddr, Reporter, BodyBudget) {
     let reporter = Reporter::new(Arc::new(AllAwake), None, None);
     let ingest = Ingest::new(Rules::default(), reporter.clone());
     let webhook = Webhook::bind(&settings).await.expect("webhook binds");
     let addr = webhook.local_addr().unwrap();
+    let budget = webhook.body_budget();
     tokio::spawn(webhook.serve(ingest));
-    (addr, reporter)
+    (addr, reporter, budget)
 }
 
 fn token_file(dir: &Path, token: &str) -> PathBuf {
@@ -222,9 +231,7 @@ struct Answer {
 /// (any of 127/8), on a fresh connection; `None` when the connection ended
 /// without an answer.
 async fn post_from(from: [u8; 4], addr: SocketAddr, body: &str) -> Option<Answer> {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((from, 0))).unwrap();
-    let mut s = socket.connect(addr).await.ok()?;
+    let mut s = connect_from(from, addr).await.ok()?;
     let head = format!(
         "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
@@ -248,7 +255,17 @@ async fn post_from(from: [u8; 4], addr: SocketAddr, body: &str) -> Option<Answer
     })
 }
 
+/// A TCP connection from the local address `from` (Linux routes all of
+/// 127/8 to the loopback interface).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(addr).await
+}
+
+/// The API server's address in these tests, and an attacker's.
 const LEGIT: [u8; 4] = [127, 0, 0, 1];
+const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 
 fn ok() -> Option<Answer> {
     Some(Answer {
@@ -571,4 +588,310 @@ async fn a_refused_request_counts_nowhere_whatever_order_its_stages_come_in() {
     assert!(activity_seen(&reporter, allowed).await);
     assert_eq!(reporter.seen(first), None, "a 403 woke {first}");
     assert_eq!(reporter.seen(second), None, "a 403 woke {second}");
+}
+
+/// Whether the server has closed `s` (or reset it), without waiting.
+fn closed(s: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match s.try_read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The API server's three batches, each answered 200 within 3 s.
+async fn three_batches_get_through(addr: SocketAddr, reporter: &Reporter, prefix: &str) {
+    for i in 0..3 {
+        let ns = format!("{prefix}-{i}");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3),
+            post_from(LEGIT, addr, &event_list(&ns)),
+        )
+        .await;
+        assert_eq!(answer.ok(), Some(ok()), "batch {i}");
+        assert!(activity_seen(reporter, &ns).await, "batch {i} not counted");
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_and_a_reconnect_loop_from_one_address_do_not_keep_the_api_server_out() {
+    let (addr, reporter) = start(loopback()).await;
+    // More idle connections than there are slots in all (256): only the
+    // address's share (32) is held, the rest are closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(connect_from(ATTACKER, addr).await.unwrap());
+    }
+    let reconnecting: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(async move {
+                loop {
+                    match connect_from(ATTACKER, addr).await {
+                        Ok(mut s) => {
+                            let _ = s.read(&mut [0u8; 1]).await;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Closed at once, so well inside the 3 s the held ones have for a head.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut open = idle.len();
+    while open > 32 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        open = idle.iter().filter(|s| !closed(s)).count();
+    }
+    assert_eq!(open, 32, "connections held by one address");
+    // Past its limit a request is not read at all: no answer, nothing counted.
+    let unread = post_from(ATTACKER, addr, &event_list("over-the-limit")).await;
+    assert_eq!(unread, None);
+
+    let started = Instant::now();
+    three_batches_get_through(addr, &reporter, "beside-idle").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(reporter.seen("over-the-limit"), None);
+    for task in reconnecting {
+        task.abort();
+    }
+}
+
+/// `VmRSS` of this process, in bytes.
+fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<usize>().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
+}
+
+#[tokio::test]
+async fn bodies_held_unfinished_from_many_addresses_stay_within_the_budget_and_the_api_server_gets_through_after()
+ {
+    const MIB: usize = 1024 * 1024;
+    let (addr, reporter, budget) = start_with_budget(Settings {
+        max_body: 4 * MIB,
+        max_bodies_bytes: 8 * MIB,
+        ..loopback()
+    })
+    .await;
+    assert_eq!(budget.limit(), 8 * MIB);
+    let before = rss();
+    // Eight addresses, four connections each: 4 MiB declared, 3 MiB sent at
+    // once, then a byte every 100 ms. Unbounded, that is 96 MiB held.
+    static CHUNK: [u8; 64 * 1024] = [b' '; 64 * 1024];
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut attackers = Vec::new();
+    for host in 2..=9u8 {
+        for _ in 0..4 {
+            let mut stopped = stopped.clone();
+            attackers.push(tokio::spawn(async move {
+                let mut s = connect_from([127, 0, 0, host], addr).await.unwrap();
+                let head = format!(
+                    "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+                    4 * MIB
+                );
+                s.write_all(head.as_bytes()).await.unwrap();
+                for _ in 0..(3 * MIB / CHUNK.len()) {
+                    if s.write_all(&CHUNK).await.is_err() {
+                        return;
+                    }
+                }
+                while !*stopped.borrow() {
+                    tokio::select! {
+                        _ = stopped.changed() => {}
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if s.write_all(b" ").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let mut most_held = 0;
+    let mut most_rss = before;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        most_held = most_held.max(budget.held());
+        most_rss = most_rss.max(rss());
+    }
+    assert!(most_held <= 8 * MIB, "{most_held} bytes held");
+    assert!(
+        most_held > 4 * MIB,
+        "the attack never filled the budget: {most_held}"
+    );
+    // What is held is what was sent, plus room for the rest of the process
+    // (unbounded, the 32 bodies add 96 MiB).
+    let grew = most_rss.saturating_sub(before);
+    assert!(grew < 8 * MIB + 16 * MIB, "RSS grew {} MiB", grew / MIB);
+
+    // Meanwhile the API server is either served or told when to retry.
+    for i in 0..3 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3),
+            post_from(LEGIT, addr, &event_list(&format!("under-attack-{i}"))),
+        )
+        .await
+        .expect("answered in time")
+        .expect("answered");
+        assert!(
+            answer.status == 200
+                || (answer.status == 429 && answer.retry_after.as_deref() == Some("1")),
+            "{answer:?}"
+        );
+    }
+
+    // The attackers go: what they held is given back, and a retry is served.
+    stop.send(true).unwrap();
+    for a in attackers {
+        let _ = a.await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while budget.held() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(budget.held(), 0);
+    three_batches_get_through(addr, &reporter, "after-attack").await;
+}
+
+/// A POST of `body` on `s`, kept alive; the answer's status line, once the
+/// whole answer (head and `content-length` bytes of body) is read.
+async fn post_on(s: &mut TcpStream, body: &str) -> String {
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: ")?.parse::<usize>().ok())
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return head.lines().next().unwrap_or_default().to_string();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_credentials_ends_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _) = start(Settings {
+        token_file: Some(token_file(dir.path(), "s3cret")),
+        ..loopback()
+    })
+    .await;
+    // Kept alive, as the API server's client asks, yet closed after the 401:
+    // without credentials a client cannot keep its slot by asking again.
+    let mut s = connect_from(ATTACKER, addr).await.unwrap();
+    let refused = post_on(&mut s, &event_list("no-token")).await;
+    assert_eq!(refused, "HTTP/1.1 401 Unauthorized");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still open after the 401");
+}
+
+#[tokio::test]
+async fn a_new_connection_has_the_first_head_timeout_and_a_kept_alive_one_the_header_timeout() {
+    let (addr, _) = start(Settings {
+        first_head_timeout: Duration::from_millis(500),
+        header_timeout: Duration::from_secs(3),
+        ..loopback()
+    })
+    .await;
+    let started = Instant::now();
+    let mut silent = connect_from(ATTACKER, addr).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut rest)).await;
+    let closed_after = started.elapsed();
+    assert!(read.is_ok() && rest.is_empty(), "{rest:?}");
+    assert!(
+        closed_after >= Duration::from_millis(450) && closed_after < Duration::from_millis(1500),
+        "closed after {closed_after:?}"
+    );
+
+    // Once it has sent a request, a connection may idle up to the header timeout.
+    let mut kept = connect_from(LEGIT, addr).await.unwrap();
+    assert_eq!(
+        post_on(&mut kept, &event_list("kept-1")).await,
+        "HTTP/1.1 200 OK"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        post_on(&mut kept, &event_list("kept-2")).await,
+        "HTTP/1.1 200 OK"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_fit_what_is_left_of_the_budget_gets_429_with_retry_after_unread() {
+    const KIB: usize = 1024;
+    let (addr, reporter, budget) = start_with_budget(Settings {
+        max_body: 64 * KIB,
+        max_bodies_bytes: 64 * KIB,
+        ..loopback()
+    })
+    .await;
+    // One client holds 60 KiB of its 64 KiB body.
+    let mut holder = connect_from(ATTACKER, addr).await.unwrap();
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        64 * KIB
+    );
+    holder.write_all(head.as_bytes()).await.unwrap();
+    holder.write_all(&vec![b' '; 60 * KIB]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while budget.held() < 60 * KIB && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(budget.held(), 60 * KIB);
+
+    let body = list(&[audit_event(
+        "b1",
+        "over-budget",
+        "ResponseComplete",
+        Some(200),
+    )]);
+    let padded = format!("{body}{}", " ".repeat(8 * KIB));
+    assert_eq!(
+        post_from(LEGIT, addr, &padded).await,
+        Some(Answer {
+            status: 429,
+            retry_after: Some("1".into())
+        })
+    );
+    assert_eq!(budget.held(), 60 * KIB, "the refused body took nothing");
+    // A body that fits is served at once, beside the one held.
+    assert_eq!(post_from(LEGIT, addr, &event_list("fits")).await, ok());
+    assert!(activity_seen(&reporter, "fits").await);
+    // The holder goes; the API server's retry gets through.
+    drop(holder);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while budget.held() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(post_from(LEGIT, addr, &padded).await, ok());
+    assert!(activity_seen(&reporter, "over-budget").await);
 }

@@ -3,8 +3,10 @@
 //! feeds one [`ingest::Ingest`]: parse ([`event`], fast path in [`scan`]), judge ([`rules`]), drop
 //! repeated stages of one request, report to the [`crate::activity::Reporter`].
 //!
-//! [`run`] is what the controller starts: the [`webhook`] and, with
+//! [`run`] is what the controller starts: the [`webhook`] (what a client may
+//! hold of it is in [`admission`]) and, with
 //! `--audit-log`, the [`tail`] follower, with rules following admin config reloads.
+pub mod admission;
 pub mod event;
 pub mod ingest;
 pub mod replay;

@@ -5,6 +5,12 @@
 //! the right shape and queues it; a worker parses and reports. So the API
 //! server gets its 2xx in well under a millisecond per batch, and a full queue
 //! answers 503 (the API server retries with backoff) rather than growing.
+//!
+//! Before a client has shown credentials it can hold little: a new connection
+//! has a few seconds for its TLS handshake and first request head, one address
+//! only so many connections (more are closed unread), and all bodies in flight
+//! together only so many bytes (past it `429` with `Retry-After`, which the API
+//! server retries) ([`super::admission`]).
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -12,15 +18,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::{BodyBudget, Held, Peers};
 use super::event::split_event_list;
 use super::ingest::Ingest;
 use crate::{Error, Result};
@@ -28,11 +36,18 @@ use crate::{Error, Result};
 /// Slow clients: the time to send request headers, and then the body.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A new connection's time for its TLS handshake and first request head.
+pub const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(3);
 /// The `--audit-max-body` default.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `--audit-max-connections-per-peer` default: the webhook's clients are
+/// API servers and log forwarders, a few connections each.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 32;
+/// The `--audit-max-bodies-bytes` default.
+pub const MAX_BODIES_BYTES: usize = 64 * 1024 * 1024;
 /// Largest request head (request line plus headers) read into memory.
 const MAX_HEAD: usize = 64 * 1024;
+/// Open connections in all; past it a new one is closed at once.
 const MAX_CONNECTIONS: usize = 256;
 /// Accepted bodies waiting for the worker; beyond this the webhook answers 503.
 const QUEUE: usize = 32;
@@ -49,13 +64,29 @@ pub struct Settings {
     pub token_file: Option<std::path::PathBuf>,
     /// Largest body read, in bytes; default 16 MiB, 0 reads as 1.
     pub max_body: usize,
-    /// From a connection's first byte (or the end of the last request) to the
-    /// end of the request head; the connection is closed after it. Default
+    /// From accepting a connection to the end of its first request head, the
+    /// TLS handshake included; the connection is closed after it, so a client
+    /// that has not shown its credentials by then gives its slot back.
+    /// Default 3 s; zero reads as the default.
+    pub first_head_timeout: Duration,
+    /// On a kept-alive connection, from the end of the last request to the end
+    /// of the next request head; the connection is closed after it. It bounds
+    /// the first head too, when shorter than `first_head_timeout`. Default
     /// 10 s; zero reads as the default.
     pub header_timeout: Duration,
     /// From the end of the head to the end of the body; the answer is then
     /// `408` and the connection is closed. Default 30 s; zero reads as the default.
     pub body_timeout: Duration,
+    /// Connections one client address may have open at once; a new one past
+    /// it is closed at once, before a byte is read. Default 32; 0: no limit per
+    /// address (256 in all still hold).
+    pub max_connections_per_peer: usize,
+    /// Bytes of request bodies held at once across connections: read so far,
+    /// queued, or being parsed. A body that would go past it gets `429` with
+    /// `Retry-After: 1` (one whose `Content-Length` does not fit gets it before
+    /// a byte of it is read). Default 64 MiB; less than `max_body` reads as
+    /// `max_body`, so the largest body can always get through alone.
+    pub max_bodies_bytes: usize,
 }
 
 impl Default for Settings {
@@ -67,8 +98,11 @@ impl Default for Settings {
             client_ca: None,
             token_file: None,
             max_body: MAX_BODY,
+            first_head_timeout: FIRST_HEAD_TIMEOUT,
             header_timeout: HEADER_TIMEOUT,
             body_timeout: BODY_TIMEOUT,
+            max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
+            max_bodies_bytes: MAX_BODIES_BYTES,
         }
     }
 }
@@ -84,6 +118,9 @@ impl Settings {
             max_body: args.audit_max_body,
             header_timeout: args.audit_header_timeout,
             body_timeout: args.audit_body_timeout,
+            max_connections_per_peer: args.audit_max_connections_per_peer,
+            max_bodies_bytes: args.audit_max_bodies_bytes,
+            ..Settings::default()
         }
     }
 }
@@ -97,6 +134,7 @@ fn nonzero_or(d: Duration, default: Duration) -> Duration {
 #[derive(Clone, Copy)]
 struct Limits {
     max_body: usize,
+    first_head_timeout: Duration,
     header_timeout: Duration,
     body_timeout: Duration,
 }
@@ -136,6 +174,8 @@ pub struct Webhook {
     tls: Option<TlsAcceptor>,
     auth: Arc<Auth>,
     limits: Limits,
+    peers: Arc<Peers>,
+    budget: BodyBudget,
 }
 
 impl Webhook {
@@ -189,15 +229,19 @@ impl Webhook {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| Error::Other(format!("audit listen {listen}: {e}")))?;
+        let max_body = settings.max_body.max(1);
         Ok(Webhook {
             listener,
             tls,
             auth: Arc::new(auth),
             limits: Limits {
-                max_body: settings.max_body.max(1),
+                max_body,
+                first_head_timeout: nonzero_or(settings.first_head_timeout, FIRST_HEAD_TIMEOUT),
                 header_timeout: nonzero_or(settings.header_timeout, HEADER_TIMEOUT),
                 body_timeout: nonzero_or(settings.body_timeout, BODY_TIMEOUT),
             },
+            peers: Peers::new(settings.max_connections_per_peer),
+            budget: BodyBudget::new(settings.max_bodies_bytes.max(max_body)),
         })
     }
 
@@ -205,10 +249,16 @@ impl Webhook {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The bytes of bodies in flight, and their limit (shared with the server).
+    pub fn body_budget(&self) -> BodyBudget {
+        self.budget.clone()
+    }
+
     /// Serve until the task is dropped.
     pub async fn serve(self, ingest: Ingest) -> Result<()> {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
-        let worker = tokio::task::spawn_blocking(move || work(rx, ingest));
+        // It ends once the last sender is gone: this loop's and the connections'.
+        tokio::task::spawn_blocking(move || work(rx, ingest));
         let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let limits = self.limits;
         loop {
@@ -220,92 +270,114 @@ impl Webhook {
                     continue;
                 }
             };
-            let Ok(permit) = connections.clone().acquire_owned().await else {
-                break;
+            // Past a limit the connection is closed at once, unread: one
+            // address cannot take the slots its peers need.
+            let Some(slot) = self.peers.admit(peer.ip()) else {
+                tracing::debug!(%peer, "audit connection closed: too many from this address");
+                continue;
             };
-            let (tls, auth, tx) = (self.tls.clone(), self.auth.clone(), tx.clone());
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "audit connection closed: {MAX_CONNECTIONS} open");
+                continue;
+            };
+            let first_head_by = Instant::now() + limits.first_head_timeout;
+            let handler = {
+                let (auth, tx, budget) = (self.auth.clone(), tx.clone(), self.budget.clone());
+                move |verified| Handler {
+                    auth,
+                    verified,
+                    limits,
+                    tx,
+                    budget,
+                }
+            };
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _held = (permit, slot);
                 let _ = stream.set_nodelay(true);
                 let result = match tls {
                     Some(tls) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
-                        {
+                        match tokio::time::timeout_at(first_head_by, tls.accept(stream)).await {
                             Ok(Ok(stream)) => {
                                 let verified = stream
                                     .get_ref()
                                     .1
                                     .peer_certificates()
                                     .is_some_and(|c| !c.is_empty());
-                                connection(
-                                    TokioIo::new(stream),
-                                    Handler {
-                                        auth,
-                                        verified,
-                                        limits,
-                                        tx,
-                                    },
-                                )
-                                .await
+                                connection(TokioIo::new(stream), handler(verified), first_head_by)
+                                    .await
                             }
                             Ok(Err(e)) => Err(format!("tls handshake: {e}")),
                             Err(_) => Err("tls handshake timed out".into()),
                         }
                     }
-                    None => {
-                        connection(
-                            TokioIo::new(stream),
-                            Handler {
-                                auth,
-                                verified: false,
-                                limits,
-                                tx,
-                            },
-                        )
-                        .await
-                    }
+                    None => connection(TokioIo::new(stream), handler(false), first_head_by).await,
                 };
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "audit connection ended");
                 }
             });
         }
-        drop(tx);
-        let _ = worker.await;
-        Ok(())
     }
 }
 
-async fn connection<IO>(io: TokioIo<IO>, handler: Handler) -> Result<(), String>
+/// Serve one connection; it is closed unless its first request head is in by
+/// `first_head_by`.
+async fn connection<IO>(
+    io: TokioIo<IO>,
+    handler: Handler,
+    first_head_by: Instant,
+) -> Result<(), String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = handler.limits.header_timeout;
     let handler = Arc::new(handler);
-    let service = hyper::service::service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler.handle(req).await) }
-    });
-    hyper::server::conn::http1::Builder::new()
+    let head_arrived = Arc::new(Notify::new());
+    let service = {
+        let head_arrived = head_arrived.clone();
+        hyper::service::service_fn(move |req| {
+            head_arrived.notify_one();
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(req).await) }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD)
-        .serve_connection(io, service)
-        .await
-        .map_err(|e| e.to_string())
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        // In this order: a head that has come is served, even at the deadline.
+        biased;
+        r = conn.as_mut() => return r.map_err(|e| e.to_string()),
+        () = head_arrived.notified() => {}
+        () = tokio::time::sleep_until(first_head_by) => {
+            return Err("no request head before the first-head timeout".into());
+        }
+    }
+    conn.await.map_err(|e| e.to_string())
 }
 
-enum Job {
-    EventList(Bytes, Vec<Range<usize>>),
-    Lines(Bytes),
+/// A body for the worker, holding its bytes of the budget until it is done.
+struct Job {
+    body: Bytes,
+    kind: JobKind,
+    _held: Held,
+}
+
+enum JobKind {
+    EventList(Vec<Range<usize>>),
+    Lines,
 }
 
 /// The worker: parse and report off the request path.
 fn work(mut rx: mpsc::Receiver<Job>, ingest: Ingest) {
     while let Some(job) = rx.blocking_recv() {
-        match job {
-            Job::EventList(body, items) => ingest.event_list_items(&body, &items),
-            Job::Lines(body) => ingest.lines(&body),
+        match &job.kind {
+            JobKind::EventList(items) => ingest.event_list_items(&job.body, items),
+            JobKind::Lines => ingest.lines(&job.body),
         };
     }
 }
@@ -315,6 +387,7 @@ struct Handler {
     verified: bool,
     limits: Limits,
     tx: mpsc::Sender<Job>,
+    budget: BodyBudget,
 }
 
 /// What went wrong with a request, mapped to its status in one place.
@@ -326,6 +399,8 @@ enum Refusal {
     Timeout,
     Malformed(String),
     Busy,
+    /// Bodies in flight hold the whole budget.
+    OverBudget,
 }
 
 impl Refusal {
@@ -344,6 +419,10 @@ impl Refusal {
                 format!("not an audit EventList: {e}"),
             ),
             Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, retry".to_string()),
+            Refusal::OverBudget => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many bodies in flight, retry".to_string(),
+            ),
         };
         if matches!(
             status,
@@ -356,11 +435,19 @@ impl Refusal {
             crate::metrics::error("audit_body");
         }
         let mut response = text(status, message);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        if matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
+        // A refused request ends its connection: no more of its body is read,
+        // and a client without credentials cannot keep a slot by asking again.
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         response
     }
 }
@@ -406,22 +493,58 @@ impl Handler {
         if declared.is_some_and(|n| n > self.limits.max_body as u64) {
             return Err(Refusal::TooLarge);
         }
-        let body = Limited::new(req.into_body(), self.limits.max_body);
-        let body = match tokio::time::timeout(self.limits.body_timeout, body.collect()).await {
-            Err(_) => return Err(Refusal::Timeout),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(Refusal::TooLarge);
-            }
-            Ok(Err(e)) => return Err(Refusal::Malformed(e.to_string())),
-            Ok(Ok(collected)) => collected.to_bytes(),
-        };
-        let job = if lines {
-            Job::Lines(body)
+        if declared.is_some_and(|n| n > self.budget.free() as u64) {
+            return Err(Refusal::OverBudget);
+        }
+        let (body, held) =
+            tokio::time::timeout(self.limits.body_timeout, self.read_body(req.into_body()))
+                .await
+                .map_err(|_| Refusal::Timeout)??;
+        let kind = if lines {
+            JobKind::Lines
         } else {
             let items = split_event_list(&body).map_err(|e| Refusal::Malformed(e.to_string()))?;
-            Job::EventList(body, items)
+            JobKind::EventList(items)
+        };
+        let job = Job {
+            body,
+            kind,
+            _held: held,
         };
         self.tx.try_send(job).map_err(|_| Refusal::Busy)
+    }
+
+    /// The whole body, its bytes held against the budget as they come in.
+    /// Frames are kept as read and joined once at the end: no buffer that
+    /// doubles as it grows, so what a body holds is what it sent.
+    async fn read_body(&self, mut body: Incoming) -> Result<(Bytes, Held), Refusal> {
+        let mut held = self.budget.hold();
+        let mut frames = Vec::new();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Refusal::Malformed(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if len + data.len() > self.limits.max_body {
+                return Err(Refusal::TooLarge);
+            }
+            if !held.grow(data.len()) {
+                return Err(Refusal::OverBudget);
+            }
+            len += data.len();
+            frames.push(data);
+        }
+        let body = if frames.len() == 1 {
+            frames.pop().unwrap_or_default()
+        } else {
+            let mut whole = BytesMut::with_capacity(len);
+            for frame in &frames {
+                whole.extend_from_slice(frame);
+            }
+            whole.freeze()
+        };
+        Ok((body, held))
     }
 }
 

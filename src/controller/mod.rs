@@ -466,10 +466,19 @@ pub struct Args {
     #[arg(long, env = "SIESTA_AUDIT_TOKEN_FILE")]
     pub audit_token_file: Option<PathBuf>,
     /// Largest accepted audit request body, in bytes.
-    #[arg(long, env = "SIESTA_AUDIT_MAX_BODY", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "SIESTA_AUDIT_MAX_BODY", default_value_t = crate::audit::webhook::MAX_BODY)]
     pub audit_max_body: usize,
-    /// An audit client that has not sent a whole request head by then is
-    /// disconnected.
+    /// Audit connections one client address may have open at once; past it a
+    /// new one is closed unread. 0: no limit per address.
+    #[arg(long, env = "SIESTA_AUDIT_MAX_CONNECTIONS_PER_PEER", default_value_t = crate::audit::webhook::MAX_CONNECTIONS_PER_PEER)]
+    pub audit_max_connections_per_peer: usize,
+    /// Bytes of audit request bodies held at once (being read, queued or
+    /// parsed); past it a request gets 429 with Retry-After. Never less than
+    /// --audit-max-body.
+    #[arg(long, env = "SIESTA_AUDIT_MAX_BODIES_BYTES", default_value_t = crate::audit::webhook::MAX_BODIES_BYTES)]
+    pub audit_max_bodies_bytes: usize,
+    /// A kept-alive audit connection that has not sent its next whole request
+    /// head by then is disconnected (a new connection has less for its first).
     #[arg(long, env = "SIESTA_AUDIT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub audit_header_timeout: std::time::Duration,
     /// An audit request body not received whole by then gets 408.
