@@ -71,7 +71,8 @@ pub fn dropped(name: &[u8], connection: &[&[u8]], framing_kept: bool) -> bool {
     if is_hop_by_hop(name) {
         return true;
     }
-    !is_protected(name) && connection.iter().any(|c| c.eq_ignore_ascii_case(name))
+    // Most messages name nothing: the protected list is looked at only then.
+    connection.iter().any(|c| c.eq_ignore_ascii_case(name)) && !is_protected(name)
 }
 
 /// The comma-separated tokens of a header value, trimmed, without empty ones.
