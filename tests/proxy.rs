@@ -231,6 +231,7 @@ async fn start_proxy(
     let options = Options {
         routes: Some(parse_routes(routes_yaml).unwrap()),
         limits,
+        http1_fast_path: fast_path(),
         ..Options::default()
     };
     proxy::start(listener, options, cluster).await.unwrap()
@@ -1272,6 +1273,7 @@ async fn h2_over_tls_is_negotiated_by_alpn() {
     let options = Options {
         routes: Some(parse_routes(&format!("routes:\n{}", route(host, b, None))).unwrap()),
         tls: Some(tls),
+        http1_fast_path: fast_path(),
         ..Options::default()
     };
     let p = proxy::start(listener, options, None).await.unwrap();
@@ -1328,6 +1330,7 @@ async fn worker_threads_with_their_own_runtimes_serve_the_same_listener() {
             .unwrap(),
         ),
         workers: 2,
+        http1_fast_path: fast_path(),
         ..Options::default()
     };
     let p = proxy::start(listener, options, None).await.unwrap();
@@ -1347,6 +1350,7 @@ async fn a_changed_routes_file_takes_effect_without_restart_and_a_bad_one_is_ign
     std::fs::write(&path, routes_to(a)).unwrap();
     let options = Options {
         routes_file: Some(path.clone()),
+        http1_fast_path: fast_path(),
         ..Options::default()
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

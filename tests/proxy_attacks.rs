@@ -146,11 +146,18 @@ async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
+/// Whether this run serves plain HTTP/1.1 by the fast path (the default), or
+/// sends every request through hyper (`SIESTA_HTTP1_FAST_PATH=false`).
+fn fast_path() -> bool {
+    std::env::var("SIESTA_HTTP1_FAST_PATH").map_or(true, |v| v != "false")
+}
+
 async fn start(routes: &str, limits: ProxyLimits) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let options = Options {
         routes: Some(parse_routes(routes).unwrap()),
         limits,
+        http1_fast_path: fast_path(),
         ..Options::default()
     };
     proxy::start(listener, options, None).await.unwrap()
@@ -196,6 +203,11 @@ async fn exchange(ip: &str, to: SocketAddr, bytes: &[u8], wait: Duration) -> Str
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// An attacker's bytes from 127.0.0.2: what comes back within 700 ms.
+async fn as_attacker(to: SocketAddr, bytes: &[u8]) -> String {
+    exchange("127.0.0.2", to, bytes, Duration::from_millis(700)).await
+}
+
 /// An honest client's GET of `target` on a fresh connection: the answer text.
 async fn honest_get(to: SocketAddr, target: &str) -> String {
     let req = format!(
@@ -229,13 +241,7 @@ async fn connection_naming_a_framing_header_cannot_smuggle_a_request() {
             "POST /form HTTP/1.1\r\nHost: app.test\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{SMUGGLED}",
             SMUGGLED.len()
         );
-        let text = exchange(
-            "127.0.0.2",
-            p.addr,
-            attack.as_bytes(),
-            Duration::from_millis(700),
-        )
-        .await;
+        let text = as_attacker(p.addr, attack.as_bytes()).await;
         assert_eq!(statuses(&text), [200], "{connection}: one answer: {text}");
         // The next client is served its own answer, not the attacker's.
         let honest = honest_get(p.addr, "/victim").await;
@@ -315,13 +321,7 @@ async fn conflicting_lengths_and_obsolete_framing_are_refused_not_forwarded() {
         // two hosts
         "GET / HTTP/1.1\r\nHost: app.test\r\nHost: other.test\r\n\r\n",
     ] {
-        let text = exchange(
-            "127.0.0.2",
-            p.addr,
-            attack.as_bytes(),
-            Duration::from_millis(700),
-        )
-        .await;
+        let text = as_attacker(p.addr, attack.as_bytes()).await;
         let s = statuses(&text);
         assert!(s.first().is_some_and(|&c| c == 400), "{attack:?}: {text}");
     }
@@ -341,13 +341,7 @@ async fn a_length_and_chunks_go_upstream_as_chunks_alone() {
     let attack = format!(
         "POST /cl-te HTTP/1.1\r\nHost: app.test\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n{SMUGGLED}"
     );
-    exchange(
-        "127.0.0.2",
-        p.addr,
-        attack.as_bytes(),
-        Duration::from_millis(700),
-    )
-    .await;
+    as_attacker(p.addr, attack.as_bytes()).await;
     let seen = log.lock().unwrap().clone();
     let post = seen
         .iter()
@@ -426,13 +420,7 @@ async fn a_101_the_client_did_not_ask_for_is_never_a_tunnel() {
     ] {
         // After the answer, bytes for "the tunnel": a second request.
         let attack = format!("{ask}GET /after HTTP/1.1\r\nHost: app.test\r\n\r\n");
-        let text = exchange(
-            "127.0.0.2",
-            p.addr,
-            attack.as_bytes(),
-            Duration::from_millis(700),
-        )
-        .await;
+        let text = as_attacker(p.addr, attack.as_bytes()).await;
         assert!(!text.contains("RAW-TUNNEL-BYTES"), "{ask:?}: {text}");
         assert_eq!(statuses(&text).first(), Some(&502), "{ask:?}: {text}");
     }

@@ -96,6 +96,12 @@ pub struct Refused {
     pub why: Refusal,
 }
 
+impl From<Result<Forward, Refused>> for Admission {
+    fn from(r: Result<Forward, Refused>) -> Admission {
+        r.map_or_else(Admission::Refuse, Admission::Forward)
+    }
+}
+
 impl Refused {
     fn unrouted(why: Refusal) -> Refused {
         Refused { route: None, why }
@@ -141,14 +147,14 @@ impl Proxy {
         };
         let changed = target.changed().then(|| Box::from(&*target.target));
         let Some(ns) = route.namespace.clone() else {
-            return self.to_upstream(route, changed);
+            return self.to_upstream(route, changed).into();
         };
         let info = self.namespaces.info(&ns);
         let sleeping = info.is_some_and(|i| i.sleeping());
         self.record(&ns, &route, &host, target.path(), view.user_agent, sleeping);
         let managed = info.is_some_and(|i| i.state.is_some());
         if !(sleeping || (managed && !route.ready())) {
-            return self.to_upstream(route, changed);
+            return self.to_upstream(route, changed).into();
         }
         let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
         if page == WakePage::Auto && wake_page::wants_page(view.method, view.accept) {
@@ -167,14 +173,15 @@ impl Proxy {
         })
     }
 
-    fn to_upstream(&self, route: Arc<Route>, target: Option<Box<str>>) -> Admission {
+    /// Where a routed request goes now: an upstream, or 503 while none is ready.
+    fn to_upstream(&self, route: Arc<Route>, target: Option<Box<str>>) -> Result<Forward, Refused> {
         match route.upstream() {
-            Some(upstream) => Admission::Forward(Forward {
+            Some(upstream) => Ok(Forward {
                 route,
                 upstream,
                 target,
             }),
-            None => Admission::Refuse(Refused {
+            None => Err(Refused {
                 route: Some(route),
                 why: Refusal::NoEndpoint,
             }),
@@ -186,18 +193,13 @@ impl Proxy {
         match admission {
             Admission::Forward(f) => Ok(f),
             Admission::Refuse(r) => Err(r),
-            Admission::Hold(held) => {
-                let routed = Some(held.route.clone());
-                let route = self.hold(&held).await.map_err(|why| Refused {
-                    route: routed.clone(),
+            Admission::Hold(held) => match self.hold(&held).await {
+                Ok(route) => self.to_upstream(route, held.target),
+                Err(why) => Err(Refused {
+                    route: Some(held.route),
                     why,
-                })?;
-                match self.to_upstream(route, held.target) {
-                    Admission::Forward(f) => Ok(f),
-                    Admission::Refuse(r) => Err(r),
-                    Admission::Hold(_) => unreachable!("forward never holds"),
-                }
-            }
+                }),
+            },
         }
     }
 

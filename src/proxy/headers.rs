@@ -25,15 +25,15 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 /// `Trailer` is not one: it tells the client which trailer fields follow, and
 /// hyper sends only the trailers it names.
-pub static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Never dropped because a `Connection` header names them.
@@ -54,7 +54,7 @@ fn eq(a: &[u8], b: &str) -> bool {
 }
 
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| eq(name, h.as_str()))
+    HOP_BY_HOP.iter().any(|h| eq(name, h))
 }
 
 fn is_protected(name: &[u8]) -> bool {
@@ -95,21 +95,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| is_hop_by_hop(k.as_str().as_bytes())) {
         return;
     }
-    let connection: Vec<Vec<u8>> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| tokens(v.as_bytes()).map(<[u8]>::to_vec))
-        .collect();
-    let connection: Vec<&[u8]> = connection.iter().map(Vec::as_slice).collect();
+    let gone: Vec<HeaderName> = {
+        let connection: Vec<&[u8]> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| tokens(v.as_bytes()))
+            .collect();
+        headers
+            .keys()
+            .filter(|k| dropped(k.as_str().as_bytes(), &connection, false))
+            .cloned()
+            .collect()
+    };
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
         .any(|v| has_token(v.as_bytes(), "trailers"));
-    let gone: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| dropped(k.as_str().as_bytes(), &connection, false))
-        .cloned()
-        .collect();
     for name in &gone {
         headers.remove(name);
     }
@@ -173,11 +174,7 @@ pub fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Rules 1 to 3 on raw header lines: the headers kept, written to `out`.
 /// `skip` drops more (the request's `X-Forwarded-*`, an answer's length).
-pub fn put_kept(
-    out: &mut Vec<u8>,
-    headers: &[httparse::Header<'_>],
-    skip: impl Fn(&str) -> bool,
-) -> bool {
+pub fn put_kept(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], skip: impl Fn(&str) -> bool) {
     let connection = connection_tokens(headers);
     let mut te_trailers = false;
     for h in headers {
@@ -192,7 +189,6 @@ pub fn put_kept(
     if te_trailers {
         put_header(out, b"te", b"trailers");
     }
-    te_trailers
 }
 
 /// Rules 1 to 4 on a raw request's header lines, written to `out`.

@@ -142,7 +142,7 @@ impl Default for Options {
             tls: None,
             sink: None,
             workers: 0,
-            http1_fast_path: std::env::var("SIESTA_HTTP1_FAST_PATH").map_or(true, |v| v != "false"),
+            http1_fast_path: true,
         }
     }
 }

@@ -187,12 +187,12 @@ where
             });
             match admitted {
                 None => None,
-                Some(Admission::Hold(held)) => {
+                Some(held @ Admission::Hold(_)) => {
                     // Only the bytes read and the wait stay allocated while it waits.
                     buf.shrink_to_fit();
                     let cap = buf.len() + HELD_READ;
                     tokio::select! {
-                        settled = proxy.settle(Admission::Hold(held)) => Some(settled),
+                        settled = proxy.settle(held) => Some(settled),
                         // A client that hangs up frees its place in the queue at once.
                         () = hung_up(&mut io, &mut buf, cap) => return,
                     }
