@@ -15,6 +15,7 @@ use siesta::activity::{AllAwake, Reporter};
 use siesta::audit::synthetic::Generator;
 use siesta::audit::webhook::{Settings, Webhook};
 use siesta::audit::{Ingest, Rules};
+use siesta_test_kit::http_client;
 
 fn lines(c: &mut Criterion) {
     let body = Generator::new(42).lines(8 << 20);
@@ -82,10 +83,7 @@ fn webhook(c: &mut Criterion) {
             .parse()
             .unwrap();
         tokio::spawn(webhook.serve(ingest));
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>();
-        (client, uri)
+        (http_client(), uri)
     });
     let post = || {
         let request = http::Request::post(uri.clone())

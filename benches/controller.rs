@@ -8,7 +8,6 @@
 //! Knobs: SIESTA_BENCH_NAMESPACES (10000), SIESTA_BENCH_SLEEP (1000),
 //! SIESTA_BENCH_STEADY_SECS (60).
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
@@ -18,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use siesta_test_kit::{Siesta, client, free_port, http_get};
 
 const LABEL: &str = "siesta-bench";
 const GROUP: &str = "siesta-bench-group";
@@ -27,31 +27,6 @@ fn env_num(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn get(url: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
-    let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 fn metric_sum(text: &str, family: &str) -> f64 {
@@ -281,35 +256,26 @@ async fn main() {
     let n = env_num("SIESTA_BENCH_NAMESPACES", 10_000);
     let sleepers = env_num("SIESTA_BENCH_SLEEP", 1_000).min(n);
     let steady = env_num("SIESTA_BENCH_STEADY_SECS", 60);
-    let client = kube::Client::try_default()
-        .await
-        .expect("KUBECONFIG for the local cluster (make bench sets it)");
+    let client = client().await;
     ensure_nodes(&client, n).await;
     create_all(&client, n, sleepers).await;
 
-    let admin = free_port();
     let audit = free_port();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_siesta"))
-        .args([
+    let mut ctl = Siesta::start(
+        env!("CARGO_BIN_EXE_siesta"),
+        &[
             "controller",
             "--namespace-selector",
             &format!("{LABEL}=controller"),
             "--identity",
             "bench",
-        ])
-        .args([
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
             "--audit-listen",
             &format!("127.0.0.1:{audit}"),
-        ])
-        .env("SIESTA_EXIT_WITH_STDIN", "1")
-        .env("SIESTA_LOG", "warn")
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("start the controller");
-    let pid = child.id();
+        ],
+        &[("SIESTA_LOG", "warn")],
+    );
+    let (admin, pid) = (ctl.admin, ctl.child.id());
     // The highest RSS of each phase, sampled every 50 ms, to tell where a peak comes from.
     let phase_max = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
@@ -324,9 +290,9 @@ async fn main() {
     let phase = || phase_max.swap(0, std::sync::atomic::Ordering::Relaxed);
     let metrics_url = format!("http://127.0.0.1:{admin}/metrics");
     loop {
-        if let Some(m) = get(&metrics_url).await
+        if let Some(m) = http_get(&metrics_url).await
             && m.contains("siesta_leader 1")
-            && get(&format!("http://127.0.0.1:{admin}/readyz"))
+            && http_get(&format!("http://127.0.0.1:{admin}/readyz"))
                 .await
                 .is_some()
         {
@@ -349,23 +315,23 @@ async fn main() {
             .map(|l| l.to_string())
             .collect::<String>()
     };
-    let mut last = reads(&get(&metrics_url).await.unwrap_or_default());
+    let mut last = reads(&http_get(&metrics_url).await.unwrap_or_default());
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let now = reads(&get(&metrics_url).await.unwrap_or_default());
+        let now = reads(&http_get(&metrics_url).await.unwrap_or_default());
         if now == last {
             break;
         }
         last = now;
     }
     let before = metric_sum(
-        &get(&metrics_url).await.unwrap_or_default(),
+        &http_get(&metrics_url).await.unwrap_or_default(),
         "siesta_kube_requests_total",
     );
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(steady as u64)).await;
     let after = metric_sum(
-        &get(&metrics_url).await.unwrap_or_default(),
+        &http_get(&metrics_url).await.unwrap_or_default(),
         "siesta_kube_requests_total",
     );
     let per_sec = (after - before) / t.elapsed().as_secs_f64();
@@ -389,13 +355,13 @@ async fn main() {
             })
             .collect()
     };
-    let before_sleep = by_verb(&get(&metrics_url).await.unwrap_or_default());
+    let before_sleep = by_verb(&http_get(&metrics_url).await.unwrap_or_default());
     let t = Instant::now();
     set_action(&client, sleepers, "sleep").await;
     let asleep = wait_group(&client, &["asleep"], 0, sleepers, t).await;
     eprintln!("[bench] {sleepers} namespaces asleep in {asleep:.1} s");
     let rss_sleep = phase();
-    let after_sleep = by_verb(&get(&metrics_url).await.unwrap_or_default());
+    let after_sleep = by_verb(&http_get(&metrics_url).await.unwrap_or_default());
     let spent: Vec<String> = after_sleep
         .iter()
         .map(|(k, v)| (k, v - before_sleep.get(k).copied().unwrap_or(0.0)))
@@ -414,8 +380,7 @@ async fn main() {
     eprintln!("[bench] {sleepers} namespaces restored in {awake:.1} s");
     let rss_wake = phase();
     let rss_peak = rss_kib(pid, "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
+    ctl.kill();
 
     println!("controller at scale: {n} opted-in namespaces, one Deployment each");
     println!("  start to synced (cache + leader):   {synced:.1} s");

@@ -1,25 +1,16 @@
 //! The API server stopped and restarted in the middle of transitions: every
 //! namespace still reaches its state and every count comes back exactly.
 //! (Its own test binary: nothing else may run while the apiserver is down.)
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
+use siesta_test_kit::*;
 
-async fn all_in(c: &kube::Client, names: &[String], want: &str) -> bool {
-    for ns in names {
-        if ns_annotation(c, ns, "siesta.dev/state").await.as_deref() != Some(want) {
-            return false;
-        }
-    }
-    true
-}
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 
 fn restart_apiserver(down_for_secs: u32) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cluster/cluster.sh");
+    let script = root().join("tests/cluster/cluster.sh");
     let out = std::process::Command::new(script)
         .args(["restart-apiserver", &down_for_secs.to_string()])
         .output()
@@ -35,7 +26,7 @@ fn restart_apiserver(down_for_secs: u32) {
 async fn transitions_survive_an_apiserver_restart() {
     let c = client().await;
     let group = "apiserver-restart";
-    let ctl = Siesta::controller(group, &[]);
+    let ctl = Siesta::controller(SIESTA, group, &[]);
     ctl.wait_ready().await;
     let mut names = Vec::new();
     for i in 0..8 {
@@ -68,7 +59,7 @@ async fn transitions_survive_an_apiserver_restart() {
         eventually(
             &format!("every namespace {target}"),
             Duration::from_secs(90),
-            || all_in(&c, &names, target),
+            || all_in_state(&c, &names, target),
         )
         .await;
     }

@@ -8,27 +8,10 @@ use std::time::Duration;
 use siesta::activity::{AllAwake, Reporter};
 use siesta::audit::webhook::{Settings, Webhook};
 use siesta::audit::{Ingest, Rules};
+use siesta_test_kit::{kubeconfig, kubectl, unique};
 
 /// The address the local cluster's API server sends audit events to.
 const AUDIT_ADDRESS: &str = "127.0.0.1:8443";
-
-fn kubeconfig() -> String {
-    std::env::var("KUBECONFIG")
-        .expect("KUBECONFIG is unset: run `eval \"$(tests/cluster/cluster.sh env)\"` after `tests/cluster/cluster.sh up`")
-}
-
-fn kubectl(args: &[&str]) {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig())
-        .output()
-        .expect("kubectl on PATH (from tests/cluster/cluster.sh env)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Bind the cluster's audit address; other tests may hold it for a while.
 async fn bind_audit_address() -> Webhook {
@@ -50,14 +33,6 @@ async fn bind_audit_address() -> Webhook {
     }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_kubectl_request_is_activity_and_a_kube_system_service_account_is_not() {
     kubeconfig();
@@ -72,14 +47,17 @@ async fn a_persons_kubectl_request_is_activity_and_a_kube_system_service_account
     tokio::task::spawn_blocking({
         let ghost_ns = ghost_ns.clone();
         move || {
-            kubectl(&[
-                "--as=system:serviceaccount:kube-system:foo",
-                "--as-group=system:masters",
-                "get",
-                "configmaps",
-                "-n",
-                &ghost_ns,
-            ])
+            kubectl(
+                &[
+                    "--as=system:serviceaccount:kube-system:foo",
+                    "--as-group=system:masters",
+                    "get",
+                    "configmaps",
+                    "-n",
+                    &ghost_ns,
+                ],
+                None,
+            )
         }
     })
     .await
@@ -89,8 +67,8 @@ async fn a_persons_kubectl_request_is_activity_and_a_kube_system_service_account
     tokio::task::spawn_blocking({
         let ns = person_ns.clone();
         move || {
-            kubectl(&["create", "namespace", &ns]);
-            kubectl(&["get", "configmaps", "-n", &ns]);
+            kubectl(&["create", "namespace", &ns], None);
+            kubectl(&["get", "configmaps", "-n", &ns], None);
         }
     })
     .await

@@ -1,6 +1,7 @@
 //! `siesta schedule` and `siesta check-config` through the binary: no cluster.
-use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use siesta_test_kit::root;
 
 fn siesta(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_siesta"))
@@ -15,10 +16,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 #[test]
@@ -44,7 +41,7 @@ fn schedule_prints_the_phase_then_the_next_change() {
 
 #[test]
 fn schedule_reads_a_named_schedule_from_a_config() {
-    let config = repo("config/siesta.yaml");
+    let config = root().join("config/siesta.yaml");
     let config = config.to_str().expect("utf-8 path");
     // nightly: asleep from 19:00 to 07:00 Berlin time on weekdays
     let o = siesta(&[
@@ -96,7 +93,10 @@ fn check_config_accepts_the_shipped_configs() {
         "config/examples/minimal.yaml",
         "config/examples/office-hours.yaml",
     ] {
-        let o = siesta(&["check-config", repo(file).to_str().expect("utf-8 path")]);
+        let o = siesta(&[
+            "check-config",
+            root().join(file).to_str().expect("utf-8 path"),
+        ]);
         assert!(o.status.success(), "{file}: {}", stderr(&o));
         assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
     }

@@ -1,42 +1,29 @@
 //! The controller against the local cluster: idle sleep, exact restore,
 //! exclusion, manual commands, someone else's change, bad annotations, HPAs.
-mod common;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
+use siesta_test_kit::*;
 
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 const GROUP: &str = "controller";
 
 /// One controller for this test binary, managing namespaces labelled for it.
 fn controller() -> &'static std::sync::Mutex<Siesta> {
     static C: OnceLock<std::sync::Mutex<Siesta>> = OnceLock::new();
-    C.get_or_init(|| std::sync::Mutex::new(Siesta::controller(GROUP, &[])))
+    C.get_or_init(|| std::sync::Mutex::new(Siesta::controller(SIESTA, GROUP, &[])))
 }
 
 async fn setup() -> kube::Client {
     let admin = controller().lock().unwrap().admin;
-    let url = format!("http://127.0.0.1:{admin}/readyz");
-    eventually("controller ready", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move { http_get(&url).await.is_some() }
-    })
-    .await;
+    wait_ready(admin).await;
     client().await
-}
-
-async fn state_is(c: &kube::Client, ns: &str, want: &str, within: Duration) {
-    eventually(&format!("{ns} is {want}"), within, || async {
-        ns_annotation(c, ns, "siesta.dev/state").await.as_deref() == Some(want)
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

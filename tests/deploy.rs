@@ -14,12 +14,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use siesta_test_kit::root;
 
 const SYSTEM_NAMESPACE: &str = "siesta-system";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// How to reach the cluster: a kubeconfig and a kubectl.
 struct Cluster {
@@ -31,7 +28,7 @@ fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         // `cluster.sh env` prints `export KUBECONFIG=...` and `export PATH=<kubectl dir>:$PATH`.
-        let script = repo().join("tests/cluster/cluster.sh");
+        let script = root().join("tests/cluster/cluster.sh");
         let local = Command::new(&script).arg("env").output().ok().filter(|o| o.status.success());
         let exports: BTreeMap<String, String> = local
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -93,7 +90,7 @@ fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
     let c = cluster();
     let mut cmd = Command::new(&c.kubectl);
     cmd.env("KUBECONFIG", &c.kubeconfig)
-        .current_dir(repo())
+        .current_dir(root())
         .args(args);
     run(&mut cmd, stdin)
 }
@@ -136,7 +133,7 @@ fn kustomize_base() -> Vec<Value> {
 fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {
-        let out = run(&mut Command::new(repo().join("tests/deploy/helm.sh")), None);
+        let out = run(&mut Command::new(root().join("tests/deploy/helm.sh")), None);
         assert!(
             out.status.success(),
             "tests/deploy/helm.sh failed:\n{}",
@@ -149,7 +146,7 @@ fn helm() -> &'static Path {
 /// The Kubernetes version of the local cluster, for `helm template --kube-version`.
 fn kube_version() -> String {
     let env =
-        std::fs::read_to_string(repo().join("tests/cluster/versions.env")).expect("versions.env");
+        std::fs::read_to_string(root().join("tests/cluster/versions.env")).expect("versions.env");
     env.lines()
         .find_map(|l| l.strip_prefix("K8S_VERSION="))
         .expect("K8S_VERSION in versions.env")
@@ -161,7 +158,7 @@ fn kube_version() -> String {
 fn helm_template(sets: &[&str]) -> String {
     let version = kube_version();
     let mut cmd = Command::new(helm());
-    cmd.current_dir(repo()).args([
+    cmd.current_dir(root()).args([
         "template",
         "siesta",
         "deploy/helm/siesta",
@@ -271,7 +268,7 @@ fn assert_same_objects(chart: &[Value], base: &[Value]) {
 #[test]
 fn helm_chart_renders_the_same_objects_as_the_kustomize_base() {
     let lint = run(
-        Command::new(helm()).current_dir(repo()).args([
+        Command::new(helm()).current_dir(root()).args([
             "lint",
             "deploy/helm/siesta",
             "--kube-version",
@@ -391,7 +388,7 @@ fn helm_values_switch_audit_auth_service_type_and_ingress_status() {
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&internal));
 
     let bad = run(
-        Command::new(helm()).current_dir(repo()).args([
+        Command::new(helm()).current_dir(root()).args([
             "template",
             "siesta",
             "deploy/helm/siesta",
@@ -487,7 +484,7 @@ fn admin_config_in_the_configmap_is_valid() {
 fn example_audit_policy_keeps_the_local_cluster_rules() {
     let read = |path: &str| -> Value {
         let text =
-            std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+            std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     };
     let local = read("tests/cluster/audit-policy.yaml");

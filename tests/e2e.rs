@@ -1,18 +1,18 @@
 //! End to end, all real: the controller and the proxy as processes, the local
 //! API server, an HTTP backend on 127.0.0.1. A sleeping namespace is woken by
 //! one HTTP request through the proxy, which is held and then answered.
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
+use siesta_test_kit::*;
+
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy() {
     let c = client().await;
     let group = "e2e-http";
-    let ctl = Siesta::controller(group, &[]);
+    let ctl = Siesta::controller(SIESTA, group, &[]);
     ctl.wait_ready().await;
     let ns = namespace(&c, "e2e-http", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
@@ -27,6 +27,7 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
     .unwrap();
     let listen = free_port();
     let proxy = Siesta::start(
+        SIESTA,
         &[
             "proxy",
             "--routes",
@@ -80,7 +81,7 @@ async fn a_sleeping_namespace_wakes_on_a_persons_kubectl_request_seen_only_throu
     let c = ignored_client().await;
     let group = "e2e-api";
     // The local apiserver sends its audit batches to 127.0.0.1:8443.
-    let ctl = Siesta::controller(group, &["--audit-listen", "127.0.0.1:8443"]);
+    let ctl = Siesta::controller(SIESTA, group, &["--audit-listen", "127.0.0.1:8443"]);
     ctl.wait_ready().await;
     let ns = namespace(&c, "e2e-api", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;

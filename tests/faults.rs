@@ -1,15 +1,15 @@
 //! Faults: the controller SIGKILLed at random points during many sleep and wake
 //! transitions, and leader failover. Every workload must end exactly at its
 //! original count with no record left behind.
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::Api;
 use serde_json::json;
+use siesta_test_kit::*;
+
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 
 /// A small deterministic generator; the seed is printed so a failure can be replayed.
 struct Rng(u64);
@@ -23,15 +23,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-async fn all_states(c: &kube::Client, names: &[String], want: &str) -> bool {
-    for ns in names {
-        if ns_annotation(c, ns, "siesta.dev/state").await.as_deref() != Some(want) {
-            return false;
-        }
-    }
-    true
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,7 +85,7 @@ async fn sigkilled_controller_never_loses_a_replica_count() {
         } else {
             ("wake", "awake")
         };
-        let mut ctl = Siesta::controller(group, &["--identity", "fault-test"]);
+        let mut ctl = Siesta::controller(SIESTA, group, &["--identity", "fault-test"]);
         ctl.wait_ready().await;
         for ns in &names {
             annotate_namespace(&c, ns, json!({"siesta.dev/action": action})).await;
@@ -117,12 +108,12 @@ async fn sigkilled_controller_never_loses_a_replica_count() {
     );
 
     // A last controller finishes whatever was half done, then wakes everything.
-    let ctl = Siesta::controller(group, &["--identity", "fault-test"]);
+    let ctl = Siesta::controller(SIESTA, group, &["--identity", "fault-test"]);
     for ns in &names {
         annotate_namespace(&c, ns, json!({"siesta.dev/action": "wake"})).await;
     }
     eventually("every namespace awake", Duration::from_secs(90), || {
-        all_states(&c, &names, "awake")
+        all_in_state(&c, &names, "awake")
     })
     .await;
     for (ns, ws) in &expected {
@@ -169,10 +160,10 @@ async fn sigkilled_controller_never_loses_a_replica_count() {
 async fn a_standby_takes_over_when_the_leader_dies() {
     let c = client().await;
     let group = "faults-failover";
-    let mut a = Siesta::controller(group, &["--identity", "replica-a"]);
+    let mut a = Siesta::controller(SIESTA, group, &["--identity", "replica-a"]);
     a.wait_ready().await;
     tokio::time::sleep(Duration::from_secs(1)).await; // a leads first
-    let b = Siesta::controller(group, &["--identity", "replica-b"]);
+    let b = Siesta::controller(SIESTA, group, &["--identity", "replica-b"]);
     b.wait_ready().await;
     let ns = namespace(&c, "failover", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(2).deployment()).await;
@@ -209,7 +200,7 @@ async fn a_standby_takes_over_when_the_leader_dies() {
 async fn a_gitops_agent_reapplying_replicas_for_a_minute_causes_one_release_and_no_flapping() {
     let c = client().await;
     let group = "faults-gitops";
-    let ctl = Siesta::controller(group, &[]);
+    let ctl = Siesta::controller(SIESTA, group, &[]);
     ctl.wait_ready().await;
     let ns = namespace(&c, "gitops", group, MANUAL).await;
     create(&c, &ns, &workload("web").replicas(3).deployment()).await;
@@ -315,7 +306,7 @@ async fn settle(
     let asleep = target == "asleep";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
-        let problem = if all_states(c, &names, target).await {
+        let problem = if all_in_state(c, &names, target).await {
             not_exact(c, expected, asleep).await
         } else {
             Some(format!("not every namespace {target}"))
@@ -362,10 +353,10 @@ async fn a_lease_taken_mid_transition_applies_each_transition_once() {
     let c = client().await;
     let group = "faults-steal";
     let mut rng = Rng(0x5eed_1ea5e | 1);
-    let a = Siesta::controller(group, &["--identity", "steal-a"]);
+    let a = Siesta::controller(SIESTA, group, &["--identity", "steal-a"]);
     a.wait_ready().await;
     tokio::time::sleep(Duration::from_secs(1)).await; // a leads first
-    let b = Siesta::controller(group, &["--identity", "steal-b"]);
+    let b = Siesta::controller(SIESTA, group, &["--identity", "steal-b"]);
     b.wait_ready().await;
     let expected = deployments(&c, "steal", group, 6, 6, &mut rng).await;
     let names: Vec<String> = expected.iter().map(|(ns, _)| ns.clone()).collect();
@@ -428,7 +419,7 @@ async fn conflicting_writers_never_cost_a_replica_count() {
     let c = client().await;
     let group = "faults-409";
     let mut rng = Rng(0x409 | 1);
-    let ctl = Siesta::controller(group, &[]);
+    let ctl = Siesta::controller(SIESTA, group, &[]);
     ctl.wait_ready().await;
     let expected = deployments(&c, "conflict", group, 2, 12, &mut rng).await;
     let names: Vec<String> = expected.iter().map(|(ns, _)| ns.clone()).collect();

@@ -1,10 +1,7 @@
 //! What ships for Prometheus and Grafana (deploy/prometheus, deploy/grafana)
 //! is valid and matches Siesta's metrics. No cluster needed; promtool (the
 //! Debian package `prometheus`) is.
-#[path = "support/prom.rs"]
-mod prom;
-
-use prom::{describe, promtool};
+use siesta_test_kit::prom::{self, describe, promtool};
 
 #[test]
 fn alert_rules_pass_promtool_check_rules() {

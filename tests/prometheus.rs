@@ -2,16 +2,14 @@
 //! metrics`, and a real Prometheus (the Debian package) scraping a controller
 //! on loopback answers the dashboard's expressions with the savings a sleeping
 //! namespace of known requests should accrue.
-mod common;
-#[path = "support/prom.rs"]
-mod prom;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use common::*;
 use serde_json::{Value, json};
+use siesta_test_kit::*;
+
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 
 const GROUP: &str = "prometheus";
 /// This binary's own leader Lease namespace, so that controllers of other
@@ -28,6 +26,7 @@ fn controller() -> &'static Mutex<Siesta> {
     static C: OnceLock<Mutex<Siesta>> = OnceLock::new();
     C.get_or_init(|| {
         Mutex::new(Siesta::controller(
+            SIESTA,
             GROUP,
             &[
                 "--savings-interval",
@@ -56,22 +55,8 @@ async fn setup() -> kube::Client {
     let _ = kube::Api::all(c.clone())
         .create(&kube::api::PostParams::default(), &ns)
         .await;
-    let url = format!("http://127.0.0.1:{}/readyz", admin_port());
-    eventually("controller ready", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move { http_get(&url).await.is_some() }
-    })
-    .await;
+    wait_ready(admin_port()).await;
     c
-}
-
-async fn state_is(c: &kube::Client, ns: &str, want: &str) {
-    eventually(
-        &format!("{ns} is {want}"),
-        Duration::from_secs(20),
-        || async { ns_annotation(c, ns, "siesta.dev/state").await.as_deref() == Some(want) },
-    )
-    .await;
 }
 
 /// A namespace put to sleep at once, with two Deployments of 2 x (500m, 256Mi):
@@ -92,7 +77,7 @@ async fn sleeping_namespace(c: &kube::Client, prefix: &str) -> String {
         create(c, &ns, &w.deployment()).await;
     }
     annotate_namespace(c, &ns, json!({"siesta.dev/action": "sleep"})).await;
-    state_is(c, &ns, "asleep").await;
+    state_is(c, &ns, "asleep", Duration::from_secs(20)).await;
     ns
 }
 

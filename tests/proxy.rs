@@ -15,17 +15,19 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use siesta::config::ProxyLimits;
 use siesta::proxy::{self, Options, Running, routes::parse_routes};
+use siesta_test_kit::{
+    annotate_namespace, client, create_namespace, fast_path, free_port, get, http_client,
+    remove_namespace, statuses, unique,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -107,74 +109,32 @@ async fn answer(mut req: Request<Incoming>) -> Result<Response<TestBody>, Infall
 
 // ---------- the cluster and the proxy ----------
 
-/// Whether this run serves plain HTTP/1.1 by the fast path (the default), or
-/// sends every request through hyper (`SIESTA_HTTP1_FAST_PATH=false`, which
-/// `make test` runs as a second pass of this suite).
-fn fast_path() -> bool {
-    std::env::var("SIESTA_HTTP1_FAST_PATH").map_or(true, |v| v != "false")
-}
-
-async fn cluster() -> kube::Client {
-    let path =
-        std::env::var("KUBECONFIG").unwrap_or_else(|_| "/tmp/siesta-cluster/kubeconfig".into());
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-        .expect("the local cluster runs (tests/cluster/cluster.sh up)");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
-fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("proxy-{prefix}-{:x}", n % 0xff_ffff_ffff)
-}
-
-/// A namespace as the controller would have left it.
+/// A namespace as the controller would have left it (no group label: no test
+/// controller selects it).
 async fn namespace(
     client: &kube::Client,
     prefix: &str,
     state: &str,
     extra: &[(&str, &str)],
 ) -> String {
-    let name = unique(prefix);
-    let mut ann = serde_json::Map::new();
-    ann.insert("siesta.dev/enabled".into(), "true".into());
-    ann.insert("siesta.dev/state".into(), state.into());
+    let name = unique(&format!("proxy-{prefix}"));
     let since = siesta::annotations::format_instant(Utc::now() - chrono::Duration::minutes(10));
-    ann.insert("siesta.dev/state-since".into(), since.into());
-    for (k, v) in extra {
-        ann.insert((*k).into(), (*v).into());
-    }
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": name, "annotations": ann }
-    }))
-    .unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
+    let mut annotations = vec![
+        ("siesta.dev/enabled", "true"),
+        ("siesta.dev/state", state),
+        ("siesta.dev/state-since", since.as_str()),
+    ];
+    annotations.extend_from_slice(extra);
+    create_namespace(client, &name, &[], &annotations).await;
     name
 }
 
 async fn set_state(client: &kube::Client, ns: &str, state: &str) {
-    let patch = serde_json::json!({ "metadata": { "annotations": {
+    let annotations = serde_json::json!({
         "siesta.dev/state": state,
         "siesta.dev/state-since": siesta::annotations::format_instant(Utc::now()),
-    }}});
-    Api::<Namespace>::all(client.clone())
-        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
-async fn remove_namespace(client: &kube::Client, ns: &str) {
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
-        .await;
+    });
+    annotate_namespace(client, ns, annotations).await;
 }
 
 /// Plays the controller: counts writes of the namespace's Activity Lease and,
@@ -255,35 +215,6 @@ fn route(host: &str, backend: SocketAddr, ns: Option<&str>) -> String {
     format!("  - host: \"{host}\"\n    upstream: http://{backend}\n{ns}")
 }
 
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-async fn get(
-    proxy: SocketAddr,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, http::HeaderMap, String) {
-    let mut b = Request::builder()
-        .uri(format!("http://{proxy}{path}"))
-        .header("host", host);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = client()
-        .request(b.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
-}
-
 /// Raw bytes in, everything the proxy writes until it closes (or 5 s) out.
 async fn raw(proxy: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(proxy).await.unwrap();
@@ -291,12 +222,6 @@ async fn raw(proxy: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn statuses(text: &str) -> Vec<u16> {
-    text.match_indices("HTTP/1.1 ")
-        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
-        .collect()
 }
 
 // ---------- without a cluster ----------
@@ -612,7 +537,7 @@ async fn fronted_scripted() -> (Running, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn chunked_head_and_length_answers_keep_one_upstream_connection_alive() {
     let (p, accepted) = fronted_scripted().await;
-    let c = client();
+    let c = http_client();
     for round in 0..2 {
         // Trailers reach a client that says it takes them (hyper's path
         // sends them only then; the fast path passes chunks as they are).
@@ -721,7 +646,7 @@ async fn a_large_request_body_reaches_the_backend_intact() {
         .header("host", "app.example.test")
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let resp = client().request(req).await.unwrap();
+    let resp = http_client().request(req).await.unwrap();
     let text = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(text, format!("len={} sum={sum}", 3 * 1024 * 1024));
 }
@@ -741,7 +666,7 @@ async fn an_upstream_connection_closed_while_idle_is_not_reused() {
 
 #[tokio::test]
 async fn forwards_while_awake_and_counts_the_request() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "awake", "awake", &[]).await;
     let p = fronted(
         "awake.example.test",
@@ -771,7 +696,7 @@ async fn forwards_while_awake_and_counts_the_request() {
 
 #[tokio::test]
 async fn a_sleeping_namespace_is_woken_by_one_request_which_then_gets_the_backends_answer() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "wake", "asleep", &[]).await;
     let writes = controller_stand_in(kube.clone(), ns.clone(), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -824,7 +749,7 @@ async fn read_answers(s: &mut TcpStream, text: &mut String, n: usize) {
 #[tokio::test]
 async fn a_held_http1_connection_is_answered_after_the_wake_then_serves_pipelined_and_keep_alive_requests()
  {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "pipe", "asleep", &[]).await;
     let writes = controller_stand_in(kube.clone(), ns.clone(), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -875,7 +800,7 @@ async fn a_held_http1_connection_is_answered_after_the_wake_then_serves_pipeline
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_to_a_sleeping_namespace_make_one_wake_write_and_all_get_answers()
  {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "many", "asleep", &[]).await;
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let writes = controller_stand_in(kube.clone(), ns.clone(), async move {
@@ -889,7 +814,7 @@ async fn a_thousand_concurrent_requests_to_a_sleeping_namespace_make_one_wake_wr
         Some(kube.clone()),
     )
     .await;
-    let c = client();
+    let c = http_client();
     let requests = (0..1000).map(|i| {
         let c = c.clone();
         let uri = format!("http://{}/r{i}", p.addr);
@@ -941,7 +866,7 @@ async fn a_thousand_concurrent_requests_to_a_sleeping_namespace_make_one_wake_wr
 
 #[tokio::test]
 async fn a_browser_gets_the_waking_page_unless_the_namespace_says_never() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "page", "asleep", &[]).await;
     let quiet = namespace(
         &kube,
@@ -989,7 +914,7 @@ async fn a_browser_gets_the_waking_page_unless_the_namespace_says_never() {
 
 #[tokio::test]
 async fn held_requests_time_out_with_504_and_the_queue_limit_answers_503() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "limits", "asleep", &[]).await;
     let b = backend().await;
     let limits = ProxyLimits {
@@ -1023,7 +948,7 @@ async fn held_requests_time_out_with_504_and_the_queue_limit_answers_503() {
 
 #[tokio::test]
 async fn a_held_http1_client_that_hangs_up_frees_its_place_at_once() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "hangup", "asleep", &[]).await;
     let limits = ProxyLimits {
         max_held_per_namespace: 1,
@@ -1068,7 +993,7 @@ fn ingress(host: &str, service: &str, port: u16) -> Ingress {
 
 #[tokio::test]
 async fn ingress_routes_wait_for_their_service_then_forward_to_it() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "ing", "awake", &[]).await;
     let b = backend().await;
     let host = format!("{ns}.example.test");
@@ -1118,7 +1043,7 @@ async fn ingress_routes_wait_for_their_service_then_forward_to_it() {
 /// and no request is ever sent to them.
 #[tokio::test]
 async fn ingress_routes_resolve_to_the_ready_endpoints_of_endpoint_slices() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "eps", "awake", &[]).await;
     let host = format!("{ns}.example.test");
     Api::<Ingress>::namespaced(kube.clone(), &ns)
@@ -1397,14 +1322,6 @@ async fn slow_backend(delay: Duration) -> SocketAddr {
     addr
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn sigterm_refuses_new_connections_finishes_requests_in_flight_and_closes_idle_ones() {
     let (slow, quick) = (
@@ -1495,7 +1412,7 @@ async fn sigterm_refuses_new_connections_finishes_requests_in_flight_and_closes_
 
 #[tokio::test]
 async fn held_requests_with_bodies_share_one_budget_and_the_held_body_arrives_whole() {
-    let kube = cluster().await;
+    let kube = client().await;
     let ns = namespace(&kube, "bodies", "asleep", &[]).await;
     let (b, _) = scripted().await;
     let limits = ProxyLimits {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use siesta::config::ProxyLimits;
 use siesta::proxy::{self, Options, Running, routes::parse_routes};
+use siesta_test_kit::{fast_path, statuses};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -146,12 +147,6 @@ async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-/// Whether this run serves plain HTTP/1.1 by the fast path (the default), or
-/// sends every request through hyper (`SIESTA_HTTP1_FAST_PATH=false`).
-fn fast_path() -> bool {
-    std::env::var("SIESTA_HTTP1_FAST_PATH").map_or(true, |v| v != "false")
-}
-
 async fn start(routes: &str, limits: ProxyLimits) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let options = Options {
@@ -214,13 +209,6 @@ async fn honest_get(to: SocketAddr, target: &str) -> String {
         "GET {target} HTTP/1.1\r\nHost: app.test\r\nCookie: session=victim\r\nConnection: close\r\n\r\n"
     );
     exchange("127.0.0.1", to, req.as_bytes(), Duration::from_secs(5)).await
-}
-
-/// The status codes of the answers in `text` (HTTP/1.1 or HTTP/1.0).
-fn statuses(text: &str) -> Vec<u16> {
-    text.match_indices("HTTP/1.")
-        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
-        .collect()
 }
 
 // ---------- request smuggling ----------

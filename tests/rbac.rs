@@ -1,13 +1,13 @@
 //! Least privilege, proven: the controller runs with a token of the shipped
 //! `siesta-controller` ServiceAccount, bound only by the shipped roles, and
 //! does its whole job without one forbidden request.
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use serde_json::json;
+use siesta_test_kit::*;
+
+const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
 
 /// One test, two parts in turn: the shipped Role for leader election covers
 /// only `siesta-system`, so the two controllers must not run at once.
@@ -23,6 +23,7 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     let kubeconfig = service_account_kubeconfig("siesta-system", "siesta-controller");
     let path = kubeconfig.path().to_str().unwrap().to_string();
     let ctl = Siesta::controller_with_env(
+        SIESTA,
         "rbac",
         &[
             "--leader-lease-duration",
@@ -86,6 +87,7 @@ async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped
     let controller_cfg = service_account_kubeconfig("siesta-system", "siesta-controller");
     let proxy_cfg = service_account_kubeconfig("siesta-system", "siesta-proxy");
     let ctl = Siesta::controller_with_env(
+        SIESTA,
         "rbac-proxy",
         &[
             "--leader-lease-duration",
@@ -119,6 +121,7 @@ async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped
     );
     let listen = free_port();
     let proxy = Siesta::start(
+        SIESTA,
         &["proxy", "--listen", &format!("127.0.0.1:{listen}")],
         &[("KUBECONFIG", proxy_cfg.path().to_str().unwrap())],
     );

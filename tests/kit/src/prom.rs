@@ -1,13 +1,11 @@
-//! Shared by tests/deploy.rs and tests/prometheus.rs: where promtool and
-//! prometheus are, and the PromQL expressions of the dashboard and the rules.
-#![allow(dead_code)]
-use std::path::{Path, PathBuf};
+//! Prometheus tooling for tests/observability.rs and tests/prometheus.rs:
+//! where promtool and prometheus are, and the PromQL expressions of the
+//! dashboard and the rules.
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The repository root.
-pub fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+/// The repository root (the same as [`crate::root`]).
+pub use crate::root;
 
 /// A binary of the Debian package `prometheus` (promtool, prometheus).
 pub fn tool(name: &str) -> PathBuf {
@@ -102,7 +100,7 @@ pub fn variable_expr(q: &str) -> String {
 pub fn rule_exprs() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(root().join("deploy/prometheus/rules.yaml"))
         .expect("read deploy/prometheus/rules.yaml");
-    let y: serde_yaml::Value = serde_yaml::from_str(&text).expect("rules.yaml is YAML");
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("rules.yaml is YAML");
     let mut out = Vec::new();
     for g in y["groups"].as_sequence().into_iter().flatten() {
         for r in g["rules"].as_sequence().into_iter().flatten() {
@@ -148,4 +146,33 @@ pub fn substitute(expr: &str, namespace: &str) -> String {
         .replace("$__interval", "15s")
         .replace("$namespace", namespace)
         .replace("$team", ".*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_variable_query_gives_its_promql() {
+        assert_eq!(
+            variable_expr("label_values(siesta_namespace_state, namespace)"),
+            "siesta_namespace_state"
+        );
+        assert_eq!(variable_expr("query_result(up == 1)"), "up == 1");
+        assert_eq!(variable_expr("up"), "up");
+    }
+
+    #[test]
+    fn metric_names_are_found_at_word_boundaries() {
+        assert_eq!(
+            siesta_names("sum(rate(siesta_errors_total[5m])) / kube_x_siesta_y + siesta:ratio"),
+            ["siesta_errors_total"]
+        );
+    }
+
+    #[test]
+    fn the_dashboard_and_the_rules_have_expressions() {
+        assert!(!dashboard_exprs().is_empty());
+        assert!(!rule_exprs().is_empty());
+    }
 }
