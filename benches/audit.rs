@@ -23,7 +23,7 @@ fn lines(c: &mut Criterion) {
     let fresh = || {
         Ingest::new(
             Rules::default(),
-            Reporter::new(Arc::new(AllAwake), None, None),
+            Reporter::new(Arc::new(AllAwake), None, None, Arc::default()),
         )
     };
     // On a shared machine, the fastest of interleaved passes is the steadiest ratio.
@@ -71,7 +71,7 @@ fn webhook(c: &mut Criterion) {
     let (client, uri) = runtime.block_on(async {
         let ingest = Ingest::new(
             Rules::default(),
-            Reporter::new(Arc::new(AllAwake), None, None),
+            Reporter::new(Arc::new(AllAwake), None, None, Arc::default()),
         );
         let settings = Settings {
             listen: Some("127.0.0.1:0".parse().unwrap()),

@@ -15,6 +15,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::metrics::Metrics;
+
 /// Whether the process is ready; shared between the admin server and the code
 /// that knows (caches synced, leader or standby, listener bound).
 #[derive(Clone, Default)]
@@ -38,10 +40,11 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 async fn handle(
     req: Request<Incoming>,
     ready: Readiness,
+    metrics: Arc<Metrics>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
         "/metrics" => {
-            let mut r = text(StatusCode::OK, crate::metrics::get().render());
+            let mut r = text(StatusCode::OK, metrics.render());
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -61,14 +64,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serve the admin endpoints until the process ends.
-pub async fn serve(listener: TcpListener, ready: Readiness) {
+pub async fn serve(listener: TcpListener, ready: Readiness, metrics: Arc<Metrics>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let ready = ready.clone();
+        let (ready, metrics) = (ready.clone(), metrics.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, ready.clone()));
+            let svc = service_fn(move |req| handle(req, ready.clone(), metrics.clone()));
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))

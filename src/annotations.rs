@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
+use crate::model::{Action, Reason, Source, State, parse_instant};
 use crate::schedule::Schedule;
 
 pub const PREFIX: &str = "siesta.dev/";
@@ -29,80 +30,10 @@ pub const REASON: &str = "siesta.dev/reason";
 pub const LAST_ACTIVITY: &str = "siesta.dev/last-activity";
 pub const ORIGINAL_REPLICAS: &str = "siesta.dev/original-replicas";
 pub const ORIGINAL_SUSPEND: &str = "siesta.dev/original-suspend";
+pub const SAVED: &str = "siesta.dev/saved";
 
 /// The longest activity description written to an annotation.
 pub const MAX_DESCRIPTION: usize = 120;
-
-/// A namespace's sleep state as the controller records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum State {
-    #[default]
-    Awake,
-    Asleep,
-    Waking,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Awake => "awake",
-            State::Asleep => "asleep",
-            State::Waking => "waking",
-        }
-    }
-    pub fn parse(s: &str) -> Option<State> {
-        match s {
-            "awake" => Some(State::Awake),
-            "asleep" => Some(State::Asleep),
-            "waking" => Some(State::Waking),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a namespace sleeps or woke (`siesta.dev/reason`, metric labels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    Idle,
-    Schedule,
-    Manual,
-    Api,
-    Http,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 5] = [
-        Reason::Idle,
-        Reason::Schedule,
-        Reason::Manual,
-        Reason::Api,
-        Reason::Http,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Idle => "idle",
-            Reason::Schedule => "schedule",
-            Reason::Manual => "manual",
-            Reason::Api => "api",
-            Reason::Http => "http",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// `siesta.dev/idle-after`: a duration, or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,10 +93,10 @@ impl WakeOn {
         }
         Ok(w)
     }
-    pub fn allows(self, source: crate::activity::Source) -> bool {
+    pub fn allows(self, source: Source) -> bool {
         match source {
-            crate::activity::Source::Api => self.api,
-            crate::activity::Source::Http => self.http,
+            Source::Api => self.api,
+            Source::Http => self.http,
         }
     }
 }
@@ -188,29 +119,6 @@ impl WakePage {
     }
 }
 
-/// `siesta.dev/action`: a one-shot command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Sleep,
-    Wake,
-}
-
-impl Action {
-    pub fn parse(s: &str) -> Result<Action, String> {
-        match s.trim() {
-            "sleep" => Ok(Action::Sleep),
-            "wake" => Ok(Action::Wake),
-            other => Err(format!("{other:?} is not sleep or wake")),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Sleep => "sleep",
-            Action::Wake => "wake",
-        }
-    }
-}
-
 /// A strict boolean: `"true"` or `"false"`, nothing else, so that a typo is
 /// reported instead of silently meaning false.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
@@ -219,16 +127,6 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
         "false" => Ok(false),
         other => Err(format!("{other:?} is not true or false")),
     }
-}
-
-pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 instant such as 2026-12-01T18:00:00Z: {e}"))
-}
-
-pub fn format_instant(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// One malformed annotation: which one, what it said, and what is wrong.
@@ -320,6 +218,7 @@ pub struct Recorded {
     pub since: Option<DateTime<Utc>>,
     pub reason: Option<Reason>,
     pub last_activity: Option<String>,
+    pub saved: Option<Saved>,
 }
 
 impl Recorded {
@@ -336,7 +235,85 @@ impl Recorded {
                 .and_then(|s| parse_instant(s).ok()),
             reason: annotations.get(REASON).and_then(|s| Reason::parse(s)),
             last_activity: annotations.get(LAST_ACTIVITY).cloned(),
+            saved: annotations.get(SAVED).and_then(|s| Saved::parse(s)),
         }
+    }
+}
+
+/// `siesta.dev/saved`: a namespace's savings so far, accounted up to `at`, and
+/// the rate at which they grow while it sleeps (what its sleeping pods would
+/// request). Written by the controller at each wake (in the same request as
+/// the new state) and when a sleep pass finds a new rate, so that every
+/// controller process computes the same totals at the same instant: the
+/// savings counters continue across restarts and leader changes instead of
+/// starting again from the sleep's start.
+///
+/// Written as `cpu=7200,memory=3.8e12,cost=0.0674,at=2026-12-02T18:00:00Z,cpuRate=2,memoryRate=1073741824`
+/// (core-seconds, byte-seconds, money, RFC 3339, cores, bytes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Saved {
+    pub cpu_core_seconds: f64,
+    pub memory_byte_seconds: f64,
+    pub cost: f64,
+    pub at: DateTime<Utc>,
+    /// Cores and bytes the sleeping pods would request; 0 while awake.
+    pub cpu_rate: f64,
+    pub memory_rate: f64,
+}
+
+impl Saved {
+    pub fn zero(at: DateTime<Utc>) -> Saved {
+        Saved {
+            cpu_core_seconds: 0.0,
+            memory_byte_seconds: 0.0,
+            cost: 0.0,
+            at,
+            cpu_rate: 0.0,
+            memory_rate: 0.0,
+        }
+    }
+
+    /// `None` for a value that is not one this controller writes (it is then
+    /// rewritten from zero at the next checkpoint, never trusted in part).
+    pub fn parse(s: &str) -> Option<Saved> {
+        let mut saved = Saved::zero(DateTime::<Utc>::MIN_UTC);
+        let mut seen = 0u8;
+        for field in s.split(',') {
+            let (k, v) = field.trim().split_once('=')?;
+            if k == "at" {
+                saved.at = parse_instant(v).ok()?;
+                seen |= 1 << 3;
+                continue;
+            }
+            let n: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+            let (slot, bit) = match k {
+                "cpu" => (&mut saved.cpu_core_seconds, 0),
+                "memory" => (&mut saved.memory_byte_seconds, 1),
+                "cost" => (&mut saved.cost, 2),
+                "cpuRate" => (&mut saved.cpu_rate, 4),
+                "memoryRate" => (&mut saved.memory_rate, 5),
+                _ => return None,
+            };
+            *slot = n;
+            seen |= 1 << bit;
+        }
+        (seen == 0b11_1111).then_some(saved)
+    }
+
+    pub fn format(&self) -> String {
+        format!(
+            "cpu={},memory={},cost={},at={},cpuRate={},memoryRate={}",
+            self.cpu_core_seconds,
+            self.memory_byte_seconds,
+            self.cost,
+            crate::model::format_instant(self.at),
+            self.cpu_rate,
+            self.memory_rate
+        )
     }
 }
 
@@ -355,6 +332,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::format_instant;
     use proptest::prelude::*;
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -458,6 +436,31 @@ mod tests {
             let map: BTreeMap<String, String> = names.iter().zip(vals.iter()).map(|(k, v)| (k.to_string(), v.clone())).collect();
             let (_o, errors) = Overrides::parse(&map);
             for e in errors { prop_assert!(e.annotation.starts_with(PREFIX)); }
+        }
+    }
+
+    #[test]
+    fn saved_totals_round_trip_and_anything_else_is_refused() {
+        let saved = Saved {
+            cpu_core_seconds: 7200.5,
+            memory_byte_seconds: 3.8e12,
+            cost: 0.0674,
+            at: crate::model::parse_instant("2026-12-02T18:00:00Z").unwrap(),
+            cpu_rate: 2.0,
+            memory_rate: 1073741824.0,
+        };
+        assert_eq!(Saved::parse(&saved.format()), Some(saved));
+        let good = saved.format();
+        for bad in [
+            "",
+            "cpu=1",
+            &good.replace("cpu=7200.5", "cpu=-1"),
+            &good.replace("cpu=7200.5", "cpu=NaN"),
+            &good.replace("cpu=7200.5", "cpu=inf"),
+            &good.replace("at=2026-12-02T18:00:00Z", "at=yesterday"),
+            &format!("{good},extra=1"),
+        ] {
+            assert_eq!(Saved::parse(bad), None, "{bad:?}");
         }
     }
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::activity::Source;
-use crate::annotations::{Action, IdleAfter, Reason, State, WakeOn};
+use crate::annotations::{IdleAfter, WakeOn};
+use crate::model::{Action, Reason, Source, State};
 use crate::schedule::{Phase, Schedule};
 
 /// The settings in force for one namespace, after layering annotations over the
@@ -405,5 +405,89 @@ mod tests {
             decide(&p, &woke, t(2, 30)).verdict,
             Verdict::Sleep(Reason::Idle)
         );
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        crate::model::parse_instant(s).expect("test instant")
+    }
+
+    fn hours(spec: &str) -> Schedule {
+        Schedule::parse_awake_hours(spec).expect("test spec")
+    }
+
+    /// The semantics docs/schedules.md promises, through the decision itself.
+    #[test]
+    fn a_day_under_office_hours() {
+        let policy = Policy {
+            enabled: true,
+            idle_after: IdleAfter::After(std::time::Duration::from_secs(30 * 60)),
+            schedule: Some(hours("Mon-Fri 08:00-18:00 UTC")),
+            wake_on: WakeOn::default(),
+            keep_awake_until: None,
+        };
+        let seen = |state, since: &str, last_api: Option<&str>| Observed {
+            state,
+            since: Some(at(since)),
+            action: None,
+            last_api: last_api.map(at),
+            last_http: None,
+            first_seen: at("2026-11-23T00:00:00Z"),
+        };
+        // Monday, busy until the window ends: the schedule is the next deadline.
+        let busy = seen(
+            State::Awake,
+            "2026-11-23T08:00:00Z",
+            Some("2026-11-23T17:55:00Z"),
+        );
+        let d = decide(&policy, &busy, at("2026-11-23T17:59:00Z"));
+        assert_eq!(
+            (d.verdict, d.next_check),
+            (Verdict::Keep, Some(at("2026-11-23T18:00:00Z")))
+        );
+        // At 18:00 it sleeps, reason schedule.
+        let d = decide(&policy, &busy, at("2026-11-23T18:00:00Z"));
+        assert_eq!(d.verdict, Verdict::Sleep(Reason::Schedule));
+        // kubectl at 21:00 wakes it (wake-on allows api)...
+        let night = seen(
+            State::Asleep,
+            "2026-11-23T18:00:00Z",
+            Some("2026-11-23T21:00:00Z"),
+        );
+        let d = decide(&policy, &night, at("2026-11-23T21:00:01Z"));
+        assert_eq!(d.verdict, Verdict::Wake(Reason::Api));
+        // ...the window it is in does not put it back to sleep, idle-after does.
+        let woken = seen(
+            State::Awake,
+            "2026-11-23T21:00:01Z",
+            Some("2026-11-23T21:05:00Z"),
+        );
+        let d = decide(&policy, &woken, at("2026-11-23T21:10:00Z"));
+        assert_eq!(
+            (d.verdict, d.next_check),
+            (Verdict::Keep, Some(at("2026-11-23T21:35:00Z")))
+        );
+        let d = decide(&policy, &woken, at("2026-11-23T21:35:00Z"));
+        assert_eq!(d.verdict, Verdict::Sleep(Reason::Idle));
+        // With wake-on http only, kubectl at night changes nothing.
+        let http_only = Policy {
+            wake_on: WakeOn {
+                api: false,
+                http: true,
+            },
+            ..policy.clone()
+        };
+        let d = decide(&http_only, &night, at("2026-11-23T21:00:01Z"));
+        assert_eq!(
+            (d.verdict, d.next_check),
+            (Verdict::Keep, Some(at("2026-11-24T08:00:00Z")))
+        );
+        // At 08:00 on Tuesday it wakes, reason schedule.
+        let slept = seen(
+            State::Asleep,
+            "2026-11-23T21:35:00Z",
+            Some("2026-11-23T21:05:00Z"),
+        );
+        let d = decide(&policy, &slept, at("2026-11-24T08:00:00Z"));
+        assert_eq!(d.verdict, Verdict::Wake(Reason::Schedule));
     }
 }

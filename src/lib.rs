@@ -18,16 +18,22 @@ pub mod activity;
 pub mod admin;
 pub mod annotations;
 pub mod audit;
+pub mod client;
 pub mod config;
 pub mod controller;
 pub mod decide;
 pub mod duration;
 pub mod metrics;
+pub mod model;
+pub mod plan;
 pub mod proxy;
+pub mod reload;
 pub mod resources;
 pub mod scaler;
 pub mod schedule;
 pub mod status;
+pub mod supervisor;
+pub mod workloads;
 
 /// The user agent of every API request Siesta makes; the audit ingest ignores it.
 pub const USER_AGENT: &str = concat!("siesta/", env!("CARGO_PKG_VERSION"));
@@ -48,79 +54,3 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A kube client whose requests carry Siesta's user agent, from `KUBECONFIG` or
-/// the in-cluster service account.
-pub async fn kube_client() -> Result<kube::Client> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
-    ));
-    // Count every request by verb, so Siesta's own load on the API server is visible.
-    let counted = tower::util::MapRequestLayer::new(|req: http::Request<kube::client::Body>| {
-        let watch = req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
-        let verb = if watch {
-            "watch"
-        } else {
-            req.method().as_str()
-        };
-        crate::metrics::get()
-            .kube_requests
-            .with_label_values(&[verb])
-            .inc();
-        req
-    });
-    // ...and every answer by status, so a forbidden (403) request is never silent.
-    let answered =
-        tower::util::MapResponseLayer::new(|res: http::Response<Box<kube::client::DynBody>>| {
-            let code = match res.status().as_u16() {
-                c @ (401 | 403 | 404 | 409 | 429) => c.to_string(),
-                c => format!("{}xx", c / 100),
-            };
-            crate::metrics::get()
-                .kube_responses
-                .with_label_values(&[&code])
-                .inc();
-            res
-        });
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&answered)
-        .with_layer(&counted)
-        .build())
-}
-
-/// Resolves when the process should stop: SIGTERM, Ctrl-C, or, when
-/// `SIESTA_EXIT_WITH_STDIN=1` (tests), when standard input closes, so that a
-/// child process never outlives the test that started it.
-pub async fn shutdown_signal() {
-    let stdin_closed = async {
-        if std::env::var("SIESTA_EXIT_WITH_STDIN").as_deref() == Ok("1") {
-            let _ = tokio::task::spawn_blocking(|| {
-                let mut sink = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-            })
-            .await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-        _ = stdin_closed => {}
-    }
-}

@@ -7,14 +7,15 @@
 pub mod namespaced;
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::fmt;
+use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::annotations::State;
+use crate::model::State;
 use namespaced::{Family, FamilyCollector, NamespaceSeries, WAIT_BUCKETS};
 
 pub struct Metrics {
@@ -38,6 +39,9 @@ pub struct Metrics {
     pub leader: IntGaugeVec,
     pub kube_requests: IntCounterVec,
     pub kube_responses: IntCounterVec,
+    pub reconciles: IntCounterVec,
+    pub reconcile_failures: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
 }
 
 /// Registers families; the names and label sets below are static, so a
@@ -78,14 +82,33 @@ impl Builder {
         self.reg(IntCounterVec::new(Opts::new(name, help), labels).expect(BAD_FAMILY))
     }
     fn histogram(&mut self, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-        let opts = HistogramOpts::new(name, help).buckets(WAIT_BUCKETS.into());
+        self.histogram_with(name, help, labels, &WAIT_BUCKETS)
+    }
+    fn histogram_with(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.into());
         self.histograms.push(name.to_string());
         self.reg(HistogramVec::new(opts, labels).expect(BAD_FAMILY))
     }
 }
 
+/// Buckets of `siesta_reconcile_duration_seconds`: a reconcile is a few API
+/// requests (milliseconds), a sleep or wake pass over a big namespace more.
+const RECONCILE_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
 impl Metrics {
-    fn new() -> Metrics {
+    /// A registry of every family, with the series whose label values are
+    /// known in advance (error kinds, results) already at 0, so that an alert
+    /// on `increase()` sees the first event. Each process makes one and passes
+    /// it to its components; tests make their own.
+    pub fn new() -> Metrics {
         let mut b = Builder {
             registry: Registry::new(),
             collectors: Vec::new(),
@@ -156,7 +179,7 @@ impl Metrics {
             "Sleeping workloads changed by someone else; Siesta let their change win.",
             ns,
         );
-        Metrics {
+        let m = Metrics {
             namespace: b.namespace.clone(),
             audit_events: b.int_counter("siesta_audit_events_total", "Audit events ingested, by result (counted, ignored, invalid).", &["result"]),
             proxy_requests: b.int_counter("siesta_proxy_requests_total", "Requests answered by the proxy, by namespace and status class (2xx, 3xx, 4xx, 5xx).", &["namespace", "code"]),
@@ -167,10 +190,59 @@ impl Metrics {
             leader: b.int_gauge("siesta_leader", "1 while this controller replica holds the leader Lease, else 0.", &[]),
             kube_requests: b.int_counter("siesta_kube_requests_total", "Requests Siesta sent to the Kubernetes API, by HTTP method (watch for watches).", &["verb"]),
             kube_responses: b.int_counter("siesta_kube_responses_total", "Answers of the Kubernetes API to Siesta, by status (2xx, 401, 403, 404, 409, 429, 4xx, 5xx).", &["code"]),
+            reconciles: b.int_counter("siesta_reconciles_total", "Namespace reconciles finished, by result (ok, error).", &["result"]),
+            reconcile_failures: b.int_counter("siesta_reconcile_failures_total", "Failed reconciles, by error kind (forbidden, conflict, not_found, throttled, api, unreachable).", &["kind"]),
+            reconcile_duration: b.histogram_with("siesta_reconcile_duration_seconds", "How long one namespace's reconcile took, decision and writes included.", &[], &RECONCILE_BUCKETS),
             collectors: b.collectors,
             families: b.families,
             histograms: b.histograms,
+        };
+        for kind in ErrorKind::ALL {
+            m.errors.with_label_values(&[kind.as_str()]);
         }
+        for result in ReloadResult::ALL {
+            m.config_reloads.with_label_values(&[result.as_str()]);
+        }
+        for result in ReconcileResult::ALL {
+            m.reconciles.with_label_values(&[result.as_str()]);
+        }
+        for kind in ReconcileFailure::ALL {
+            m.reconcile_failures.with_label_values(&[kind.as_str()]);
+        }
+        for result in AUDIT_RESULTS {
+            m.audit_events.with_label_values(&[result]);
+        }
+        m.reconcile_duration.with_label_values(&[] as &[&str]);
+        m
+    }
+
+    /// Count an error.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.with_label_values(&[kind.as_str()]).inc();
+    }
+
+    /// Count an admin config load.
+    pub fn config_reload(&self, result: ReloadResult) {
+        self.config_reloads
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// Count one finished reconcile and how long it took.
+    pub fn reconciled(&self, seconds: f64, failure: Option<ReconcileFailure>) {
+        let result = match failure {
+            None => ReconcileResult::Ok,
+            Some(kind) => {
+                self.reconcile_failures
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
+                ReconcileResult::Error
+            }
+        };
+        self.reconciles.with_label_values(&[result.as_str()]).inc();
+        self.reconcile_duration
+            .with_label_values(&[] as &[&str])
+            .observe(seconds);
     }
 
     /// The text exposition format, one family at a time: the registry's
@@ -228,6 +300,20 @@ impl Metrics {
     }
 }
 
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("families", &self.families.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 /// Remove every series of `vec` whose `namespace` label is `namespace`,
 /// whatever its other labels.
 fn remove_namespace<T: MetricVecBuilder>(vec: &MetricVec<T>, namespace: &str) {
@@ -263,36 +349,75 @@ pub const DESIGN_FAMILIES: &[&str] = &[
     "siesta_errors_total",
 ];
 
-/// The process's metrics.
-pub fn get() -> &'static Metrics {
-    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-    &METRICS
+/// A label value from a fixed set: each enum lists all of them (`ALL`), so
+/// their series can exist at 0 from the start.
+macro_rules! label_values {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $value:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $value),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-/// The fixed set of error kinds.
-pub const ERROR_KINDS: &[&str] = &[
-    "lease_write",
-    "kube_api",
-    "scale",
-    "bad_annotation",
-    "audit_body",
-    "config",
-    "proxy_upstream",
-    "proxy_connections_full",
-    "leader_election",
-];
-
-/// Count an error of a kind from [`ERROR_KINDS`].
-pub fn error(kind: &'static str) {
-    debug_assert!(ERROR_KINDS.contains(&kind), "unknown error kind {kind}");
-    get().errors.with_label_values(&[kind]).inc();
+label_values! {
+    /// The `kind` of `siesta_errors_total`.
+    ErrorKind {
+        LeaseWrite => "lease_write",
+        KubeApi => "kube_api",
+        Scale => "scale",
+        BadAnnotation => "bad_annotation",
+        AuditBody => "audit_body",
+        Config => "config",
+        ProxyUpstream => "proxy_upstream",
+        ProxyConnectionsFull => "proxy_connections_full",
+        LeaderElection => "leader_election",
+    }
 }
+
+label_values! {
+    /// The `result` of `siesta_config_reloads_total`.
+    ReloadResult { Ok => "ok", Rejected => "rejected" }
+}
+
+label_values! {
+    /// The `result` of `siesta_reconciles_total`.
+    ReconcileResult { Ok => "ok", Error => "error" }
+}
+
+label_values! {
+    /// The `kind` of `siesta_reconcile_failures_total`: what the API server
+    /// said, or that it could not be reached.
+    ReconcileFailure {
+        Forbidden => "forbidden",
+        Conflict => "conflict",
+        NotFound => "not_found",
+        Throttled => "throttled",
+        Api => "api",
+        Unreachable => "unreachable",
+    }
+}
+
+/// The `result` values of `siesta_audit_events_total`.
+pub const AUDIT_RESULTS: [&str; 3] = ["counted", "ignored", "invalid"];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activity::Source;
-    use crate::annotations::Reason;
+    use crate::model::Reason;
+    use crate::model::Source;
 
     #[test]
     fn every_design_family_is_registered_and_exposed_with_help() {
@@ -311,14 +436,14 @@ mod tests {
         n.woke("a", Reason::Api);
         n.wake_duration("a", 1.0);
         n.replicas_asleep("a", "Deployment", 1);
-        n.saved("a", 1.0, 1.0, 1.0, "USD");
+        n.saved_total("a", 1.0, 1.0, 1.0, "USD");
         n.workloads_without_requests("a", 0);
         n.conflict("a");
         m.audit_events.with_label_values(&["counted"]).inc();
         m.proxy_requests.with_label_values(&["a", "2xx"]).inc();
         m.proxy_held.with_label_values(&["a"]).set(0);
         m.proxy_hold_duration.with_label_values(&["a"]).observe(0.1);
-        m.errors.with_label_values(&["scale"]).inc();
+        m.error(ErrorKind::Scale);
         m.config_reloads.with_label_values(&["ok"]).inc();
         m.leader.with_label_values::<&str>(&[]).set(1);
         m.kube_requests.with_label_values(&["GET"]).inc();
@@ -329,6 +454,39 @@ mod tests {
                 text.contains(&format!("# HELP {family} ")),
                 "{family} has no HELP"
             );
+        }
+    }
+
+    #[test]
+    fn series_with_known_label_values_exist_at_zero_from_the_start() {
+        let text = Metrics::new().render();
+        for kind in ErrorKind::ALL {
+            let series = format!("siesta_errors_total{{kind=\"{kind}\"}} 0");
+            assert!(text.contains(&series), "no {series} in a fresh registry");
+        }
+        for series in [
+            "siesta_config_reloads_total{result=\"rejected\"} 0",
+            "siesta_reconciles_total{result=\"error\"} 0",
+            "siesta_reconcile_failures_total{kind=\"forbidden\"} 0",
+            "siesta_audit_events_total{result=\"invalid\"} 0",
+        ] {
+            assert!(text.contains(series), "no {series} in a fresh registry");
+        }
+    }
+
+    #[test]
+    fn a_reconcile_is_counted_by_result_and_timed() {
+        let m = Metrics::new();
+        m.reconciled(0.003, None);
+        m.reconciled(0.2, Some(ReconcileFailure::Forbidden));
+        let text = m.render();
+        for series in [
+            "siesta_reconciles_total{result=\"ok\"} 1",
+            "siesta_reconciles_total{result=\"error\"} 1",
+            "siesta_reconcile_failures_total{kind=\"forbidden\"} 1",
+            "siesta_reconcile_duration_seconds_count 2",
+        ] {
+            assert!(text.contains(series), "no {series} in {text}");
         }
     }
 
@@ -371,7 +529,7 @@ mod tests {
             m.namespace_state(ns, State::Asleep);
             m.namespace.last_activity(ns, Source::Http, 1.0);
             m.namespace.replicas_asleep(ns, "StatefulSet", 2);
-            m.namespace.saved(ns, 0.0, 0.0, 1.0, "EUR");
+            m.namespace.saved_total(ns, 0.0, 0.0, 1.0, "EUR");
             m.namespace.wake_duration(ns, 3.0);
             m.proxy_held.with_label_values(&[ns]).set(1);
         }

@@ -11,10 +11,10 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::annotations::{self, ACTION, Action, ENABLED, Overrides, Recorded, STATE, State};
+use crate::annotations::{self, ACTION, ENABLED, Overrides, Recorded, STATE};
 use crate::config::AdminConfig;
 use crate::decide::{self, Observed};
-use crate::scaler;
+use crate::model::{Action, State};
 
 /// One row of the status table.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +29,7 @@ pub struct Row {
 }
 
 pub async fn command(namespace: &str, action: Action) -> crate::Result<()> {
-    let client = crate::kube_client().await?;
+    let client = crate::client::new(&Default::default()).await?;
     let api: Api<Namespace> = Api::all(client);
     let ns = api.get(namespace).await?;
     let ann = ns.metadata.annotations.clone().unwrap_or_default();
@@ -57,7 +57,7 @@ pub async fn command(namespace: &str, action: Action) -> crate::Result<()> {
 }
 
 pub async fn run(only: Option<&str>) -> crate::Result<()> {
-    let client = crate::kube_client().await?;
+    let client = crate::client::new(&Default::default()).await?;
     let api: Api<Namespace> = Api::all(client.clone());
     let namespaces = match only {
         Some(n) => vec![api.get(n).await?],
@@ -94,13 +94,13 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
                 };
                 decide::decide(&policy, &observed, now)
                     .next_check
-                    .map(annotations::format_instant)
+                    .map(crate::model::format_instant)
                     .unwrap_or_else(|| "-".into())
             }
             _ => "invalid annotations".into(),
         };
         let savings = if recorded.state == State::Asleep {
-            let report = scaler::inspect(&client, &name).await?;
+            let report = crate::workloads::inspect(&client, &name).await?;
             let hours = recorded
                 .since
                 .map(|s| (now - s).num_seconds().max(0) as f64 / 3600.0)
@@ -123,7 +123,7 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
             state: ann.get(STATE).cloned().unwrap_or_else(|| "awake".into()),
             since: recorded
                 .since
-                .map(annotations::format_instant)
+                .map(crate::model::format_instant)
                 .unwrap_or_else(|| "-".into()),
             reason: recorded
                 .reason
@@ -132,7 +132,7 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
             last_activity: recorded.last_activity.clone().unwrap_or_else(|| {
                 lease
                     .newest()
-                    .map(annotations::format_instant)
+                    .map(crate::model::format_instant)
                     .unwrap_or_else(|| "-".into())
             }),
             next_change,

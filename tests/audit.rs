@@ -36,7 +36,7 @@ async fn bind_audit_address() -> Webhook {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_kubectl_request_is_activity_and_a_kube_system_service_account_is_not() {
     kubeconfig();
-    let reporter = Reporter::new(Arc::new(AllAwake), None, None);
+    let reporter = Reporter::new(Arc::new(AllAwake), None, None, Arc::default());
     let ingest = Ingest::new(Rules::default(), reporter.clone());
     let webhook = bind_audit_address().await;
     let server = tokio::spawn(webhook.serve(ingest));

@@ -98,7 +98,7 @@ async fn start(settings: Settings) -> (SocketAddr, Reporter) {
 
 /// Like [`start`], and the webhook's count of body bytes in flight.
 async fn start_with_budget(settings: Settings) -> (SocketAddr, Reporter, BodyBudget) {
-    let reporter = Reporter::new(Arc::new(AllAwake), None, None);
+    let reporter = Reporter::new(Arc::new(AllAwake), None, None, Arc::default());
     let ingest = Ingest::new(Rules::default(), reporter.clone());
     let webhook = Webhook::bind(&settings).await.expect("webhook binds");
     let addr = webhook.local_addr().unwrap();

@@ -111,7 +111,7 @@ fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
 /// Split a multi-document YAML stream into JSON values, skipping empty documents.
 fn documents(yaml: &str) -> Vec<Value> {
     use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|d| Value::deserialize(d).expect("valid YAML"))
         .filter(|v| !v.is_null())
         .collect()
@@ -485,7 +485,7 @@ fn example_audit_policy_keeps_the_local_cluster_rules() {
     let read = |path: &str| -> Value {
         let text =
             std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
     };
     let local = read("tests/cluster/audit-policy.yaml");
     let example = read("config/audit-policy.yaml");
@@ -515,20 +515,31 @@ fn example_audit_policy_keeps_the_local_cluster_rules() {
 /// they run, so renaming a flag in src/ without deploy/ fails here.
 #[test]
 fn deployments_set_only_environment_variables_the_binary_reads() {
-    use clap::{Args, Command as Cli};
-    let known = |cli: Cli| -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = cli
-            .get_arguments()
-            .filter_map(|a| a.get_env())
-            .map(|e| e.to_string_lossy().into_owned())
+    // What the binary itself says it reads: `[env: SIESTA_...=]` in --help.
+    let known = |sub: &str| -> BTreeSet<String> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_siesta"))
+            .args([sub, "--help"])
+            .output()
+            .expect("siesta runs");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut names: BTreeSet<String> = help
+            .split("[env: ")
+            .skip(1)
+            .filter_map(|rest| rest.split(['=', ']']).next())
+            .map(str::to_string)
             .collect();
+        assert!(names.contains("SIESTA_CONFIG"), "{help}");
         names.insert("SIESTA_LOG".into()); // the log filter, read by main
         names
     };
-    let controller = known(siesta::controller::Args::augment_args(Cli::new(
-        "controller",
-    )));
-    let proxy = known(siesta::proxy::Args::augment_args(Cli::new("proxy")));
+    let controller = known("controller");
+    let proxy = known("proxy");
+    assert!(
+        controller.contains("SIESTA_CONTROLLER_ADMIN_LISTEN")
+            && proxy.contains("SIESTA_PROXY_ADMIN_LISTEN")
+            && !controller.contains("SIESTA_PROXY_ADMIN_LISTEN"),
+        "each admin listener has its own variable"
+    );
     // Every variable any chart variant may set.
     let mut docs = kustomize_base();
     docs.extend(documents(&helm_template(&["audit.auth=clientCA"])));

@@ -46,9 +46,9 @@ fn the_prometheusrule_is_built_from_the_rules_file() {
         .expect("run deploy/prometheus/build.sh --check");
     assert!(out.status.success(), "{}", describe(&out));
     // and it means the same thing, whatever the text
-    let read = |p: &str| -> serde_yaml::Value {
+    let read = |p: &str| -> serde_yaml_ng::Value {
         let text = std::fs::read_to_string(prom::root().join(p)).expect("read");
-        serde_yaml::from_str(&text).expect("YAML")
+        serde_yaml_ng::from_str(&text).expect("YAML")
     };
     let rules = read("deploy/prometheus/rules.yaml");
     let object = read("deploy/prometheus/prometheusrule.yaml");
@@ -62,8 +62,8 @@ fn the_service_monitors_scrape_the_admin_port_of_controller_and_proxy() {
     let text = std::fs::read_to_string(prom::root().join("deploy/prometheus/servicemonitor.yaml"))
         .expect("read servicemonitor.yaml");
     let mut components = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let v = serde_yaml::Value::deserialize(doc).expect("YAML");
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let v = serde_yaml_ng::Value::deserialize(doc).expect("YAML");
         assert_eq!(v["kind"], "ServiceMonitor");
         assert_eq!(v["metadata"]["namespace"], "siesta-system");
         let labels = &v["spec"]["selector"]["matchLabels"];
@@ -85,7 +85,7 @@ use serde::Deserialize;
 /// A name in PromQL as the family it belongs to: histograms are queried
 /// through their `_bucket`, `_sum` and `_count` series.
 fn family_of(name: &str) -> Option<String> {
-    let m = siesta::metrics::get();
+    let m = siesta::metrics::Metrics::new();
     if m.families().iter().any(|f| f == name) {
         return Some(name.to_string());
     }
@@ -179,7 +179,7 @@ fn the_dashboard_uses_its_datasource_variable_and_filters_by_namespace() {
 fn every_family_is_documented_in_docs_metrics_md() {
     let doc = std::fs::read_to_string(prom::root().join("docs/metrics.md"))
         .expect("read docs/metrics.md");
-    for family in siesta::metrics::get().families() {
+    for family in siesta::metrics::Metrics::new().families() {
         assert!(
             doc.contains(&format!("| `{family}` |")),
             "docs/metrics.md has no table row for {family}"

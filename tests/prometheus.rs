@@ -347,3 +347,113 @@ async fn a_deleted_namespace_stops_saving_and_leaves_no_series() {
     )
     .await;
 }
+
+/// The savings counters are totals written on the namespace
+/// (`siesta.dev/saved`) and the clock, so a controller killed mid-sleep and
+/// started again continues them: Prometheus sees no reset, and the last value
+/// is the requested CPU times the time asleep, over a completed sleep and the
+/// current one, counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn savings_continue_across_a_controller_restart_without_a_reset() {
+    const RESTART_GROUP: &str = "prometheus-restart";
+    let c = setup().await;
+    let admin = free_port();
+    let start = || {
+        Siesta::controller_at(
+            SIESTA,
+            RESTART_GROUP,
+            admin,
+            &["--savings-interval", "1s", "--leader-lease-duration", "4s"],
+            &[],
+        )
+    };
+    let mut first = start();
+    wait_ready(admin).await;
+    let prometheus = Prometheus::start(&[admin]);
+    prometheus.wait_ready().await;
+    let ns = namespace(
+        &c,
+        "prom-restart",
+        RESTART_GROUP,
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/idle-after", "off"),
+        ],
+    )
+    .await;
+    // 2 x 500m: 1 core while asleep.
+    create(
+        &c,
+        &ns,
+        &workload("web")
+            .replicas(2)
+            .requests("500m", "64Mi")
+            .deployment(),
+    )
+    .await;
+    let since = |c: kube::Client, ns: String| async move {
+        let at = ns_annotation(&c, &ns, "siesta.dev/state-since")
+            .await
+            .expect("state-since");
+        chrono::DateTime::parse_from_rfc3339(&at).expect("an instant")
+    };
+
+    // A first, completed sleep of about 8 s.
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    state_is(&c, &ns, "asleep", Duration::from_secs(20)).await;
+    let slept = since(c.clone(), ns.clone()).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "wake"})).await;
+    state_is(&c, &ns, "awake", Duration::from_secs(60)).await;
+    // When the sleep ended: the instant the wake wrote its totals at.
+    let saved = ns_annotation(&c, &ns, "siesta.dev/saved")
+        .await
+        .expect("the wake wrote siesta.dev/saved");
+    let woke = saved
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("at="))
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).expect("an instant"))
+        .expect("an at= field");
+
+    // The second sleep, with the controller killed (no clean stop) in the middle.
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
+    state_is(&c, &ns, "asleep", Duration::from_secs(20)).await;
+    let slept_again = since(c.clone(), ns.clone()).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    first.kill();
+    let _second = start();
+    wait_ready(admin).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    let series = format!("siesta_saved_cpu_core_seconds_total{{namespace=\"{ns}\"}}");
+    assert_eq!(
+        prometheus.scalar(&format!("resets({series}[5m])")),
+        Some(0.0),
+        "the counter never went back"
+    );
+    let last = prometheus.query(&format!("last_over_time({series}[5m])"));
+    let sample = &last["data"]["result"][0]["value"];
+    let (at, value) = (
+        sample[0].as_f64().expect("a sample time"),
+        sample[1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("a value"),
+    );
+    let asleep = (woke - slept).num_milliseconds() as f64 / 1000.0 + at
+        - slept_again.timestamp_millis() as f64 / 1000.0;
+    eprintln!("saved {value} core-seconds after {asleep:.1} s asleep at 1 core");
+    assert!(
+        (value - asleep).abs() < 3.0,
+        "saved {value} core-seconds, asleep {asleep:.1} s at 1 core: a restart must neither \
+         count the sleep twice nor lose it"
+    );
+    // And increase() over the whole run counts it once as well.
+    let increase = prometheus
+        .scalar(&format!("increase({series}[5m])"))
+        .expect("an increase");
+    assert!(
+        increase <= value * 1.05 + 1.0,
+        "increase() {increase} counts more than was saved ({value})"
+    );
+}

@@ -118,7 +118,7 @@ async fn namespace(
     extra: &[(&str, &str)],
 ) -> String {
     let name = unique(&format!("proxy-{prefix}"));
-    let since = siesta::annotations::format_instant(Utc::now() - chrono::Duration::minutes(10));
+    let since = siesta::model::format_instant(Utc::now() - chrono::Duration::minutes(10));
     let mut annotations = vec![
         ("siesta.dev/enabled", "true"),
         ("siesta.dev/state", state),
@@ -132,7 +132,7 @@ async fn namespace(
 async fn set_state(client: &kube::Client, ns: &str, state: &str) {
     let annotations = serde_json::json!({
         "siesta.dev/state": state,
-        "siesta.dev/state-since": siesta::annotations::format_instant(Utc::now()),
+        "siesta.dev/state-since": siesta::model::format_instant(Utc::now()),
     });
     annotate_namespace(client, ns, annotations).await;
 }

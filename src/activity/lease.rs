@@ -10,7 +10,8 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 
-use crate::annotations::{LAST_ACTIVITY, format_instant, parse_instant};
+use crate::annotations::LAST_ACTIVITY;
+use crate::model::{format_instant, parse_instant};
 
 pub const NAME: &str = "siesta-activity";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "siesta");

@@ -8,37 +8,16 @@
 pub mod lease;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::annotations::{MAX_DESCRIPTION, State, truncate};
+use crate::annotations::{MAX_DESCRIPTION, truncate};
+use crate::metrics::{ErrorKind, Metrics};
+use crate::model::{Source, State};
 pub use lease::Seen;
-
-/// Where activity was seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    Api,
-    Http,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Api => "api",
-            Source::Http => "http",
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One counted request.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +103,7 @@ struct Inner {
     sink: Option<Arc<dyn Sink>>,
     /// Namespaces whose sleep may end now: the in-process controller listens.
     wake_tx: Option<mpsc::UnboundedSender<String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Reporter {
@@ -131,6 +111,7 @@ impl Reporter {
         states: Arc<dyn NamespaceStates>,
         sink: Option<Arc<dyn Sink>>,
         wake_tx: Option<mpsc::UnboundedSender<String>>,
+        metrics: Arc<Metrics>,
     ) -> Reporter {
         Reporter {
             inner: Arc::new(Inner {
@@ -138,6 +119,7 @@ impl Reporter {
                 states,
                 sink,
                 wake_tx,
+                metrics,
             }),
         }
     }
@@ -194,7 +176,7 @@ impl Reporter {
                 tokio::spawn(async move {
                     if let Err(e) = sink.write(namespace.clone(), seen).await {
                         tracing::warn!(%namespace, error = %e, "wake request: activity lease write failed");
-                        crate::metrics::error("lease_write");
+                        me.inner.metrics.error(ErrorKind::LeaseWrite);
                         me.forget_wake_request(&namespace);
                     }
                 });
@@ -208,6 +190,11 @@ impl Reporter {
             e.wake_requested_for = None;
             e.dirty = true;
         }
+    }
+
+    /// The metrics this reporter (and what is built on it) counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The newest activity this process saw for a namespace.
@@ -249,7 +236,7 @@ impl Reporter {
         for (namespace, seen) in dirty {
             if let Err(e) = sink.write(namespace.clone(), seen).await {
                 tracing::warn!(%namespace, error = %e, "activity lease write failed");
-                crate::metrics::error("lease_write");
+                self.inner.metrics.error(ErrorKind::LeaseWrite);
                 failed += 1;
                 if let Some(entry) = self
                     .inner
@@ -314,7 +301,12 @@ mod tests {
     #[tokio::test]
     async fn awake_activity_is_coalesced_until_flush() {
         let sink = Arc::new(CountingSink::default());
-        let r = Reporter::new(Arc::new(AllAwake), Some(Arc::new(sink.clone())), None);
+        let r = Reporter::new(
+            Arc::new(AllAwake),
+            Some(Arc::new(sink.clone())),
+            None,
+            Arc::default(),
+        );
         let t0 = Utc::now() - chrono::Duration::seconds(10);
         for i in 0..100 {
             r.report(http("team-a", t0 + chrono::Duration::milliseconds(i)));
@@ -341,6 +333,7 @@ mod tests {
             Arc::new(Sleeping(slept)),
             Some(Arc::new(sink.clone())),
             Some(tx),
+            Arc::default(),
         );
         for i in 0..1000 {
             r.report(http(
@@ -368,7 +361,12 @@ mod tests {
         let sink = Arc::new(CountingSink::default());
         let slept = Utc::now() - chrono::Duration::minutes(5);
         let states = Arc::new(Switchable(Mutex::new((State::Asleep, slept))));
-        let r = Reporter::new(Arc::new(states.clone()), Some(Arc::new(sink.clone())), None);
+        let r = Reporter::new(
+            Arc::new(states.clone()),
+            Some(Arc::new(sink.clone())),
+            None,
+            Arc::default(),
+        );
         r.report(http("team-a", Utc::now()));
         *states.0.lock().unwrap() = (State::Waking, Utc::now());
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -387,6 +385,7 @@ mod tests {
             Arc::new(Sleeping(slept)),
             Some(Arc::new(sink.clone())),
             None,
+            Arc::default(),
         );
         r.report(http("team-a", slept - chrono::Duration::seconds(1)));
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -395,7 +394,7 @@ mod tests {
 
     #[test]
     fn activity_time_is_never_in_the_future() {
-        let r = Reporter::new(Arc::new(AllAwake), None, None);
+        let r = Reporter::new(Arc::new(AllAwake), None, None, Arc::default());
         r.report(http("team-a", Utc::now() + chrono::Duration::hours(1)));
         assert!(r.seen("team-a").unwrap().http.unwrap() <= Utc::now());
     }

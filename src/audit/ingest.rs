@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::event::{Event, split_event_list};
 use super::rules::{Rules, Verdict};
-use crate::activity::{Activity, Reporter, Source};
+use crate::activity::{Activity, Reporter};
+use crate::model::Source;
 
 /// How many auditIDs one generation of the dedupe memory holds; two
 /// generations are kept, so memory stays under a few MB.
@@ -33,8 +34,8 @@ impl Tally {
         self.invalid += other.invalid;
     }
 
-    fn publish(&self) {
-        let m = &crate::metrics::get().audit_events;
+    fn publish(&self, metrics: &crate::metrics::Metrics) {
+        let m = &metrics.audit_events;
         for (result, n) in [
             ("counted", self.counted),
             ("ignored", self.ignored),
@@ -91,6 +92,11 @@ struct Inner {
 }
 
 impl Ingest {
+    /// What this ingest counts into: its reporter's metrics.
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::Metrics> {
+        self.inner.reporter.metrics()
+    }
+
     pub fn new(rules: Rules, reporter: Reporter) -> Ingest {
         Ingest {
             inner: Arc::new(Inner {
@@ -137,7 +143,7 @@ impl Ingest {
                 Err(_) => tally.invalid += 1,
             }
         }
-        tally.publish();
+        tally.publish(self.metrics());
         tally
     }
 
@@ -158,7 +164,7 @@ impl Ingest {
                 _ => tally.invalid += 1,
             }
         }
-        tally.publish();
+        tally.publish(self.metrics());
         tally
     }
 
@@ -247,7 +253,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn ingest() -> (Ingest, Reporter) {
-        let reporter = Reporter::new(Arc::new(AllAwake), None, None);
+        let reporter = Reporter::new(Arc::new(AllAwake), None, None, Arc::default());
         (Ingest::new(Rules::default(), reporter.clone()), reporter)
     }
 

@@ -5,7 +5,7 @@
 //!
 //! [`run`] is what the controller starts: the [`webhook`] (what a client may
 //! hold of it is in [`admission`]) and, with
-//! `--audit-log`, the [`tail`] follower, with rules following admin config reloads.
+//! a log file, the [`tail`] follower, with rules following admin config reloads.
 pub mod admission;
 pub mod event;
 pub mod ingest;
@@ -15,7 +15,7 @@ pub mod scan;
 pub mod tail;
 pub mod webhook;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -31,10 +31,21 @@ use crate::config::{AdminConfig, AuditIgnore};
 /// lines were counted by the process before).
 pub const RESTART_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
 
-/// Serve the audit webhook and follow `--audit-log` until one of them fails.
+/// Where audit events come from: the webhook, and optionally a followed log file.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub webhook: webhook::Settings,
+    /// Follow this audit log file (JSON lines) like `tail -F`.
+    pub log: Option<PathBuf>,
+    /// Where the follower keeps its position (device, inode, offset), so a
+    /// restart neither re-counts nor misses lines.
+    pub log_state: Option<PathBuf>,
+}
+
+/// Serve the audit webhook and follow the audit log until one of them fails.
 /// Rules follow `config`: each new admin config applies to events from then on.
 pub async fn run(
-    args: &crate::controller::Args,
+    settings: &Settings,
     reporter: Reporter,
     mut config: watch::Receiver<Arc<AdminConfig>>,
 ) -> crate::Result<()> {
@@ -42,7 +53,7 @@ pub async fn run(
         Rules::new(&config.borrow_and_update().audit_ignore),
         reporter,
     );
-    let webhook = webhook::Webhook::bind(&webhook::Settings::from_args(args)).await?;
+    let webhook = webhook::Webhook::bind(&settings.webhook).await?;
     tracing::info!(address = %webhook.local_addr()?, "audit webhook listening");
     let rules = {
         let ingest = ingest.clone();
@@ -57,9 +68,9 @@ pub async fn run(
     };
     let tail = {
         let ingest = ingest.clone();
-        let options = args.audit_log.clone().map(|path| tail::Options {
+        let options = settings.log.clone().map(|path| tail::Options {
             path,
-            state_file: args.audit_log_state.clone(),
+            state_file: settings.log_state.clone(),
             not_before: Some(chrono::Utc::now() - RESTART_MARGIN),
         });
         async move {

@@ -45,7 +45,7 @@ impl fmt::Display for Report {
 
 /// Replay `reader` through the ingest with these rules; nothing is written anywhere.
 pub fn replay(mut reader: impl Read, rules: Rules) -> crate::Result<Report> {
-    let reporter = Reporter::new(Arc::new(AllAwake), None, None);
+    let reporter = Reporter::new(Arc::new(AllAwake), None, None, Arc::default());
     let ingest = Ingest::new(rules, reporter);
     let started = tokio::time::Instant::now();
     let mut report = Report::default();

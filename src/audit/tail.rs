@@ -225,7 +225,7 @@ pub async fn follow(options: Options, ingest: Ingest) -> crate::Result<()> {
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "audit log read failed; retrying");
-                crate::metrics::error("audit_body");
+                ingest.metrics().error(crate::metrics::ErrorKind::AuditBody);
                 tailer.file = None;
                 tailer.partial.clear();
             }

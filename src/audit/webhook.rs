@@ -31,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use super::admission::{BodyBudget, Held, Peers};
 use super::event::split_event_list;
 use super::ingest::Ingest;
+use crate::metrics::{ErrorKind, Metrics};
 use crate::{Error, Result};
 
 /// Slow clients: the time to send request headers, and then the body.
@@ -38,6 +39,11 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A new connection's time for its TLS handshake and first request head.
 pub const FIRST_HEAD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Where the webhook listens unless told: loopback, where no TLS is needed.
+pub const LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8443,
+));
 /// The `--audit-max-body` default.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 /// The `--audit-max-connections-per-peer` default: the webhook's clients are
@@ -56,7 +62,7 @@ const QUEUE: usize = 32;
 /// client may take.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Default `127.0.0.1:8443`.
+    /// Default [`LISTEN`].
     pub listen: Option<SocketAddr>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
@@ -103,24 +109,6 @@ impl Default for Settings {
             body_timeout: BODY_TIMEOUT,
             max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
             max_bodies_bytes: MAX_BODIES_BYTES,
-        }
-    }
-}
-
-impl Settings {
-    pub fn from_args(args: &crate::controller::Args) -> Settings {
-        Settings {
-            listen: Some(args.audit_listen),
-            tls_cert: args.audit_tls_cert.clone(),
-            tls_key: args.audit_tls_key.clone(),
-            client_ca: args.audit_client_ca.clone(),
-            token_file: args.audit_token_file.clone(),
-            max_body: args.audit_max_body,
-            header_timeout: args.audit_header_timeout,
-            body_timeout: args.audit_body_timeout,
-            max_connections_per_peer: args.audit_max_connections_per_peer,
-            max_bodies_bytes: args.audit_max_bodies_bytes,
-            ..Settings::default()
         }
     }
 }
@@ -181,9 +169,7 @@ pub struct Webhook {
 impl Webhook {
     /// Load TLS and credentials, refuse an exposed address without both, bind.
     pub async fn bind(settings: &Settings) -> Result<Webhook> {
-        let listen = settings
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let listen = settings.listen.unwrap_or(LISTEN);
         let token = match &settings.token_file {
             Some(path) => {
                 let token = std::fs::read_to_string(path).map_err(|e| {
@@ -257,6 +243,7 @@ impl Webhook {
     /// Serve until the task is dropped.
     pub async fn serve(self, ingest: Ingest) -> Result<()> {
         let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let metrics = ingest.metrics().clone();
         // It ends once the last sender is gone: this loop's and the connections'.
         tokio::task::spawn_blocking(move || work(rx, ingest));
         let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -283,12 +270,14 @@ impl Webhook {
             let first_head_by = Instant::now() + limits.first_head_timeout;
             let handler = {
                 let (auth, tx, budget) = (self.auth.clone(), tx.clone(), self.budget.clone());
+                let metrics = metrics.clone();
                 move |verified| Handler {
                     auth,
                     verified,
                     limits,
                     tx,
                     budget,
+                    metrics,
                 }
             };
             let tls = self.tls.clone();
@@ -388,6 +377,7 @@ struct Handler {
     limits: Limits,
     tx: mpsc::Sender<Job>,
     budget: BodyBudget,
+    metrics: Arc<Metrics>,
 }
 
 /// What went wrong with a request, mapped to its status in one place.
@@ -404,7 +394,7 @@ enum Refusal {
 }
 
 impl Refusal {
-    fn response(self) -> Response<Full<Bytes>> {
+    fn response(self, metrics: &Metrics) -> Response<Full<Bytes>> {
         let (status, message) = match self {
             Refusal::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -428,11 +418,8 @@ impl Refusal {
             status,
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT | StatusCode::BAD_REQUEST
         ) {
-            crate::metrics::get()
-                .audit_events
-                .with_label_values(&["invalid"])
-                .inc();
-            crate::metrics::error("audit_body");
+            metrics.audit_events.with_label_values(&["invalid"]).inc();
+            metrics.error(ErrorKind::AuditBody);
         }
         let mut response = text(status, message);
         let headers = response.headers_mut();
@@ -466,7 +453,7 @@ impl Handler {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match self.accept(req).await {
             Ok(()) => text(StatusCode::OK, "accepted".into()),
-            Err(refusal) => refusal.response(),
+            Err(refusal) => refusal.response(&self.metrics),
         }
     }
 

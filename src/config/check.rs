@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::{
     AdminConfig, AuditIgnore, Defaults, LabelExpression, Operator, Policy, Prices, ProxyLimits,

@@ -2,15 +2,15 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::check::{Seg, YamlPath};
 
 /// The line and column of the node at `path`, or of its nearest ancestor that
-/// exists. serde_yaml attaches the position of the node being read to any error
+/// exists. serde_yaml_ng (like serde_yaml before it) attaches the position of the node being read to any error
 /// raised while reading it, so the walk raises one at the target.
 pub(super) fn locate(src: &str, path: &YamlPath) -> Option<(usize, usize)> {
-    match Find(&path.0).deserialize(serde_yaml::Deserializer::from_str(src)) {
+    match Find(&path.0).deserialize(serde_yaml_ng::Deserializer::from_str(src)) {
         Err(e) => e.location().map(|l| (l.line(), l.column())),
         Ok(()) => None,
     }

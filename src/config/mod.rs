@@ -7,23 +7,21 @@
 //! Loading never stops at the first problem: the file is parsed to a YAML tree,
 //! then every field is checked and every problem reported with its YAML path
 //! (`schedules.office-hours.wake`) and its line and column in the file.
-//! [`watch()`] reloads the file when its content changes (a ConfigMap update swaps
-//! a symlink); an invalid new file is rejected and the previous config stays.
+//! Pure: reading the file again when it changes (a ConfigMap update swaps a
+//! symlink) is the shell's job (`reload`, a layer above); an invalid new file
+//! is rejected there and the previous config stays.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::annotations::{IdleAfter, Overrides, WakeOn, WakePage};
 use crate::schedule::Schedule;
 
 mod check;
 mod locate;
-pub mod reload;
-
-pub use reload::{RELOAD_CHECK, watch};
 
 /// Settings that apply to a namespace unless its annotations say otherwise.
 #[derive(Clone, Debug, PartialEq)]
@@ -328,7 +326,7 @@ pub fn load(path: &Path) -> Result<AdminConfig, ConfigErrors> {
 
 /// Validate the text of an admin config; `file` only labels the errors.
 pub fn parse(file: &str, src: &str) -> Result<AdminConfig, ConfigErrors> {
-    let tree: Value = match serde_yaml::from_str(src) {
+    let tree: Value = match serde_yaml_ng::from_str(src) {
         Ok(v) => v,
         Err(e) => {
             let location = e.location();

@@ -2,6 +2,7 @@
 //! Only the leader reconciles; standbys wait, ready to take over when the
 //! leader's lease expires. A leader that cannot renew before its lease runs out
 //! stops the process, so two replicas never both believe they lead for long.
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 
 use crate::activity::lease::{from_micro, to_micro};
+use crate::metrics::{ErrorKind, Metrics};
 
 pub const LEASE_NAME: &str = "siesta-controller";
 
@@ -19,15 +21,18 @@ pub struct Settings {
     pub identity: String,
     pub lease_duration: Duration,
     pub renew_every: Duration,
+    /// Where `siesta_leader` and election errors are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Settings {
-    pub fn new(namespace: String, identity: String) -> Settings {
+    pub fn new(namespace: String, identity: String, metrics: Arc<Metrics>) -> Settings {
         Settings {
             namespace,
             identity,
             lease_duration: Duration::from_secs(15),
             renew_every: Duration::from_secs(4),
+            metrics,
         }
     }
 }
@@ -106,10 +111,7 @@ pub async fn acquire(client: &kube::Client, s: &Settings) {
         match try_acquire(&api, s, None).await {
             Ok(Some(_)) => {
                 tracing::info!(identity = %s.identity, namespace = %s.namespace, "became the leader");
-                crate::metrics::get()
-                    .leader
-                    .with_label_values(&[] as &[&str])
-                    .set(1);
+                s.metrics.leader.with_label_values(&[] as &[&str]).set(1);
                 return;
             }
             Ok(None) if !logged => {
@@ -118,7 +120,7 @@ pub async fn acquire(client: &kube::Client, s: &Settings) {
             }
             Ok(None) => {}
             Err(e) => {
-                crate::metrics::error("leader_election");
+                s.metrics.error(ErrorKind::LeaderElection);
                 tracing::warn!(error = %e, "leader election");
             }
         }
@@ -146,7 +148,7 @@ pub async fn hold(client: &kube::Client, s: &Settings) {
                 break;
             }
             Err(e) => {
-                crate::metrics::error("leader_election");
+                s.metrics.error(ErrorKind::LeaderElection);
                 tracing::warn!(error = %e, "could not renew the leader lease");
                 // stop before the lease can expire and another replica takes over
                 if last_ok.elapsed() + s.renew_every >= s.lease_duration {
@@ -156,10 +158,7 @@ pub async fn hold(client: &kube::Client, s: &Settings) {
             }
         }
     }
-    crate::metrics::get()
-        .leader
-        .with_label_values(&[] as &[&str])
-        .set(0);
+    s.metrics.leader.with_label_values(&[] as &[&str]).set(0);
 }
 
 /// Give the lease up (on a clean shutdown), so a standby takes over at once.

@@ -6,9 +6,12 @@ pub mod events;
 pub mod leader;
 pub mod reconcile;
 pub mod savings;
+#[cfg(test)]
+mod scripted;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +30,10 @@ use tokio::sync::mpsc;
 use tokio_stream_shim::UnboundedReceiverStream;
 
 use crate::activity::{self, LeaseSink, NamespaceStates, Reporter};
-use crate::annotations::State;
 use crate::config::AdminConfig;
+use crate::metrics::Metrics;
+use crate::model::State;
+use crate::supervisor::Supervisor;
 
 type NamespaceEvents = mpsc::UnboundedSender<Result<Namespace, watcher::Error>>;
 type Senders = (NamespaceEvents, mpsc::UnboundedSender<ObjectRef<Namespace>>);
@@ -97,8 +102,8 @@ fn slim(ns: &mut Namespace) {
 /// Watch one workload kind's metadata (no spec, no status: cheap) and poke
 /// its namespace while that namespace sleeps or wakes, so new workloads go to
 /// sleep too and waking namespaces notice readiness.
-fn watch_workloads<K>(
-    client: &kube::Client,
+async fn watch_workloads<K>(
+    client: kube::Client,
     states: reflector::Store<Namespace>,
     triggers: Triggers,
 ) where
@@ -110,8 +115,8 @@ fn watch_workloads<K>(
         + Sync
         + 'static,
 {
-    let api: Api<PartialObjectMeta<K>> = Api::all(client.clone());
-    tokio::spawn(async move {
+    let api: Api<PartialObjectMeta<K>> = Api::all(client);
+    {
         // The generation last seen of each workload in a sleeping namespace:
         // an asleep namespace needs a look only when a workload's spec
         // changed (someone scaled it) or a workload is new, not for each
@@ -156,178 +161,272 @@ fn watch_workloads<K>(
                 std::future::ready(())
             })
             .await;
-    });
+    }
 }
 
-pub async fn run(args: Args) -> crate::Result<()> {
-    let client = crate::kube_client().await?;
-    let (config_rx, reload) = crate::config::watch(args.config.clone()).await?;
-    tokio::spawn(reload);
+/// `siesta controller`: every component under one [`Supervisor`] until
+/// SIGTERM or the first component that stops; then, in this order: not ready
+/// (the audit Service stops sending), stop leading (passes in flight finish)
+/// and release the leader Lease, flush activity not yet written, stop the
+/// rest. A component that stopped makes the process exit with an error naming it.
+pub async fn run(settings: Settings) -> crate::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let client = crate::client::new(&metrics).await?;
+    let (config_rx, reload) =
+        crate::reload::watch(settings.config.clone(), metrics.clone()).await?;
     let config: Arc<AdminConfig> = config_rx.borrow().clone();
+    let mut tasks = Supervisor::default();
+    tasks.spawn_forever("admin config reload", reload);
     let ready = crate::admin::Readiness::default();
-    let admin = crate::admin::bind(args.admin_listen).await?;
+    let admin = crate::admin::bind(settings.admin_listen).await?;
     // A standby says so (0) rather than having no `siesta_leader` series.
-    crate::metrics::get()
-        .leader
-        .with_label_values(&[] as &[&str])
-        .set(0);
-    tokio::spawn(crate::admin::serve(admin, ready.clone()));
+    metrics.leader.with_label_values(&[] as &[&str]).set(0);
+    tasks.spawn_forever(
+        "admin server",
+        crate::admin::serve(admin, ready.clone(), metrics.clone()),
+    );
 
     // Namespaces: one watch, always running, so standbys know which
     // namespaces sleep (for audit wake requests) and can take over at once.
     let (states, writer) = reflector::store::<Namespace>();
     let triggers = Triggers::default();
-    {
-        let triggers = triggers.clone();
-        let selector = args.namespace_selector.clone();
-        let api: Api<Namespace> = Api::all(client.clone());
-        tokio::spawn(async move {
-            let mut cfg = watcher::Config::default().page_size(LIST_PAGE);
-            if let Some(sel) = &selector {
-                cfg = cfg.labels(sel);
-            }
-            watcher(api, cfg)
-                .default_backoff()
-                .modify(slim)
-                .reflect(writer)
-                .applied_objects()
-                .for_each(|ns| {
-                    triggers.changed(ns);
-                    std::future::ready(())
-                })
-                .await;
-        });
-    }
+    tasks.spawn_forever(
+        "namespace watch",
+        watch_namespaces(
+            client.clone(),
+            settings.namespace_selector.clone(),
+            writer,
+            triggers.clone(),
+        ),
+    );
 
     // Activity: in-process reports (audit) and every reporter's Lease.
-    let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<String>();
+    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<String>();
     let reporter = Reporter::new(
         Arc::new(states.clone()),
         Some(Arc::new(LeaseSink(client.clone()))),
         Some(wake_tx),
+        metrics.clone(),
     );
-    tokio::spawn(reporter.clone().run_flusher(config.defaults.flush_interval));
-    {
-        let triggers = triggers.clone();
-        tokio::spawn(async move {
-            while let Some(ns) = wake_rx.recv().await {
-                triggers.send(&ns);
-            }
-        });
-    }
-    {
-        let reporter = reporter.clone();
-        let triggers = triggers.clone();
-        let states = states.clone();
-        let api: Api<Lease> = Api::all(client.clone());
-        let selector = format!(
-            "{}={}",
-            activity::lease::MANAGED_BY.0,
-            activity::lease::MANAGED_BY.1
-        );
-        tokio::spawn(async move {
-            watcher(
-                api,
-                watcher::Config::default()
-                    .labels(&selector)
-                    .page_size(LIST_PAGE),
-            )
-            .default_backoff()
-            .applied_objects()
-            .for_each(|lease| {
-                if let Ok(lease) = lease
-                    && lease.name_any() == activity::lease::NAME
-                    && let Some(ns) = lease.namespace()
-                {
-                    reporter.observe_lease(&ns, &activity::lease::read(&lease));
-                    if matches!(
-                        NamespaceStates::state(&states, &ns),
-                        Some((State::Asleep, _))
-                    ) {
-                        triggers.send(&ns);
-                    }
-                }
-                std::future::ready(())
-            })
-            .await;
-        });
-    }
-    watch_workloads::<Deployment>(&client, states.clone(), triggers.clone());
-    watch_workloads::<StatefulSet>(&client, states.clone(), triggers.clone());
-    watch_workloads::<ReplicaSet>(&client, states.clone(), triggers.clone());
-    watch_workloads::<CronJob>(&client, states.clone(), triggers.clone());
+    tasks.spawn_forever(
+        "activity flusher",
+        reporter.clone().run_flusher(config.defaults.flush_interval),
+    );
+    tasks.spawn_forever("wake forwarder", forward_wakes(wake_rx, triggers.clone()));
+    tasks.spawn_forever(
+        "activity lease watch",
+        watch_leases(
+            client.clone(),
+            reporter.clone(),
+            states.clone(),
+            triggers.clone(),
+        ),
+    );
+    tasks.spawn_forever(
+        "deployment watch",
+        watch_workloads::<Deployment>(client.clone(), states.clone(), triggers.clone()),
+    );
+    tasks.spawn_forever(
+        "statefulset watch",
+        watch_workloads::<StatefulSet>(client.clone(), states.clone(), triggers.clone()),
+    );
+    tasks.spawn_forever(
+        "replicaset watch",
+        watch_workloads::<ReplicaSet>(client.clone(), states.clone(), triggers.clone()),
+    );
+    tasks.spawn_forever(
+        "cronjob watch",
+        watch_workloads::<CronJob>(client.clone(), states.clone(), triggers.clone()),
+    );
 
     // Audit ingest runs on every replica (the webhook Service reaches any of
     // them); its wake requests go through the Activity Lease to the leader.
     {
-        let args = args.clone();
-        let reporter = reporter.clone();
-        let config_rx = config_rx.clone();
-        tokio::spawn(async move {
-            if let Err(e) = crate::audit::run(&args, reporter, config_rx).await {
-                tracing::error!(error = %e, "audit ingest stopped");
-                std::process::exit(1);
-            }
+        let (audit, reporter, config_rx) =
+            (settings.audit.clone(), reporter.clone(), config_rx.clone());
+        tasks.spawn("audit ingest", async move {
+            crate::audit::run(&audit, reporter, config_rx).await
         });
+    }
+
+    let identity = settings.identity.clone().unwrap_or_else(default_identity);
+    let mut election = leader::Settings::new(
+        settings.leader_election_namespace.clone(),
+        identity.clone(),
+        metrics.clone(),
+    );
+    election.lease_duration = settings.leader_lease_duration;
+    election.renew_every = (settings.leader_lease_duration / 4).max(Duration::from_millis(500));
+    let events = events::Publisher::new(client.clone(), identity);
+    let ctx = Arc::new(reconcile::Context::new(
+        client.clone(),
+        config_rx.clone(),
+        reporter.clone(),
+        events,
+    ));
+    tasks.spawn_forever(
+        "savings ticker",
+        tick_savings(
+            ctx.clone(),
+            states.clone(),
+            settings.savings_interval.max(Duration::from_millis(100)),
+        ),
+    );
+
+    let (stop_trigger, stop) = crate::supervisor::stop_signal();
+    let leading = lead(
+        client.clone(),
+        election,
+        states.clone(),
+        triggers,
+        ctx,
+        settings.concurrency,
+        stop,
+    );
+    tokio::pin!(leading);
+    let synced = async {
+        let _ = states.wait_until_ready().await;
+        ready.set(true);
+        std::future::pending::<()>().await
+    };
+    let ended = tokio::select! {
+        ended = tasks.ended() => Some(ended),
+        () = crate::supervisor::shutdown_signal() => None,
+        () = synced => None,
+        () = &mut leading => None,
+    };
+    if let Some(ended) = &ended {
+        tracing::error!(component = ended.component, reason = %ended.why, "a component stopped; shutting down");
+    } else {
+        tracing::info!("shutting down");
+    }
+    ready.set(false);
+    stop_trigger.stop();
+    leading.await;
+    reporter.flush().await;
+    drop(tasks);
+    match ended {
+        Some(ended) => Err(crate::Error::Other(ended.to_string())),
+        None => Ok(()),
+    }
+}
+
+async fn watch_namespaces(
+    client: kube::Client,
+    selector: Option<String>,
+    writer: reflector::store::Writer<Namespace>,
+    triggers: Triggers,
+) {
+    let mut cfg = watcher::Config::default().page_size(LIST_PAGE);
+    if let Some(sel) = &selector {
+        cfg = cfg.labels(sel);
+    }
+    watcher(Api::<Namespace>::all(client), cfg)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .applied_objects()
+        .for_each(|ns| {
+            triggers.changed(ns);
+            std::future::ready(())
+        })
+        .await;
+}
+
+async fn forward_wakes(mut wake_rx: mpsc::UnboundedReceiver<String>, triggers: Triggers) {
+    while let Some(ns) = wake_rx.recv().await {
+        triggers.send(&ns);
+    }
+}
+
+/// Every reporter's Activity Lease: the newest activity, and for a sleeping
+/// namespace the wake request.
+async fn watch_leases(
+    client: kube::Client,
+    reporter: Reporter,
+    states: reflector::Store<Namespace>,
+    triggers: Triggers,
+) {
+    let api: Api<Lease> = Api::all(client);
+    let selector = format!(
+        "{}={}",
+        activity::lease::MANAGED_BY.0,
+        activity::lease::MANAGED_BY.1
+    );
+    watcher(
+        api,
+        watcher::Config::default()
+            .labels(&selector)
+            .page_size(LIST_PAGE),
+    )
+    .default_backoff()
+    .applied_objects()
+    .for_each(|lease| {
+        if let Ok(lease) = lease
+            && lease.name_any() == activity::lease::NAME
+            && let Some(ns) = lease.namespace()
+        {
+            reporter.observe_lease(&ns, &activity::lease::read(&lease));
+            if matches!(
+                NamespaceStates::state(&states, &ns),
+                Some((State::Asleep, _))
+            ) {
+                triggers.send(&ns);
+            }
+        }
+        std::future::ready(())
+    })
+    .await;
+}
+
+/// Advance the savings counters of sleeping namespaces; a namespace deleted
+/// (or no longer selected) stops saving and leaves no series behind.
+async fn tick_savings(
+    ctx: Arc<reconcile::Context>,
+    states: reflector::Store<Namespace>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let m = &ctx.metrics;
+        for ns in m.namespaces() {
+            if states.get(&ObjectRef::new(&ns)).is_none() {
+                ctx.savings.stop(&ns);
+                m.forget_namespace(&ns);
+            }
+        }
+        let prices = ctx.config.borrow().prices.clone();
+        for (ns, totals) in ctx.savings.tick(chrono::Utc::now(), &prices) {
+            savings::publish(m, &ns, &totals, &prices);
+        }
+    }
+}
+
+/// Terms as leader until `stop`. A replica that loses the lease (say the API
+/// server was unreachable for longer than the lease) stops writing at once
+/// and stands by again, ready to lead when the lease is free. At `stop`,
+/// passes in flight finish and the lease is released.
+async fn lead(
+    client: kube::Client,
+    election: leader::Settings,
+    states: reflector::Store<Namespace>,
+    triggers: Triggers,
+    ctx: Arc<reconcile::Context>,
+    concurrency: u16,
+    stop: crate::supervisor::Stop,
+) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum End {
+        LostLease,
+        Stop,
     }
     let _ = states.wait_until_ready().await;
-    ready.set(true);
-
-    let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let mut settings =
-        leader::Settings::new(args.leader_election_namespace.clone(), identity.clone());
-    settings.lease_duration = args.leader_lease_duration;
-    settings.renew_every =
-        (args.leader_lease_duration / 4).max(std::time::Duration::from_millis(500));
-    let shutdown = futures::FutureExt::shared(Box::pin(crate::shutdown_signal()));
-    let events = events::Publisher::new(client.clone(), identity);
-    let ctx = Arc::new(reconcile::Context {
-        client: client.clone(),
-        config: config_rx.clone(),
-        reporter,
-        namespaces: states.clone(),
-        events,
-        first_seen: Default::default(),
-        reported: Default::default(),
-        savings: Default::default(),
-    });
-    {
-        let ctx = ctx.clone();
-        let config_rx = config_rx.clone();
-        let states = states.clone();
-        let every = args.savings_interval.max(Duration::from_millis(100));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let now = chrono::Utc::now();
-                // A namespace deleted (or no longer selected) stops saving and
-                // leaves no series behind.
-                let m = crate::metrics::get();
-                for ns in m.namespaces() {
-                    if states.get(&ObjectRef::new(&ns)).is_none() {
-                        ctx.savings.stop(&ns, now);
-                        m.forget_namespace(&ns);
-                    }
-                }
-                let prices = config_rx.borrow().prices.clone();
-                savings::publish(&ctx.savings.tick(now), &prices);
-            }
-        });
-    }
-
-    #[derive(Clone, Copy, PartialEq)]
-    enum Stop {
-        LostLease,
-        Shutdown,
-    }
-    // Terms as leader. A replica that loses the lease (say the API server was
-    // unreachable for longer than the lease) stops writing at once and stands
-    // by again, ready to lead when the lease is free.
+    let stopped = futures::FutureExt::shared(Box::pin(stop.requested()));
     loop {
         tokio::select! {
-            _ = leader::acquire(&client, &settings) => {}
-            _ = shutdown.clone() => return Ok(()),
+            _ = leader::acquire(&client, &election) => {}
+            _ = stopped.clone() => return,
         }
         let (ns_rx, trigger_rx) = triggers.lead();
         // Everything known so far gets one reconcile, alongside changes,
@@ -335,7 +434,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
         // 10,000 namespaces would sit in kube-runtime's scheduler together,
         // whose tables keep that size (about 7 MiB) for the life of the process.
         let pace = Arc::new(tokio::sync::Semaphore::new(
-            2 * usize::from(args.concurrency.max(1)),
+            2 * usize::from(concurrency.max(1)),
         ));
         let initial = futures::stream::iter(states.state()).then({
             let pace = pace.clone();
@@ -350,40 +449,38 @@ pub async fn run(args: Args) -> crate::Result<()> {
             }
         });
         let ns_stream = futures::stream::select(initial, UnboundedReceiverStream::new(ns_rx));
-        let stop = {
-            let client = client.clone();
-            let settings = settings.clone();
-            let shutdown = shutdown.clone();
+        let end = {
+            let (client, election, stopped) = (client.clone(), election.clone(), stopped.clone());
             futures::FutureExt::shared(Box::pin(async move {
                 tokio::select! {
-                    _ = leader::hold(&client, &settings) => Stop::LostLease,
-                    _ = shutdown => Stop::Shutdown,
+                    _ = leader::hold(&client, &election) => End::LostLease,
+                    _ = stopped => End::Stop,
                 }
             }))
         };
         // A reloaded admin config may change any namespace's policy.
-        let reloads = futures::stream::unfold(config_rx.clone(), |mut rx| async move {
+        let reloads = futures::stream::unfold(ctx.config.clone(), |mut rx| async move {
             rx.changed().await.ok()?;
             Some(((), rx))
         });
         let term = Controller::for_stream(ns_stream, states.clone())
             .reconcile_on(UnboundedReceiverStream::new(trigger_rx))
             .reconcile_all_on(reloads)
-            .with_config(ControllerConfig::default().concurrency(args.concurrency))
-            .graceful_shutdown_on(futures::FutureExt::map(stop.clone(), |_| ()))
+            .with_config(ControllerConfig::default().concurrency(concurrency))
+            .graceful_shutdown_on(futures::FutureExt::map(end.clone(), |_| ()))
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|_| {
                 pace.add_permits(1);
                 std::future::ready(())
             });
-        // On shutdown, passes in flight finish (graceful). A lost lease drops
+        // At stop, passes in flight finish (graceful). A lost lease drops
         // them at once: another replica leads now, and every write is whole
         // (a record travels in the patch that changes the count), so a pass
         // cut short leaves nothing half done for the new leader to find.
         let lost = {
-            let stop = stop.clone();
+            let end = end.clone();
             async move {
-                if stop.await == Stop::LostLease {
+                if end.await == End::LostLease {
                     return;
                 }
                 std::future::pending::<()>().await
@@ -394,10 +491,10 @@ pub async fn run(args: Args) -> crate::Result<()> {
             _ = lost => tracing::warn!("lost the leader lease: passes in flight dropped"),
         }
         triggers.stand_by();
-        if stop.await == Stop::Shutdown {
-            leader::release(&client, &settings).await;
-            tracing::info!("stopped; leader lease released");
-            return Ok(());
+        if end.await == End::Stop {
+            leader::release(&client, &election).await;
+            tracing::info!("stopped leading; leader lease released");
+            return;
         }
         tracing::warn!("lost the leader lease; standing by");
     }
@@ -432,86 +529,50 @@ mod tokio_stream_shim {
     }
 }
 
-use std::path::PathBuf;
-
-/// `siesta controller` settings; each flag is also `SIESTA_<NAME>`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct Args {
+/// What `siesta controller` runs with. The binary fills it from its flags
+/// (`src/bin/siesta/args.rs`); tests and embedders start from [`Default`].
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// Admin config file (YAML); reloaded when it changes. Optional.
-    #[arg(long, env = "SIESTA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Listen address for /metrics, /healthz and /readyz.
-    #[arg(long, env = "SIESTA_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
     pub admin_listen: SocketAddr,
-    /// Listen address of the audit webhook (POST /audit, POST /audit/lines).
-    #[arg(long, env = "SIESTA_AUDIT_LISTEN", default_value = "127.0.0.1:8443")]
-    pub audit_listen: SocketAddr,
-    /// Follow this audit log file (JSON lines) like `tail -F`.
-    #[arg(long, env = "SIESTA_AUDIT_LOG")]
-    pub audit_log: Option<PathBuf>,
-    /// Where the audit log follower keeps its position (device, inode, offset),
-    /// so a restart neither re-counts nor misses lines.
-    #[arg(long, env = "SIESTA_AUDIT_LOG_STATE")]
-    pub audit_log_state: Option<PathBuf>,
-    /// TLS certificate (PEM) for the audit listener; required off loopback.
-    #[arg(long, env = "SIESTA_AUDIT_TLS_CERT")]
-    pub audit_tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) for the audit listener.
-    #[arg(long, env = "SIESTA_AUDIT_TLS_KEY")]
-    pub audit_tls_key: Option<PathBuf>,
-    /// CA bundle (PEM): audit clients must present a certificate it signed.
-    #[arg(long, env = "SIESTA_AUDIT_CLIENT_CA")]
-    pub audit_client_ca: Option<PathBuf>,
-    /// File holding the bearer token audit clients must send.
-    #[arg(long, env = "SIESTA_AUDIT_TOKEN_FILE")]
-    pub audit_token_file: Option<PathBuf>,
-    /// Largest accepted audit request body, in bytes.
-    #[arg(long, env = "SIESTA_AUDIT_MAX_BODY", default_value_t = crate::audit::webhook::MAX_BODY)]
-    pub audit_max_body: usize,
-    /// Audit connections one client address may have open at once; past it a
-    /// new one is closed unread. 0: no limit per address.
-    #[arg(long, env = "SIESTA_AUDIT_MAX_CONNECTIONS_PER_PEER", default_value_t = crate::audit::webhook::MAX_CONNECTIONS_PER_PEER)]
-    pub audit_max_connections_per_peer: usize,
-    /// Bytes of audit request bodies held at once (being read, queued or
-    /// parsed); past it a request gets 429 with Retry-After. Never less than
-    /// --audit-max-body.
-    #[arg(long, env = "SIESTA_AUDIT_MAX_BODIES_BYTES", default_value_t = crate::audit::webhook::MAX_BODIES_BYTES)]
-    pub audit_max_bodies_bytes: usize,
-    /// A kept-alive audit connection that has not sent its next whole request
-    /// head by then is disconnected (a new connection has less for its first).
-    #[arg(long, env = "SIESTA_AUDIT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub audit_header_timeout: std::time::Duration,
-    /// An audit request body not received whole by then gets 408.
-    #[arg(long, env = "SIESTA_AUDIT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub audit_body_timeout: std::time::Duration,
+    /// The audit ingest (webhook and log follower), on every replica.
+    pub audit: crate::audit::Settings,
     /// Namespace of the leader-election Lease.
-    #[arg(
-        long,
-        env = "SIESTA_LEADER_ELECTION_NAMESPACE",
-        default_value = "siesta-system"
-    )]
     pub leader_election_namespace: String,
     /// This replica's identity in the leader Lease (default: the host name).
-    #[arg(long, env = "SIESTA_IDENTITY")]
     pub identity: Option<String>,
     /// How long a leader Lease lasts without renewal; a standby takes over after it.
-    #[arg(long, env = "SIESTA_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub leader_lease_duration: std::time::Duration,
+    pub leader_lease_duration: Duration,
     /// Only manage namespaces whose labels match this selector (default: all).
-    #[arg(long, env = "SIESTA_NAMESPACE_SELECTOR")]
     pub namespace_selector: Option<String>,
-    /// How often the savings counters advance for sleeping namespaces (they
-    /// are computed from the recorded sleep start, so this only sets their
-    /// resolution). Default 10s.
-    #[arg(long, env = "SIESTA_SAVINGS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    pub savings_interval: std::time::Duration,
+    /// How often the savings counters advance for sleeping namespaces.
+    pub savings_interval: Duration,
     /// Reconciles at once (each is a handful of API requests).
-    #[arg(long, env = "SIESTA_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::duration::parse(s)
+/// The controller's admin listener unless told.
+pub const ADMIN_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8081,
+));
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            config: None,
+            admin_listen: ADMIN_LISTEN,
+            audit: Default::default(),
+            leader_election_namespace: "siesta-system".into(),
+            identity: None,
+            leader_lease_duration: Duration::from_secs(15),
+            namespace_selector: None,
+            savings_interval: Duration::from_secs(10),
+            concurrency: 32,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,29 +1,31 @@
-//! One namespace's reconcile: read what it wants and what happened, run
-//! [`decide`], and carry the verdict out through [`scaler`]. Called by the
-//! kube-runtime controller, never twice at once for the same namespace.
+//! One namespace's reconcile: observe what it wants and what happened, run
+//! [`decide`], turn the decision into a [`Plan`] (pure, [`crate::plan`]) and
+//! carry its effects out, stopping at the first guard that fails. Called by
+//! the kube-runtime controller, never twice at once for the same namespace.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::activity::{Reporter, Source};
+use crate::activity::Reporter;
 use crate::annotations::{
-    self, ACTION, LAST_ACTIVITY, Overrides, REASON, Reason, Recorded, STATE, STATE_SINCE, State,
-    format_instant,
+    self, ACTION, LAST_ACTIVITY, Overrides, REASON, Recorded, SAVED, STATE, STATE_SINCE, Saved,
 };
 use crate::config::AdminConfig;
 use crate::controller::events::{Kind as EventType, Publisher};
-use crate::decide::{self, Observed, Verdict};
-use crate::metrics;
+use crate::controller::savings::{self, Savings};
+use crate::decide::{self, Observed};
+use crate::metrics::{ErrorKind, Metrics, ReconcileFailure};
+use crate::model::{Source, State, format_instant};
+use crate::plan::{self, Announcement, Effect, Facts, Next, Plan};
 use crate::scaler::{self, Pass};
 
 /// How long a namespace may stay `waking` before it is declared awake anyway.
@@ -44,21 +46,57 @@ pub struct Context {
     pub client: kube::Client,
     pub config: watch::Receiver<Arc<AdminConfig>>,
     pub reporter: Reporter,
-    pub namespaces: Store<Namespace>,
     pub events: Publisher,
+    pub metrics: Arc<Metrics>,
     /// When this process first saw each namespace opted in: the idle clock's
     /// floor, so a controller start never sleeps a namespace at once.
     pub first_seen: Mutex<HashMap<String, DateTime<Utc>>>,
     /// The last annotation problems reported per namespace, so an Event is
     /// emitted once per distinct problem, not per reconcile.
     pub reported: Mutex<HashMap<String, String>>,
-    pub savings: crate::controller::savings::Savings,
+    pub savings: Savings,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        config: watch::Receiver<Arc<AdminConfig>>,
+        reporter: Reporter,
+        events: Publisher,
+    ) -> Context {
+        Context {
+            client,
+            config,
+            metrics: reporter.metrics().clone(),
+            reporter,
+            events,
+            first_seen: Mutex::default(),
+            reported: Mutex::default(),
+            savings: Savings::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("kubernetes api: {0}")]
     Kube(#[from] kube::Error),
+}
+
+impl ReconcileError {
+    /// The `kind` it is counted under in `siesta_reconcile_failures_total`.
+    pub fn kind(&self) -> ReconcileFailure {
+        match self {
+            ReconcileError::Kube(kube::Error::Api(e)) => match e.code {
+                403 => ReconcileFailure::Forbidden,
+                404 => ReconcileFailure::NotFound,
+                409 => ReconcileFailure::Conflict,
+                429 => ReconcileFailure::Throttled,
+                _ => ReconcileFailure::Api,
+            },
+            ReconcileError::Kube(_) => ReconcileFailure::Unreachable,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,7 +113,7 @@ impl Context {
     ) {
         if let Err(e) = self.events.publish(reference, type_, reason, note).await {
             tracing::warn!(error = %e, reason, "could not publish an Event");
-            metrics::error("kube_api");
+            self.metrics.error(ErrorKind::KubeApi);
         }
     }
 
@@ -93,247 +131,351 @@ impl Context {
     }
 }
 
+/// Reconcile one namespace, counted in `siesta_reconciles_total` and timed in
+/// `siesta_reconcile_duration_seconds`.
 pub async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = observe_and_act(&ns, &ctx).await;
+    ctx.metrics.reconciled(
+        started.elapsed().as_secs_f64(),
+        result.as_ref().err().map(ReconcileError::kind),
+    );
+    result
+}
+
+async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, ReconcileError> {
     let name = ns.name_any();
     let empty = BTreeMap::new();
     let ann = ns.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = ns.metadata.labels.as_ref().unwrap_or(&empty);
     let recorded = Recorded::parse(ann);
-    let managed_before = ann.contains_key(STATE);
     let config = ctx.config.borrow().clone();
-    let (own, mut problems) = Overrides::parse(ann);
-    let mut problems: Vec<String> = problems.drain(..).map(|e| e.to_string()).collect();
+    let (own, errors) = Overrides::parse(ann);
+    let mut problems: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     let (policy, problem) = config.resolve(labels, &own);
     if let Some(p) = problem {
         problems.push(format!("annotation {}: {p}", annotations::SCHEDULE));
     }
-    // The namespace's own Events live in the namespace, where its users look.
-    let mut ns_ref = ns.object_ref(&());
-    ns_ref.namespace = Some(name.clone());
-
-    // Bad input changes nothing: report it (once per distinct problem) and wait
-    // for the namespace to change.
-    if !problems.is_empty() {
-        let text = problems.join("; ");
-        let first = lock(&ctx.reported).insert(name.clone(), text.clone()) != Some(text.clone());
-        if first {
-            tracing::error!(namespace = %name, problems = %text, "invalid siesta annotations; namespace left as it is");
-            metrics::error("bad_annotation");
-            ctx.event(
-                &ns_ref,
-                EventType::Warning,
-                "InvalidAnnotation",
-                format!("{text}; nothing was changed"),
-            )
-            .await;
-        }
-        return Ok(Action::await_change());
-    }
-    lock(&ctx.reported).remove(&name);
-    if !policy.enabled && !managed_before {
-        lock(&ctx.first_seen).remove(&name);
-        return Ok(Action::await_change());
-    }
-
     let now = Utc::now();
-    let first_seen = *lock(&ctx.first_seen).entry(name.clone()).or_insert(now);
-    let seen = ctx.reporter.seen(&name).unwrap_or_default();
-    let observed = Observed {
+    let facts = Facts {
+        problems: (!problems.is_empty()).then(|| problems.join("; ")),
+        enabled: policy.enabled,
+        managed: ann.contains_key(STATE),
         state: recorded.state,
         since: recorded.since,
-        action: own.action,
-        last_api: seen.api,
-        last_http: seen.http,
-        first_seen,
+        now,
     };
-    let decision = decide::decide(&policy, &observed, now);
-    tracing::debug!(namespace = %name, ?decision, "decided");
-    let m = metrics::get();
-    for (source, t) in [(Source::Api, seen.api), (Source::Http, seen.http)] {
-        if let Some(t) = t {
-            m.namespace
-                .last_activity(&name, source, t.timestamp() as f64);
+    let mut exec = Executor::new(ctx, ns, recorded, &config, now);
+    let plan = match plan::before_deciding(&facts) {
+        Some(plan) => plan,
+        None => {
+            let first_seen = *lock(&ctx.first_seen).entry(name.clone()).or_insert(now);
+            let seen = ctx.reporter.seen(&name).unwrap_or_default();
+            let observed = Observed {
+                state: facts.state,
+                since: facts.since,
+                action: own.action,
+                last_api: seen.api,
+                last_http: seen.http,
+                first_seen,
+            };
+            let decision = decide::decide(&policy, &observed, now);
+            tracing::debug!(namespace = %name, ?decision, "decided");
+            for (source, t) in [(Source::Api, seen.api), (Source::Http, seen.http)] {
+                if let Some(t) = t {
+                    ctx.metrics
+                        .namespace
+                        .last_activity(&name, source, t.timestamp() as f64);
+                }
+            }
+            plan::plan(&facts, &decision)
+        }
+    };
+    exec.run(plan).await
+}
+
+/// Carries one plan out. Holds what the effects so far learned: the namespace
+/// as last written, and the last pass's report.
+struct Executor<'a> {
+    ctx: &'a Context,
+    name: String,
+    /// The namespace as read, then as the transition wrote it.
+    ns: Namespace,
+    /// Its own Events live in the namespace, where its users look.
+    ns_ref: ObjectReference,
+    recorded: Recorded,
+    config: &'a AdminConfig,
+    report: scaler::Report,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Executor<'a> {
+    fn new(
+        ctx: &'a Context,
+        ns: &Namespace,
+        recorded: Recorded,
+        config: &'a AdminConfig,
+        now: DateTime<Utc>,
+    ) -> Executor<'a> {
+        let name = ns.name_any();
+        let mut ns_ref = ns.object_ref(&());
+        ns_ref.namespace = Some(name.clone());
+        Executor {
+            ctx,
+            name,
+            ns: ns.clone(),
+            ns_ref,
+            recorded,
+            config,
+            report: scaler::Report::default(),
+            now,
         }
     }
 
-    let action = match decision.verdict {
-        Verdict::Sleep(reason) => {
-            if transition(&ctx, &ns, State::Asleep, reason, now)
-                .await?
-                .is_none()
-            {
-                return Ok(Action::requeue(CONFLICT_RECHECK));
+    async fn run(&mut self, plan: Plan) -> Result<Action, ReconcileError> {
+        for effect in plan.effects {
+            if let Some(done) = self.apply(effect).await? {
+                return Ok(done);
             }
-            // Counted when the new state is written: that write happens once.
-            m.namespace.slept(&name, reason);
-            m.namespace_state(&name, State::Asleep);
-            let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
-            after_pass(&ctx, &name, &report, Pass::Sleep).await;
-            ctx.savings.start(&name, now, &report);
-            let changed: u32 = report.changed.values().sum();
-            ctx.event(
-                &ns_ref,
-                EventType::Normal,
-                "Sleeping",
-                format!("asleep ({reason}): {changed} workload(s) scaled to zero or suspended; last activity: {}", ctx.describe_activity(&name)),
-            )
-            .await;
-            tracing::info!(namespace = %name, %reason, changed, "namespace asleep");
-            next(decision.next_check, now)
         }
-        Verdict::Wake(reason) => {
-            let Some(written) = transition(&ctx, &ns, State::Waking, reason, now).await? else {
-                return Ok(Action::requeue(CONFLICT_RECHECK));
-            };
-            m.namespace.woke(&name, reason);
-            m.namespace_state(&name, State::Waking);
-            ctx.savings.stop(&name, now);
-            let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
-            after_pass(&ctx, &name, &report, Pass::Wake).await;
-            let changed: u32 = report.changed.values().sum();
-            ctx.event(
-                &ns_ref,
-                EventType::Normal,
-                "Waking",
+        Ok(match plan.next {
+            // a little late rather than early, so the deadline has passed when we look
+            Next::At(t) => Action::requeue(decide::until(self.now, t) + Duration::from_millis(50)),
+            Next::AwaitChange => Action::await_change(),
+        })
+    }
+
+    /// One effect; `Some` ends the plan there, with when to look again.
+    async fn apply(&mut self, effect: Effect) -> Result<Option<Action>, ReconcileError> {
+        let (ctx, name, now) = (self.ctx, self.name.as_str(), self.now);
+        let m = &ctx.metrics;
+        match effect {
+            Effect::ReportProblems(text) => {
+                let first = lock(&ctx.reported).insert(name.to_string(), text.clone())
+                    != Some(text.clone());
+                if first {
+                    tracing::error!(namespace = %name, problems = %text, "invalid siesta annotations; namespace left as it is");
+                    m.error(ErrorKind::BadAnnotation);
+                    ctx.event(
+                        &self.ns_ref,
+                        EventType::Warning,
+                        "InvalidAnnotation",
+                        format!("{text}; nothing was changed"),
+                    )
+                    .await;
+                }
+            }
+            Effect::ProblemsFixed => {
+                lock(&ctx.reported).remove(name);
+            }
+            Effect::Forget => {
+                lock(&ctx.first_seen).remove(name);
+            }
+            Effect::Transition { to, reason } => {
+                let mut write = json!({
+                    STATE: to.as_str(),
+                    STATE_SINCE: format_instant(now),
+                    REASON: reason.as_str(),
+                    LAST_ACTIVITY: ctx.describe_activity(name),
+                    ACTION: null,
+                });
+                // A wake writes the sleep's savings in the same request, so
+                // the totals survive whatever happens to this process next.
+                if to == State::Waking
+                    && let Some(totals) = self.totals()
+                {
+                    write[SAVED] = json!(
+                        Saved {
+                            cpu_rate: 0.0,
+                            memory_rate: 0.0,
+                            ..totals
+                        }
+                        .format()
+                    );
+                }
+                match patch_if_unchanged(&ctx.client, &self.ns, write).await? {
+                    Some(written) => self.ns = written,
+                    None => return Ok(Some(Action::requeue(CONFLICT_RECHECK))),
+                }
+            }
+            Effect::ClearAction => {
+                patch_namespace(&ctx.client, name, json!({ ACTION: null })).await?;
+            }
+            Effect::StillAsRead => {
+                if !still_as_read(&ctx.client, &self.ns).await? {
+                    return Ok(Some(Action::requeue(CONFLICT_RECHECK)));
+                }
+            }
+            Effect::CountSleep(reason) => m.namespace.slept(name, reason),
+            Effect::CountWake(reason) => m.namespace.woke(name, reason),
+            Effect::PublishState(state) => {
+                m.namespace_state(name, state);
+                // A restarted controller shows the totals at once, from the namespace.
+                if ctx.savings.rate(name).is_none()
+                    && let Some(totals) = self.totals()
+                {
+                    savings::publish(m, name, &totals, &self.config.prices);
+                }
+            }
+            Effect::Pass(pass) => {
+                self.report = crate::workloads::run(&ctx.client, name, pass).await?;
+                self.after_pass(pass).await;
+            }
+            Effect::SaveFrom(since) => {
+                let rate = (self.report.cpu_cores, self.report.memory_bytes);
+                let prices = &self.config.prices;
+                let checkpoint =
+                    ctx.savings
+                        .start(name, since, rate, self.recorded.saved, now, prices);
+                if let Some(c) = checkpoint {
+                    patch_namespace(&ctx.client, name, json!({ SAVED: c.format() })).await?;
+                    self.recorded.saved = Some(c);
+                }
+                if let Some(totals) = self.totals() {
+                    savings::publish(m, name, &totals, prices);
+                }
+            }
+            Effect::StopSaving => {
+                if let Some(totals) = self.totals() {
+                    savings::publish(m, name, &totals, &self.config.prices);
+                }
+                ctx.savings.stop(name);
+            }
+            Effect::Announce(a) => {
+                let changed: u32 = self.report.changed.values().sum();
+                let activity = ctx.describe_activity(name);
+                let (reason, note) = match a {
+                    Announcement::Sleeping(reason) => (
+                        "Sleeping",
+                        format!(
+                            "asleep ({reason}): {changed} workload(s) scaled to zero or suspended; last activity: {activity}"
+                        ),
+                    ),
+                    Announcement::Waking(reason) => (
+                        "Waking",
+                        format!("woken ({reason}) by {activity}: {changed} workload(s) restored"),
+                    ),
+                };
+                ctx.event(&self.ns_ref, EventType::Normal, reason, note)
+                    .await;
+                tracing::info!(namespace = %name, ?a, changed, "namespace transition");
+            }
+            Effect::FinishWaking { since } => return self.finish_waking(since).await.map(Some),
+        }
+        Ok(None)
+    }
+
+    /// The savings totals now: this process's account, else the namespace's record.
+    fn totals(&self) -> Option<Saved> {
+        self.ctx.savings.totals(
+            &self.name,
+            self.recorded.since,
+            self.recorded.saved,
+            self.now,
+            &self.config.prices,
+        )
+    }
+
+    async fn finish_waking(&mut self, since: DateTime<Utc>) -> Result<Action, ReconcileError> {
+        let (ctx, name) = (self.ctx, self.name.as_str());
+        let now = Utc::now();
+        let waited = (now - since).to_std().unwrap_or_default();
+        let not_ready = self.report.not_ready;
+        if not_ready > 0 && waited < WAKE_TIMEOUT {
+            return Ok(Action::requeue(WAKING_RECHECK));
+        }
+        let write = json!({ STATE: State::Awake.as_str(), STATE_SINCE: format_instant(now) });
+        if patch_if_unchanged(&ctx.client, &self.ns, write)
+            .await?
+            .is_none()
+        {
+            return Ok(Action::requeue(CONFLICT_RECHECK));
+        }
+        ctx.metrics
+            .namespace
+            .wake_duration(name, waited.as_secs_f64());
+        ctx.metrics.namespace_state(name, State::Awake);
+        let (type_, reason, note) = if not_ready > 0 {
+            (
+                EventType::Warning,
+                "WakeTimeout",
                 format!(
-                    "woken ({reason}) by {}: {changed} workload(s) restored",
-                    ctx.describe_activity(&name)
+                    "{not_ready} workload(s) still not ready after {}s; marked awake anyway",
+                    waited.as_secs()
+                ),
+            )
+        } else {
+            (
+                EventType::Normal,
+                "Awake",
+                format!(
+                    "every restored workload is ready after {:.1}s",
+                    waited.as_secs_f64()
+                ),
+            )
+        };
+        ctx.event(&self.ns_ref, type_, reason, note).await;
+        tracing::info!(namespace = %name, seconds = waited.as_secs_f64(), "namespace awake");
+        Ok(Action::await_change())
+    }
+
+    async fn after_pass(&self, pass: Pass) {
+        let (ctx, name, report) = (self.ctx, self.name.as_str(), &self.report);
+        let m = &ctx.metrics;
+        for kind in crate::metrics::namespaced::KINDS {
+            let n = if pass == Pass::Sleep {
+                report.asleep.get(kind).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            m.namespace.replicas_asleep(name, kind, n);
+        }
+        m.namespace.workloads_without_requests(
+            name,
+            if pass == Pass::Sleep {
+                report.without_requests
+            } else {
+                0
+            },
+        );
+        for reference in &report.conflicts {
+            m.namespace.conflict(name);
+            let what = describe(reference);
+            let note = match pass {
+                Pass::Sleep => format!(
+                    "{what} was scaled up by someone else while the namespace slept; Siesta lets that change win and leaves it alone until the namespace wakes"
+                ),
+                Pass::Wake => format!(
+                    "{what} was changed by someone else while the namespace slept; Siesta kept their change and dropped its record"
+                ),
+            };
+            tracing::warn!(namespace = %name, workload = %what, "someone else changed a sleeping workload; their change wins");
+            ctx.event(reference, EventType::Warning, "ChangedWhileAsleep", note)
+                .await;
+        }
+        for (reference, value) in &report.unreadable {
+            m.error(ErrorKind::Scale);
+            let what = describe(reference);
+            tracing::error!(namespace = %name, workload = %what, value, "unreadable siesta.dev/original-* record; left for a person");
+            ctx.event(
+                reference,
+                EventType::Warning,
+                "UnreadableRecord",
+                format!(
+                    "the record {value:?} cannot be read; Siesta leaves this workload as it is"
                 ),
             )
             .await;
-            tracing::info!(namespace = %name, %reason, changed, "namespace waking");
-            finish_waking(&ctx, &written, &ns_ref, now, report.not_ready).await?
         }
-        Verdict::Keep => {
-            if decision.clear_action {
-                patch_namespace(&ctx, &name, json!({ ACTION: null })).await?;
-            }
-            // Series only for namespaces Siesta has acted on: 10,000 awake
-            // namespaces cost nothing.
-            if managed_before {
-                m.namespace_state(&name, recorded.state);
-            }
-            // A pass acts on what the namespace was when this reconcile read
-            // it; a replica whose copy is behind (another replica moved it on)
-            // looks again instead of, say, putting a just-restored workload
-            // back to sleep as if it were new.
-            if recorded.state != State::Awake && !still_as_read(&ctx, &ns).await? {
-                return Ok(Action::requeue(CONFLICT_RECHECK));
-            }
-            match recorded.state {
-                State::Asleep => {
-                    // Keep the promise "asleep means every managed workload at
-                    // zero": workloads created meanwhile go to sleep too, and
-                    // someone else's scale-up is released.
-                    let report = scaler::run(&ctx.client, &name, Pass::Sleep).await?;
-                    after_pass(&ctx, &name, &report, Pass::Sleep).await;
-                    ctx.savings
-                        .start(&name, recorded.since.unwrap_or(now), &report);
-                    next(decision.next_check, now)
-                }
-                State::Waking => {
-                    let report = scaler::run(&ctx.client, &name, Pass::Wake).await?;
-                    after_pass(&ctx, &name, &report, Pass::Wake).await;
-                    finish_waking(
-                        &ctx,
-                        &ns,
-                        &ns_ref,
-                        recorded.since.unwrap_or(now),
-                        report.not_ready,
-                    )
-                    .await?
-                }
-                State::Awake => next(decision.next_check, now),
-            }
-        }
-    };
-    Ok(action)
-}
-
-fn next(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
-    match at {
-        // a little late rather than early, so the deadline has passed when we look
-        Some(t) => Action::requeue(decide::until(now, t) + Duration::from_millis(50)),
-        None => Action::await_change(),
     }
 }
 
-async fn finish_waking(
-    ctx: &Context,
-    ns: &Namespace,
-    ns_ref: &ObjectReference,
-    since: DateTime<Utc>,
-    not_ready: u32,
-) -> Result<Action, ReconcileError> {
-    let now = Utc::now();
-    let waited = (now - since).to_std().unwrap_or_default();
-    if not_ready > 0 && waited < WAKE_TIMEOUT {
-        return Ok(Action::requeue(WAKING_RECHECK));
-    }
-    let name = &ns.name_any();
-    let written = patch_if_unchanged(
-        ctx,
-        ns,
-        json!({ STATE: State::Awake.as_str(), STATE_SINCE: format_instant(now) }),
+fn describe(reference: &ObjectReference) -> String {
+    format!(
+        "{}/{}",
+        reference.kind.as_deref().unwrap_or("workload"),
+        reference.name.as_deref().unwrap_or("")
     )
-    .await?;
-    if written.is_none() {
-        return Ok(Action::requeue(CONFLICT_RECHECK));
-    }
-    metrics::get()
-        .namespace
-        .wake_duration(name, waited.as_secs_f64());
-    metrics::get().namespace_state(name, State::Awake);
-    if not_ready > 0 {
-        ctx.event(
-            ns_ref,
-            EventType::Warning,
-            "WakeTimeout",
-            format!(
-                "{not_ready} workload(s) still not ready after {}s; marked awake anyway",
-                waited.as_secs()
-            ),
-        )
-        .await;
-    } else {
-        ctx.event(
-            ns_ref,
-            EventType::Normal,
-            "Awake",
-            format!(
-                "every restored workload is ready after {:.1}s",
-                waited.as_secs_f64()
-            ),
-        )
-        .await;
-    }
-    tracing::info!(namespace = %name, seconds = waited.as_secs_f64(), "namespace awake");
-    Ok(Action::await_change())
-}
-
-/// Write the namespace's new state, only if it is still as this reconcile saw
-/// it: of two replicas that both believe they lead, one applies a transition.
-/// The namespace as written, or None if it had changed.
-async fn transition(
-    ctx: &Context,
-    ns: &Namespace,
-    to: State,
-    reason: Reason,
-    now: DateTime<Utc>,
-) -> Result<Option<Namespace>, ReconcileError> {
-    let activity = ctx.describe_activity(&ns.name_any());
-    patch_if_unchanged(
-        ctx,
-        ns,
-        json!({
-            STATE: to.as_str(),
-            STATE_SINCE: format_instant(now),
-            REASON: reason.as_str(),
-            LAST_ACTIVITY: activity,
-            ACTION: null,
-        }),
-    )
-    .await
 }
 
 /// What a decision about a namespace rests on: its labels (admin policies
@@ -355,8 +497,8 @@ fn basis(meta: &ObjectMeta) -> Basis<'_> {
 }
 
 /// Whether the namespace still rests on what this reconcile read.
-async fn still_as_read(ctx: &Context, ns: &Namespace) -> Result<bool, ReconcileError> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
+async fn still_as_read(client: &kube::Client, ns: &Namespace) -> Result<bool, ReconcileError> {
+    let api: Api<Namespace> = Api::all(client.clone());
     let now = api.get_metadata_opt(&ns.name_any()).await?;
     Ok(now.is_some_and(|n| basis(&n.metadata) == basis(&ns.metadata)))
 }
@@ -365,11 +507,11 @@ async fn still_as_read(ctx: &Context, ns: &Namespace) -> Result<bool, ReconcileE
 /// by resourceVersion, and on a conflict read again and retry only when the
 /// change was someone else's annotation. None when the basis changed.
 async fn patch_if_unchanged(
-    ctx: &Context,
+    client: &kube::Client,
     read: &Namespace,
     annotations: serde_json::Value,
 ) -> Result<Option<Namespace>, ReconcileError> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let api: Api<Namespace> = Api::all(client.clone());
     let name = read.name_any();
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
@@ -399,11 +541,11 @@ async fn patch_if_unchanged(
 
 /// Merge annotations into a namespace, unconditionally.
 async fn patch_namespace(
-    ctx: &Context,
+    client: &kube::Client,
     name: &str,
     annotations: serde_json::Value,
 ) -> Result<(), ReconcileError> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let api: Api<Namespace> = Api::all(client.clone());
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
         ..Default::default()
@@ -417,64 +559,9 @@ async fn patch_namespace(
     Ok(())
 }
 
-async fn after_pass(ctx: &Context, name: &str, report: &scaler::Report, pass: Pass) {
-    let m = metrics::get();
-    for kind in metrics::namespaced::KINDS {
-        let n = if pass == Pass::Sleep {
-            report.asleep.get(kind).copied().unwrap_or(0)
-        } else {
-            0
-        };
-        m.namespace.replicas_asleep(name, kind, n);
-    }
-    m.namespace.workloads_without_requests(
-        name,
-        if pass == Pass::Sleep {
-            report.without_requests
-        } else {
-            0
-        },
-    );
-    for reference in &report.conflicts {
-        m.namespace.conflict(name);
-        let what = format!(
-            "{}/{}",
-            reference.kind.as_deref().unwrap_or("workload"),
-            reference.name.as_deref().unwrap_or("")
-        );
-        let note = match pass {
-            Pass::Sleep => format!(
-                "{what} was scaled up by someone else while the namespace slept; Siesta lets that change win and leaves it alone until the namespace wakes"
-            ),
-            Pass::Wake => format!(
-                "{what} was changed by someone else while the namespace slept; Siesta kept their change and dropped its record"
-            ),
-        };
-        tracing::warn!(namespace = %name, workload = %what, "someone else changed a sleeping workload; their change wins");
-        ctx.event(reference, EventType::Warning, "ChangedWhileAsleep", note)
-            .await;
-    }
-    for (reference, value) in &report.unreadable {
-        metrics::error("scale");
-        let what = format!(
-            "{}/{}",
-            reference.kind.as_deref().unwrap_or("workload"),
-            reference.name.as_deref().unwrap_or("")
-        );
-        tracing::error!(namespace = %name, workload = %what, value, "unreadable siesta.dev/original-* record; left for a person");
-        ctx.event(
-            reference,
-            EventType::Warning,
-            "UnreadableRecord",
-            format!("the record {value:?} cannot be read; Siesta leaves this workload as it is"),
-        )
-        .await;
-    }
-}
-
-pub fn error_policy(ns: Arc<Namespace>, error: &ReconcileError, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(ns: Arc<Namespace>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     tracing::warn!(namespace = %ns.name_any(), %error, "reconcile failed; retrying");
-    metrics::error("kube_api");
+    ctx.metrics.error(ErrorKind::KubeApi);
     Action::requeue(Duration::from_secs(2))
 }
 

@@ -1,36 +1,56 @@
 //! Savings: while a namespace sleeps, the CPU and memory its pods would request
-//! (pod template requests times original replicas) accumulate as core-seconds and
-//! byte-seconds, and money at the admin's prices. Accounting starts at the
-//! recorded sleep start (`siesta.dev/state-since`), so a restarted controller
-//! counts the whole current sleep rather than starting from zero.
+//! (pod template requests times original replicas) accumulate as core-seconds
+//! and byte-seconds, and money at the admin's prices.
+//!
+//! The totals are a function of what is written on the namespace
+//! ([`Saved`], `siesta.dev/saved`: totals up to an instant and the rate since)
+//! and of the clock, so every controller process, before and after a restart
+//! or a change of leader, computes the same value at the same instant. The
+//! counters are published as those totals: a restarted controller continues
+//! them where its predecessor left off, and Prometheus sees no reset, so
+//! `increase()` neither counts the current sleep twice nor loses it.
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 
+use crate::annotations::Saved;
 use crate::config::Prices;
-use crate::scaler::Report;
+use crate::metrics::Metrics;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// One sleeping namespace: the totals it started from and when its sleep began.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Entry {
-    cpu_cores: f64,
-    memory_bytes: f64,
-    accounted_to: DateTime<Utc>,
+    base: Saved,
+    since: DateTime<Utc>,
 }
 
+/// The sleeping namespaces this process accounts for.
 #[derive(Default)]
 pub struct Savings {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
-/// One namespace's increments since the last accounting.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Increment {
-    pub namespace: String,
-    pub cpu_core_seconds: f64,
-    pub memory_byte_seconds: f64,
+/// Money for core-seconds and byte-seconds at these prices.
+pub fn cost(cpu_core_seconds: f64, memory_byte_seconds: f64, prices: &Prices) -> f64 {
+    cpu_core_seconds / 3600.0 * prices.cpu_core_hour
+        + memory_byte_seconds / 3600.0 / GIB * prices.memory_gib_hour
+}
+
+/// The totals at `now` of a sleep that began at `since`, from `base`.
+pub fn value(base: &Saved, since: DateTime<Utc>, now: DateTime<Utc>, prices: &Prices) -> Saved {
+    let from = base.at.max(since);
+    let secs = ((now - from).num_milliseconds().max(0)) as f64 / 1000.0;
+    let (cpu, memory) = (base.cpu_rate * secs, base.memory_rate * secs);
+    Saved {
+        cpu_core_seconds: base.cpu_core_seconds + cpu,
+        memory_byte_seconds: base.memory_byte_seconds + memory,
+        cost: base.cost + cost(cpu, memory, prices),
+        at: now.max(base.at),
+        ..*base
+    }
 }
 
 impl Savings {
@@ -38,35 +58,76 @@ impl Savings {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A namespace sleeps since `since` with these requests (re-reported after
-    /// every sleep pass; the accounting start is kept).
-    pub fn start(&self, namespace: &str, since: DateTime<Utc>, report: &Report) {
+    /// A namespace sleeps since `since`, and its last sleep pass found these
+    /// requests (`rate`: cores, bytes). `recorded` is what the namespace
+    /// carries. Returns the checkpoint to write on the namespace when the rate
+    /// is not the recorded one (a new sleep, or workloads that changed while
+    /// asleep), so that the totals stay the same function of the annotation.
+    pub fn start(
+        &self,
+        namespace: &str,
+        since: DateTime<Utc>,
+        rate: (f64, f64),
+        recorded: Option<Saved>,
+        now: DateTime<Utc>,
+        prices: &Prices,
+    ) -> Option<Saved> {
+        // Whole seconds, as `siesta.dev/saved` writes instants: what is kept
+        // here is exactly what a successor reads back.
+        let (since, now) = (whole_seconds(since), whole_seconds(now));
         let mut entries = self.lock();
-        let e = entries.entry(namespace.to_string()).or_insert(Entry {
-            cpu_cores: 0.0,
-            memory_bytes: 0.0,
-            accounted_to: since,
-        });
-        e.cpu_cores = report.cpu_cores;
-        e.memory_bytes = report.memory_bytes;
+        let base = match entries.get(namespace) {
+            Some(e) => e.base,
+            // An older sleep's totals, or nothing yet: accrue from the sleep's start.
+            None => recorded.unwrap_or_else(|| Saved {
+                cpu_rate: rate.0,
+                memory_rate: rate.1,
+                ..Saved::zero(since)
+            }),
+        };
+        let same_rate = (base.cpu_rate, base.memory_rate) == rate;
+        let base = if same_rate && (recorded.is_some() || entries.contains_key(namespace)) {
+            base
+        } else {
+            Saved {
+                cpu_rate: rate.0,
+                memory_rate: rate.1,
+                ..value(&base, since, now, prices)
+            }
+        };
+        entries.insert(namespace.to_string(), Entry { base, since });
+        // Compared with the namespace as read, so a checkpoint whose write
+        // failed is written again at the next pass.
+        (recorded != Some(base)).then_some(base)
     }
 
-    /// Account up to `now` and stop counting this namespace.
-    pub fn stop(&self, namespace: &str, now: DateTime<Utc>) -> Option<Increment> {
-        let e = self.lock().remove(namespace)?;
-        Some(increment(namespace, e, now))
+    /// The totals at `now`, from this process's account or else from what the
+    /// namespace carries (a controller that restarted and wakes it at once).
+    pub fn totals(
+        &self,
+        namespace: &str,
+        since: Option<DateTime<Utc>>,
+        recorded: Option<Saved>,
+        now: DateTime<Utc>,
+        prices: &Prices,
+    ) -> Option<Saved> {
+        let (base, since) = match self.lock().get(namespace) {
+            Some(e) => (e.base, e.since),
+            None => (recorded?, since?),
+        };
+        Some(value(&base, since, now, prices))
     }
 
-    /// Account every sleeping namespace up to `now`.
-    pub fn tick(&self, now: DateTime<Utc>) -> Vec<Increment> {
-        let mut entries = self.lock();
-        entries
-            .iter_mut()
-            .map(|(ns, e)| {
-                let inc = increment(ns, *e, now);
-                e.accounted_to = e.accounted_to.max(now);
-                inc
-            })
+    /// Stop accounting for a namespace (it woke, or is gone).
+    pub fn stop(&self, namespace: &str) {
+        self.lock().remove(namespace);
+    }
+
+    /// Every sleeping namespace's totals at `now`.
+    pub fn tick(&self, now: DateTime<Utc>, prices: &Prices) -> Vec<(String, Saved)> {
+        self.lock()
+            .iter()
+            .map(|(ns, e)| (ns.clone(), value(&e.base, e.since, now, prices)))
             .collect()
     }
 
@@ -74,37 +135,23 @@ impl Savings {
     pub fn rate(&self, namespace: &str) -> Option<(f64, f64)> {
         self.lock()
             .get(namespace)
-            .map(|e| (e.cpu_cores, e.memory_bytes))
+            .map(|e| (e.base.cpu_rate, e.base.memory_rate))
     }
 }
 
-fn increment(namespace: &str, e: Entry, now: DateTime<Utc>) -> Increment {
-    let secs = ((now - e.accounted_to).num_milliseconds().max(0)) as f64 / 1000.0;
-    Increment {
-        namespace: namespace.to_string(),
-        cpu_core_seconds: e.cpu_cores * secs,
-        memory_byte_seconds: e.memory_bytes * secs,
-    }
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(0)
 }
 
-/// Money for an increment at these prices.
-pub fn cost(inc: &Increment, prices: &Prices) -> f64 {
-    inc.cpu_core_seconds / 3600.0 * prices.cpu_core_hour
-        + inc.memory_byte_seconds / 3600.0 / GIB * prices.memory_gib_hour
-}
-
-/// Add increments to the counters.
-pub fn publish(incs: &[Increment], prices: &Prices) {
-    let m = crate::metrics::get();
-    for inc in incs {
-        m.namespace.saved(
-            &inc.namespace,
-            inc.cpu_core_seconds,
-            inc.memory_byte_seconds,
-            cost(inc, prices),
-            &prices.currency,
-        );
-    }
+/// Publish totals as the savings counters.
+pub fn publish(metrics: &Metrics, namespace: &str, totals: &Saved, prices: &Prices) {
+    metrics.namespace.saved_total(
+        namespace,
+        totals.cpu_core_seconds,
+        totals.memory_byte_seconds,
+        totals.cost,
+        &prices.currency,
+    );
 }
 
 #[cfg(test)]
@@ -112,31 +159,94 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn at(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(h)
+    }
+
     #[test]
-    fn savings_accumulate_from_the_recorded_sleep_start() {
+    fn savings_accumulate_from_the_sleep_start_at_the_admins_prices() {
         let s = Savings::default();
-        let since = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let report = Report {
-            cpu_cores: 2.0,
-            memory_bytes: GIB,
-            ..Default::default()
-        };
-        s.start("team-a", since, &report);
-        let incs = s.tick(since + chrono::Duration::hours(1));
-        assert_eq!(incs[0].cpu_core_seconds, 7200.0);
-        assert_eq!(incs[0].memory_byte_seconds, GIB * 3600.0);
-        let money = cost(&incs[0], &Prices::default());
+        let prices = Prices::default();
+        let written = s.start("team-a", at(0), (2.0, GIB), None, at(0), &prices);
+        assert!(written.is_some(), "a new sleep's rate is written");
+        let (_, t) = &s.tick(at(1), &prices)[0];
+        assert_eq!(t.cpu_core_seconds, 7200.0);
+        assert_eq!(t.memory_byte_seconds, GIB * 3600.0);
         assert!(
-            (money - (2.0 * 0.031611 + 0.004237)).abs() < 1e-9,
-            "{money}"
+            (t.cost - (2.0 * 0.031611 + 0.004237)).abs() < 1e-9,
+            "{}",
+            t.cost
         );
-        // a later tick only adds the new time; stop accounts the rest
-        let incs = s.tick(since + chrono::Duration::hours(2));
-        assert_eq!(incs[0].cpu_core_seconds, 7200.0);
-        let last = s
-            .stop("team-a", since + chrono::Duration::minutes(150))
+        // The same rate again (the next sleep pass) writes nothing.
+        assert_eq!(
+            s.start("team-a", at(0), (2.0, GIB), written, at(1), &prices),
+            None
+        );
+        s.stop("team-a");
+        assert!(s.tick(at(5), &prices).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_controller_computes_the_same_totals_from_the_annotation() {
+        let prices = Prices::default();
+        let before = Savings::default();
+        let written = before
+            .start("team-a", at(0), (1.0, 0.0), None, at(0), &prices)
+            .expect("checkpoint");
+        let old = before.tick(at(3), &prices)[0].1;
+        // A new process reads the checkpoint from the namespace.
+        let after = Savings::default();
+        assert_eq!(
+            after.start("team-a", at(0), (1.0, 0.0), Some(written), at(3), &prices),
+            None,
+            "nothing to write: the annotation already says it"
+        );
+        let new = after.tick(at(3), &prices)[0].1;
+        assert_eq!(new.cpu_core_seconds, old.cpu_core_seconds);
+        assert_eq!(new.cpu_core_seconds, 3.0 * 3600.0);
+        // And at wake, before any pass, from the annotation alone.
+        let fresh = Savings::default();
+        let at_wake = fresh
+            .totals("team-a", Some(at(0)), Some(written), at(4), &prices)
+            .expect("totals");
+        assert_eq!(at_wake.cpu_core_seconds, 4.0 * 3600.0);
+    }
+
+    #[test]
+    fn a_new_rate_mid_sleep_keeps_what_the_old_one_earned() {
+        let prices = Prices::default();
+        let s = Savings::default();
+        let first = s
+            .start("team-a", at(0), (1.0, 0.0), None, at(0), &prices)
             .unwrap();
-        assert_eq!(last.cpu_core_seconds, 3600.0);
-        assert!(s.tick(since + chrono::Duration::hours(5)).is_empty());
+        // Two hours in, a second workload is put to sleep: rate 3.
+        let second = s
+            .start("team-a", at(0), (3.0, 0.0), Some(first), at(2), &prices)
+            .expect("a new rate is written");
+        assert_eq!(second.cpu_core_seconds, 2.0 * 3600.0);
+        assert_eq!(second.at, at(2));
+        let t = s.tick(at(3), &prices)[0].1;
+        assert_eq!(t.cpu_core_seconds, (2.0 + 3.0) * 3600.0);
+    }
+
+    #[test]
+    fn the_next_sleep_continues_from_the_totals_written_at_wake() {
+        let prices = Prices::default();
+        let s = Savings::default();
+        s.start("team-a", at(0), (1.0, 0.0), None, at(0), &prices);
+        let woke = s
+            .totals("team-a", Some(at(0)), None, at(2), &prices)
+            .map(|t| Saved {
+                cpu_rate: 0.0,
+                memory_rate: 0.0,
+                ..t
+            })
+            .unwrap();
+        s.stop("team-a");
+        // Awake for 10 hours: nothing accrues. Then asleep again.
+        s.start("team-a", at(12), (1.0, 0.0), Some(woke), at(12), &prices)
+            .expect("the new sleep's rate is written");
+        let t = s.tick(at(13), &prices)[0].1;
+        assert_eq!(t.cpu_core_seconds, 3.0 * 3600.0);
     }
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto;
 
-use crate::activity::Source;
-use crate::annotations::{Reason, State};
+use crate::model::Source;
+use crate::model::{Reason, State};
 
 /// Why namespaces sleep, and what wakes them: the label values of
 /// `siesta_sleeps_total` and `siesta_wakes_total`.
@@ -160,7 +160,9 @@ impl NamespaceSeries {
     }
 
     /// Add savings; each counter only when its increment is positive.
-    pub fn saved(
+    /// Set a namespace's savings totals (they only grow: a lower value, say
+    /// from prices changed by a reload, leaves the series as it is).
+    pub fn saved_total(
         &self,
         namespace: &str,
         cpu_core_seconds: f64,
@@ -171,16 +173,18 @@ impl NamespaceSeries {
         if cpu_core_seconds <= 0.0 && memory_byte_seconds <= 0.0 && cost <= 0.0 {
             return;
         }
+        let grow = |slot: &mut Option<f64>, v: f64| {
+            if v > 0.0 {
+                let s = slot.get_or_insert(0.0);
+                *s = s.max(v);
+            }
+        };
         self.with(namespace, |s| {
-            if cpu_core_seconds > 0.0 {
-                *s.saved_cpu.get_or_insert(0.0) += cpu_core_seconds;
-            }
-            if memory_byte_seconds > 0.0 {
-                *s.saved_memory.get_or_insert(0.0) += memory_byte_seconds;
-            }
+            grow(&mut s.saved_cpu, cpu_core_seconds);
+            grow(&mut s.saved_memory, memory_byte_seconds);
             if cost > 0.0 {
                 match s.saved_cost.iter_mut().find(|(c, _)| **c == *currency) {
-                    Some((_, total)) => *total += cost,
+                    Some((_, total)) => *total = total.max(cost),
                     None => s.saved_cost.push((currency.into(), cost)),
                 }
             }
@@ -411,12 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn counters_add_up_per_label_value_and_a_forgotten_namespace_is_gone() {
+    fn totals_only_grow_per_label_value_and_a_forgotten_namespace_is_gone() {
         let s = Arc::new(NamespaceSeries::default());
-        s.saved("a", 0.0, 0.0, 1.5, "EUR");
-        s.saved("a", 0.0, 0.0, 1.0, "EUR");
-        s.saved("a", 0.0, 0.0, 2.0, "USD");
-        s.saved("b", 0.0, 0.0, 1.0, "USD");
+        s.saved_total("a", 0.0, 0.0, 1.5, "EUR");
+        s.saved_total("a", 0.0, 0.0, 2.5, "EUR");
+        s.saved_total("a", 0.0, 0.0, 2.0, "EUR");
+        s.saved_total("a", 0.0, 0.0, 2.0, "USD");
+        s.saved_total("b", 0.0, 0.0, 1.0, "USD");
         let text = render(&s, Family::SavedCost, "c");
         assert!(
             text.contains("c{currency=\"EUR\",namespace=\"a\"} 2.5"),

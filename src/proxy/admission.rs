@@ -23,8 +23,9 @@ use http::Request;
 use super::routes::{self, Route, Upstream};
 use super::target;
 use super::{Proxy, Refusal, wake_page};
-use crate::activity::{Activity, Source};
+use crate::activity::Activity;
 use crate::annotations::WakePage;
+use crate::model::Source;
 
 /// What admission reads of a request head, whatever the protocol.
 #[derive(Clone, Copy, Debug, Default)]
@@ -258,7 +259,7 @@ impl Proxy {
             self.namespaces.wait_until(ns, ready),
         )
         .await;
-        crate::metrics::get()
+        self.metrics
             .proxy_hold_duration
             .with_label_values(&[ns])
             .observe(started.elapsed().as_secs_f64());

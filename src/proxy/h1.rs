@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::metrics::{ErrorKind, Metrics};
+
 use super::admission::{Admission, RequestView};
 use super::chunked::ChunkedEnd;
 use super::drain::Drain;
@@ -358,7 +360,7 @@ where
             }
         };
         let close = plan.close;
-        match forward(io, buf, plan, pool).await {
+        match forward(io, buf, plan, pool, &proxy.metrics).await {
             Ok(true) if !close && !drain.draining() => {}
             _ => {
                 let _ = io.shutdown().await;
@@ -390,7 +392,13 @@ async fn read_more<S: AsyncRead + Unpin>(
 
 /// Forward one request and its answer. `Ok(true)`: the connection can serve
 /// another request.
-async fn forward<S>(io: &mut S, buf: &mut Vec<u8>, plan: Plan, pool: &Pool) -> io::Result<bool>
+async fn forward<S>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+    plan: Plan,
+    pool: &Pool,
+    metrics: &Metrics,
+) -> io::Result<bool>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -446,8 +454,8 @@ where
         Err(Failure::Client) => return Ok(false),
         Err(Failure::Stale(e) | Failure::Upstream(e)) => {
             tracing::debug!(error = %e, upstream = %upstream, "upstream");
-            crate::metrics::error("proxy_upstream");
-            route.requests(4).inc();
+            metrics.error(ErrorKind::ProxyUpstream);
+            route.requests(metrics, 4).inc();
             io.write_all(BAD_GATEWAY).await?;
             return Ok(false);
         }
@@ -462,6 +470,7 @@ where
         head_method,
         close,
         pool,
+        metrics,
     )
     .await
 }
@@ -571,6 +580,7 @@ async fn answer<S>(
     head_method: bool,
     client_close: bool,
     pool: &Pool,
+    metrics: &Metrics,
 ) -> io::Result<bool>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -578,8 +588,8 @@ where
     let mut next = first;
     let answer = loop {
         let Some(answer) = next else {
-            crate::metrics::error("proxy_upstream");
-            route.requests(4).inc();
+            metrics.error(ErrorKind::ProxyUpstream);
+            route.requests(metrics, 4).inc();
             io.write_all(BAD_GATEWAY).await?;
             return Ok(false);
         };
@@ -616,7 +626,7 @@ where
             Ok(Some(end)) => (end, Some(0)),
             Ok(None) => (body.len(), None),
             Err(_) => {
-                crate::metrics::error("proxy_upstream");
+                metrics.error(ErrorKind::ProxyUpstream);
                 io.write_all(BAD_GATEWAY).await?;
                 return Ok(false);
             }
@@ -624,9 +634,12 @@ where
         Framing::Close => (body.len(), None),
     };
     route
-        .requests(super::status_class(
-            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
-        ))
+        .requests(
+            metrics,
+            super::status_class(
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY),
+            ),
+        )
         .inc();
     reusable &= now == body.len();
     head.extend_from_slice(&body[..now]);

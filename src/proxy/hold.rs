@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use super::FastMap;
 
 use crate::activity::NamespaceStates;
-use crate::annotations::{Recorded, State, WAKE_PAGE, WakePage};
+use crate::annotations::{Recorded, WAKE_PAGE, WakePage};
+use crate::model::State;
 
 /// What the proxy needs to know about one namespace.
 #[derive(Clone, Copy, Debug, PartialEq)]

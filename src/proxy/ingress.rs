@@ -17,6 +17,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{Notify, watch};
 
+use crate::metrics::{ErrorKind, Metrics};
+
 use super::hold::Namespaces;
 use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
 
@@ -31,6 +33,7 @@ pub async fn watch_namespaces(
     client: kube::Client,
     namespaces: Arc<Namespaces>,
     synced: Arc<Notify>,
+    metrics: Arc<Metrics>,
 ) {
     let events =
         watcher(Api::<Namespace>::all(client), watcher::Config::default()).default_backoff();
@@ -51,7 +54,7 @@ pub async fn watch_namespaces(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "namespace watch");
-                crate::metrics::error("kube_api");
+                metrics.error(ErrorKind::KubeApi);
             }
         }
     }
@@ -71,6 +74,7 @@ pub async fn start(
     client: kube::Client,
     routes: watch::Sender<Arc<RouteTable>>,
     namespaces: Arc<Namespaces>,
+    metrics: Arc<Metrics>,
 ) -> crate::Result<()> {
     let stale = Arc::new(Notify::new());
     let (ingresses, w1) = reflector::store();
@@ -85,6 +89,7 @@ pub async fn start(
             ),
         ),
         stale.clone(),
+        metrics.clone(),
     );
     drive(
         reflector(
@@ -95,6 +100,7 @@ pub async fn start(
             ),
         ),
         stale.clone(),
+        metrics.clone(),
     );
     drive(
         reflector(
@@ -105,6 +111,7 @@ pub async fn start(
             ),
         ),
         stale.clone(),
+        metrics.clone(),
     );
     let view = ClusterRoutes {
         ingresses,
@@ -144,6 +151,7 @@ where
 fn drive<K: Send + 'static>(
     events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
     stale: Arc<Notify>,
+    metrics: Arc<Metrics>,
 ) {
     tokio::spawn(async move {
         futures::pin_mut!(events);
@@ -152,7 +160,7 @@ fn drive<K: Send + 'static>(
                 Ok(_) => stale.notify_one(),
                 Err(e) => {
                     tracing::warn!(error = %e, "route watch");
-                    crate::metrics::error("kube_api");
+                    metrics.error(ErrorKind::KubeApi);
                 }
             }
         }

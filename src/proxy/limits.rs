@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use crate::config::HELD_BODY_RESERVE;
+use crate::metrics::Metrics;
 
 #[derive(Debug)]
 pub struct HoldLimits {
@@ -13,6 +14,7 @@ pub struct HoldLimits {
     max_total: usize,
     max_body_bytes: usize,
     held: Mutex<Counts>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -35,12 +37,14 @@ impl HoldLimits {
         max_per_namespace: usize,
         max_total: usize,
         max_body_bytes: usize,
+        metrics: Arc<Metrics>,
     ) -> Arc<HoldLimits> {
         Arc::new(HoldLimits {
             max_per_namespace,
             max_total,
             max_body_bytes,
             held: Mutex::default(),
+            metrics,
         })
     }
 
@@ -59,7 +63,7 @@ impl HoldLimits {
         c.total += 1;
         c.body_bytes += body_bytes;
         c.by_namespace.insert(namespace.clone(), n + 1);
-        crate::metrics::get()
+        self.metrics
             .proxy_held
             .with_label_values(&[namespace])
             .set((n + 1) as i64);
@@ -96,7 +100,8 @@ impl Drop for HeldSlot {
         if left == 0 {
             c.by_namespace.remove(&self.namespace);
         }
-        crate::metrics::get()
+        self.limits
+            .metrics
             .proxy_held
             .with_label_values(&[&self.namespace])
             .set(left as i64);
@@ -109,7 +114,7 @@ mod tests {
 
     #[test]
     fn limits_apply_per_namespace_and_in_all() {
-        let l = HoldLimits::new(2, 3, usize::MAX);
+        let l = HoldLimits::new(2, 3, usize::MAX, Arc::default());
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("limits-a"), Arc::from("limits-b"));
         let a1 = l.try_hold(&a, false).unwrap();
         let _a2 = l.try_hold(&a, false).unwrap();
@@ -123,7 +128,7 @@ mod tests {
 
     #[test]
     fn held_bodies_share_one_byte_budget() {
-        let l = HoldLimits::new(10, 10, 2 * HELD_BODY_RESERVE);
+        let l = HoldLimits::new(10, 10, 2 * HELD_BODY_RESERVE, Arc::default());
         let ns: Arc<str> = Arc::from("limits-body");
         let first = l.try_hold(&ns, true).unwrap();
         let _second = l.try_hold(&ns, true).unwrap();

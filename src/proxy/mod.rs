@@ -53,6 +53,7 @@ use tokio::task::JoinHandle;
 use crate::activity::{LeaseSink, Reporter, Sink};
 use crate::annotations::WakePage;
 use crate::config::{AdminConfig, ProxyLimits};
+use crate::metrics::{ErrorKind, Metrics};
 use admission::{Forward, Refused, RequestView};
 use forward::Forwarder;
 use headers::Origin;
@@ -65,39 +66,56 @@ use routes::{Route, RouteTable};
 /// cluster: a client's `Host` is only looked up, never inserted.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// `siesta proxy` settings; each flag is also `SIESTA_<NAME>`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct Args {
+/// What `siesta proxy` runs with. The binary fills it from its flags
+/// (`src/bin/siesta/args.rs`); tests start from [`Default`] (or call [`start`]).
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// Admin config file (YAML): hold timeout, queue limits, ignored health checks.
-    #[arg(long, env = "SIESTA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Traffic listen address.
-    #[arg(long, env = "SIESTA_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Listen address for /metrics, /healthz and /readyz.
-    #[arg(long, env = "SIESTA_ADMIN_LISTEN", default_value = "127.0.0.1:8082")]
     pub admin_listen: SocketAddr,
     /// Static routes file; without it, routes come from Ingresses of class `siesta`.
-    #[arg(long, env = "SIESTA_ROUTES")]
     pub routes: Option<PathBuf>,
-    /// TLS certificate (PEM) for the traffic listener (enables h2 over TLS).
-    #[arg(long, env = "SIESTA_TLS_CERT")]
+    /// TLS certificate and private key (PEM) for the traffic listener (enables h2 over TLS).
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, env = "SIESTA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Threads serving traffic, each with its own single-threaded runtime (an
     /// event loop per core, as nginx workers); 0 means one per CPU.
-    #[arg(long, env = "SIESTA_WORKERS", default_value_t = 0)]
     pub workers: usize,
     /// At SIGTERM or Ctrl-C, how long requests in flight may take to finish
     /// (new connections are refused at once); 0 closes everything at once.
-    #[arg(long, env = "SIESTA_DRAIN_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse)]
     pub drain_timeout: Duration,
     /// Serve plain HTTP/1.1 requests by the fast path; `false` sends every
     /// request through hyper (the same decisions, encoded by hyper).
-    #[arg(long, env = "SIESTA_HTTP1_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
     pub http1_fast_path: bool,
+}
+
+/// The proxy's traffic and admin listeners unless told.
+pub const LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
+pub const ADMIN_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8082,
+));
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            config: None,
+            listen: LISTEN,
+            admin_listen: ADMIN_LISTEN,
+            routes: None,
+            tls_cert: None,
+            tls_key: None,
+            workers: 0,
+            drain_timeout: Duration::from_secs(30),
+            http1_fast_path: true,
+        }
+    }
 }
 
 /// The response body: an upstream's stream, or a small local answer.
@@ -128,6 +146,8 @@ pub struct Options {
     pub workers: usize,
     /// Plain HTTP/1.1 requests take the fast path ([`h1`]); `false`: all go through hyper.
     pub http1_fast_path: bool,
+    /// Where the proxy counts; a fresh registry unless the caller shares one.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Options {
@@ -143,6 +163,7 @@ impl Default for Options {
             sink: None,
             workers: 0,
             http1_fast_path: true,
+            metrics: Arc::default(),
         }
     }
 }
@@ -179,6 +200,7 @@ pub struct Proxy {
     /// Client connections open now, bounded by `maxConnections`.
     connections: Arc<Semaphore>,
     http1_fast_path: bool,
+    metrics: Arc<Metrics>,
 }
 
 /// A started proxy; dropping it stops every task it started.
@@ -233,7 +255,7 @@ pub async fn start(
         (None, Some(c)) => Some(Arc::new(LeaseSink(c.clone()))),
         (None, None) => None,
     };
-    let reporter = Reporter::new(namespaces.clone(), sink, None);
+    let reporter = Reporter::new(namespaces.clone(), sink, None, options.metrics.clone());
     tasks.push(tokio::spawn(
         reporter.clone().run_flusher(options.flush_interval),
     ));
@@ -244,9 +266,16 @@ pub async fn start(
                 client.clone(),
                 namespaces.clone(),
                 synced.clone(),
+                options.metrics.clone(),
             )));
             if !static_routes {
-                ingress::start(client, routes_tx.clone(), namespaces.clone()).await?;
+                ingress::start(
+                    client,
+                    routes_tx.clone(),
+                    namespaces.clone(),
+                    options.metrics.clone(),
+                )
+                .await?;
             }
             synced.notified().await;
         }
@@ -264,6 +293,7 @@ pub async fn start(
             reload::RELOAD_CHECK,
             routes_tx,
             namespaces.clone(),
+            options.metrics.clone(),
         )));
     }
     let proxy = Arc::new(Proxy {
@@ -274,12 +304,14 @@ pub async fn start(
             options.limits.max_held_per_namespace,
             options.limits.max_held_total,
             options.limits.max_held_body_bytes,
+            options.metrics.clone(),
         ),
         connections: Arc::new(Semaphore::new(options.limits.max_connections)),
         limits: options.limits,
         wake_page: options.wake_page,
         forwarder: Forwarder::new(),
         http1_fast_path: options.http1_fast_path,
+        metrics: options.metrics,
     });
     let (drainer, drain) = drain::channel();
     if options.workers == 0 {
@@ -336,7 +368,7 @@ fn spawn_workers(
 }
 
 /// `siesta proxy`: serve until SIGTERM or Ctrl-C.
-pub async fn run(args: Args) -> crate::Result<()> {
+pub async fn run(args: Settings) -> crate::Result<()> {
     // The proxy reads the admin config once at start (limits, flush interval,
     // default wake page); an invalid file is an error with every problem located.
     let cfg = match &args.config {
@@ -356,7 +388,8 @@ pub async fn run(args: Args) -> crate::Result<()> {
             ));
         }
     };
-    let cluster = match crate::kube_client().await {
+    let metrics = Arc::new(Metrics::new());
+    let cluster = match crate::client::new(&metrics).await {
         Ok(c) => Some(c),
         Err(e) if args.routes.is_some() => {
             tracing::warn!(error = %e, "no cluster: routes file only, no activity is recorded");
@@ -366,7 +399,7 @@ pub async fn run(args: Args) -> crate::Result<()> {
     };
     let ready = crate::admin::Readiness::default();
     let admin = crate::admin::bind(args.admin_listen).await?;
-    tokio::spawn(crate::admin::serve(admin, ready.clone()));
+    tokio::spawn(crate::admin::serve(admin, ready.clone(), metrics.clone()));
     let listener = TcpListener::bind(args.listen).await?;
     let options = Options {
         routes: None,
@@ -381,11 +414,12 @@ pub async fn run(args: Args) -> crate::Result<()> {
             n => n,
         },
         http1_fast_path: args.http1_fast_path,
+        metrics,
     };
     let running = start(listener, options, cluster).await?;
     ready.set(true);
     tracing::info!(listen = %running.addr, admin = %args.admin_listen, "proxy serving");
-    crate::shutdown_signal().await;
+    crate::supervisor::shutdown_signal().await;
     // 1. not ready, so load balancers stop sending; 2. refuse new connections
     // and let requests in flight finish, up to the drain timeout; 3. stop.
     ready.set(false);
@@ -414,7 +448,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    fn response(self) -> Response<Body> {
+    fn response(self, metrics: &Metrics) -> Response<Body> {
         let (status, text, retry) = match self {
             Refusal::Connect => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -448,7 +482,7 @@ impl Refusal {
             }
             Refusal::Upstream(e) => {
                 tracing::debug!(error = %e, "upstream");
-                crate::metrics::error("proxy_upstream");
+                metrics.error(ErrorKind::ProxyUpstream);
                 (e.status(), "upstream unavailable\n", false)
             }
         };
@@ -500,16 +534,17 @@ impl Proxy {
                 let route = forward.route.clone();
                 let resp = match self.forward(req, conn, forward).await {
                     Ok(r) => r.map(Either::Left),
-                    Err(refusal) => refusal.response(),
+                    Err(refusal) => refusal.response(&self.metrics),
                 };
                 (resp, Some(route))
             }
-            Err(Refused { route, why }) => (why.response(), route),
+            Err(Refused { route, why }) => (why.response(&self.metrics), route),
         };
         let class = status_class(resp.status());
         match route {
-            Some(route) => route.requests(class).inc(),
-            None => crate::metrics::get()
+            Some(route) => route.requests(&self.metrics, class).inc(),
+            None => self
+                .metrics
                 .proxy_requests
                 .with_label_values(&[routes::NO_NAMESPACE, routes::STATUS_CLASSES[class]])
                 .inc(),
@@ -570,13 +605,19 @@ mod tests {
         Proxy {
             routes: rx,
             namespaces: Arc::default(),
-            reporter: Reporter::new(Arc::new(crate::activity::AllAwake), None, None),
+            reporter: Reporter::new(
+                Arc::new(crate::activity::AllAwake),
+                None,
+                None,
+                Arc::default(),
+            ),
             limits: ProxyLimits::default(),
-            held: HoldLimits::new(1, 1, usize::MAX),
+            held: HoldLimits::new(1, 1, usize::MAX, Arc::default()),
             wake_page: WakePage::Auto,
             forwarder: Forwarder::new(),
             connections: Arc::new(Semaphore::new(1)),
             http1_fast_path: true,
+            metrics: Arc::default(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Re-reading the static routes file (`--routes`) while the proxy runs, as the
-//! admin config is re-read ([`crate::config::watch`]): its content is compared
+//! admin config is re-read ([`crate::reload::watch`]): its content is compared
 //! every few seconds, a changed file that parses replaces the route table
 //! whole, and one that does not is logged, error by error, while the routes in
 //! force stay.
@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::metrics::{ErrorKind, Metrics};
+
 use super::hold::Namespaces;
 use super::routes::{RouteTable, parse_routes};
 
-pub use crate::config::RELOAD_CHECK;
+pub use crate::reload::RELOAD_CHECK;
 
 /// Read and parse the routes file; the table and the content it came from.
 pub fn load(path: &Path) -> crate::Result<(RouteTable, Vec<u8>)> {
@@ -32,10 +34,11 @@ pub async fn watch_routes_file(
     period: Duration,
     routes: watch::Sender<Arc<RouteTable>>,
     namespaces: Arc<Namespaces>,
+    metrics: Arc<Metrics>,
 ) {
     let file = path.display().to_string();
     let open = || !routes.is_closed();
-    crate::config::reload::follow_file(&path, last, period, "routes file", open, |content| {
+    crate::reload::follow_file(&path, last, period, "routes file", open, |content| {
         match parse_routes(&String::from_utf8_lossy(content)) {
             Ok(table) => {
                 tracing::info!(file, "routes reloaded");
@@ -43,7 +46,7 @@ pub async fn watch_routes_file(
                 namespaces.notify_all();
             }
             Err(errors) => {
-                crate::metrics::error("config");
+                metrics.error(ErrorKind::Config);
                 tracing::warn!(file, error = %errors, "routes file rejected; the routes in force stay");
             }
         }
@@ -68,6 +71,7 @@ mod tests {
             content,
             Duration::from_millis(10),
             tx,
+            Arc::default(),
             Arc::default(),
         ));
         let upstream = |rx: &watch::Receiver<Arc<RouteTable>>, host: &str| {

@@ -18,6 +18,7 @@ use prometheus::IntCounter;
 use serde::Deserialize;
 
 use super::FastMap;
+use crate::metrics::Metrics;
 
 /// Where a matched request goes.
 #[derive(Debug)]
@@ -100,10 +101,10 @@ impl Route {
     }
 
     /// The request counter for a status class (index 0 = 1xx .. 4 = 5xx).
-    pub fn requests(&self, class: usize) -> &IntCounter {
+    pub fn requests(&self, metrics: &Metrics, class: usize) -> &IntCounter {
         let counters = self.counters.get_or_init(|| {
             let ns = self.namespace.as_deref().unwrap_or(NO_NAMESPACE);
-            let family = &crate::metrics::get().proxy_requests;
+            let family = &metrics.proxy_requests;
             STATUS_CLASSES.map(|c| family.with_label_values(&[ns, c]))
         });
         &counters[class.min(4)]
@@ -295,7 +296,8 @@ struct RawRoute {
 
 /// Parse a routes file; every bad route is reported with its index.
 pub fn parse_routes(text: &str) -> Result<RouteTable, String> {
-    let file: RoutesFile = serde_yaml::from_str(text).map_err(|e| format!("routes file: {e}"))?;
+    let file: RoutesFile =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("routes file: {e}"))?;
     let mut table = RouteTable::default();
     let mut errors = Vec::new();
     for (i, raw) in file.routes.into_iter().enumerate() {

@@ -86,7 +86,9 @@ pub async fn serve(
         };
         // Past `maxConnections` a new connection is closed at once.
         let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
-            crate::metrics::error("proxy_connections_full");
+            proxy
+                .metrics
+                .error(crate::metrics::ErrorKind::ProxyConnectionsFull);
             drop(stream);
             continue;
         };

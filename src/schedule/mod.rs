@@ -200,37 +200,15 @@ fn after_gap(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 
 // `siesta schedule`
 
-/// `siesta schedule SPEC [--at INSTANT] [--config FILE]`: the phase at the
-/// instant and the next change, as two lines. With a config, SPEC names one of
-/// its schedules.
-pub fn cli(
-    spec: &str,
-    at: Option<&str>,
-    config: Option<&std::path::Path>,
-) -> crate::Result<String> {
-    let at = match at {
-        Some(s) => crate::annotations::parse_instant(s).map_err(crate::Error::Other)?,
-        None => Utc::now(),
-    };
-    let schedule = match config {
-        Some(path) => {
-            let cfg = crate::config::load(path).map_err(|e| crate::Error::Config(e.to_string()))?;
-            let known = cfg.schedules.keys().cloned().collect::<Vec<_>>().join(", ");
-            cfg.schedules.get(spec.trim()).cloned().ok_or_else(|| {
-                crate::Error::Config(format!(
-                    "{}: no schedule named {spec:?} (defined: {known})",
-                    path.display()
-                ))
-            })?
-        }
-        None => {
-            Schedule::parse_awake_hours(spec).map_err(|e| crate::Error::Other(e.to_string()))?
-        }
-    };
-    let next = schedule
-        .next_change(at)
-        .map_or_else(|| "never".to_string(), crate::annotations::format_instant);
-    Ok(format!("{}\n{next}\n", schedule.phase_at(at)))
+impl Schedule {
+    /// The phase at `at` and the next change (or `never`), as two lines: what
+    /// `siesta schedule` prints.
+    pub fn describe(&self, at: DateTime<Utc>) -> String {
+        let next = self
+            .next_change(at)
+            .map_or_else(|| "never".to_string(), crate::model::format_instant);
+        format!("{}\n{next}\n", self.phase_at(at))
+    }
 }
 
 #[cfg(test)]

@@ -520,18 +520,11 @@ fn kube_downscaler_specs_parse() {
 }
 
 #[test]
-fn cli_prints_phase_and_next_change() {
-    let out = cli(
-        "Mon-Fri 07:00-19:00 UTC",
-        Some("2026-11-23T12:00:00Z"),
-        None,
-    )
-    .expect("cli");
+fn describe_prints_phase_and_next_change() {
+    let out = hours("Mon-Fri 07:00-19:00 UTC").describe(at("2026-11-23T12:00:00Z"));
     assert_eq!(out, "awake\n2026-11-23T19:00:00Z\n");
-    let out = cli("never", Some("2026-11-23T12:00:00Z"), None).expect("cli");
+    let out = hours("never").describe(at("2026-11-23T12:00:00Z"));
     assert_eq!(out, "asleep\nnever\n");
-    assert!(cli("Mon-Fri 07:00-19:00 Nowhere/Land", None, None).is_err());
-    assert!(cli("always", Some("yesterday"), None).is_err());
 }
 
 // -- properties over random instants and zones -------------------------
@@ -670,82 +663,4 @@ proptest! {
     fn cron_parser_never_panics(expr in "[0-9*/,?LW#A-Za-z@ -]{0,30}") {
         let _ = parse_cron(&expr);
     }
-}
-
-/// The semantics docs/schedules.md promises, through the decision itself.
-#[test]
-fn a_day_under_office_hours() {
-    use crate::annotations::{IdleAfter, Reason, State, WakeOn};
-    use crate::decide::{Observed, Policy, Verdict, decide};
-    let policy = Policy {
-        enabled: true,
-        idle_after: IdleAfter::After(std::time::Duration::from_secs(30 * 60)),
-        schedule: Some(hours("Mon-Fri 08:00-18:00 UTC")),
-        wake_on: WakeOn::default(),
-        keep_awake_until: None,
-    };
-    let seen = |state, since: &str, last_api: Option<&str>| Observed {
-        state,
-        since: Some(at(since)),
-        action: None,
-        last_api: last_api.map(at),
-        last_http: None,
-        first_seen: at("2026-11-23T00:00:00Z"),
-    };
-    // Monday, busy until the window ends: the schedule is the next deadline.
-    let busy = seen(
-        State::Awake,
-        "2026-11-23T08:00:00Z",
-        Some("2026-11-23T17:55:00Z"),
-    );
-    let d = decide(&policy, &busy, at("2026-11-23T17:59:00Z"));
-    assert_eq!(
-        (d.verdict, d.next_check),
-        (Verdict::Keep, Some(at("2026-11-23T18:00:00Z")))
-    );
-    // At 18:00 it sleeps, reason schedule.
-    let d = decide(&policy, &busy, at("2026-11-23T18:00:00Z"));
-    assert_eq!(d.verdict, Verdict::Sleep(Reason::Schedule));
-    // kubectl at 21:00 wakes it (wake-on allows api)...
-    let night = seen(
-        State::Asleep,
-        "2026-11-23T18:00:00Z",
-        Some("2026-11-23T21:00:00Z"),
-    );
-    let d = decide(&policy, &night, at("2026-11-23T21:00:01Z"));
-    assert_eq!(d.verdict, Verdict::Wake(Reason::Api));
-    // ...the window it is in does not put it back to sleep, idle-after does.
-    let woken = seen(
-        State::Awake,
-        "2026-11-23T21:00:01Z",
-        Some("2026-11-23T21:05:00Z"),
-    );
-    let d = decide(&policy, &woken, at("2026-11-23T21:10:00Z"));
-    assert_eq!(
-        (d.verdict, d.next_check),
-        (Verdict::Keep, Some(at("2026-11-23T21:35:00Z")))
-    );
-    let d = decide(&policy, &woken, at("2026-11-23T21:35:00Z"));
-    assert_eq!(d.verdict, Verdict::Sleep(Reason::Idle));
-    // With wake-on http only, kubectl at night changes nothing.
-    let http_only = Policy {
-        wake_on: WakeOn {
-            api: false,
-            http: true,
-        },
-        ..policy.clone()
-    };
-    let d = decide(&http_only, &night, at("2026-11-23T21:00:01Z"));
-    assert_eq!(
-        (d.verdict, d.next_check),
-        (Verdict::Keep, Some(at("2026-11-24T08:00:00Z")))
-    );
-    // At 08:00 on Tuesday it wakes, reason schedule.
-    let slept = seen(
-        State::Asleep,
-        "2026-11-23T21:35:00Z",
-        Some("2026-11-23T21:05:00Z"),
-    );
-    let d = decide(&policy, &slept, at("2026-11-24T08:00:00Z"));
-    assert_eq!(d.verdict, Verdict::Wake(Reason::Schedule));
 }

@@ -16,7 +16,12 @@ pub struct Siesta {
 impl Siesta {
     /// `bin` with these arguments and environment, its admin server on a free port.
     pub fn start(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Siesta {
-        let admin = free_port();
+        Siesta::start_at(bin, free_port(), args, envs)
+    }
+
+    /// Like [`Siesta::start`], its admin server on `admin` (a process that
+    /// replaces another, scraped at the same address).
+    pub fn start_at(bin: &str, admin: u16, args: &[&str], envs: &[(&str, &str)]) -> Siesta {
         let mut cmd = Command::new(bin);
         cmd.args(args)
             .arg("--admin-listen")
@@ -48,6 +53,17 @@ impl Siesta {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Siesta {
+        Siesta::controller_at(bin, group, free_port(), extra, envs)
+    }
+
+    /// A controller of a test group with its admin server on `admin`.
+    pub fn controller_at(
+        bin: &str,
+        group: &str,
+        admin: u16,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Siesta {
         let audit = format!("127.0.0.1:{}", free_port());
         let selector = format!("siesta-test={group}");
         // Each group leads through its own Lease, so test groups running at
@@ -64,7 +80,7 @@ impl Siesta {
             args.extend(["--leader-election-namespace", &lease_ns]);
         }
         args.extend_from_slice(extra);
-        Siesta::start(bin, &args, envs)
+        Siesta::start_at(bin, admin, &args, envs)
     }
 
     pub fn kill(&mut self) {

@@ -1,4 +1,6 @@
-//! Reloading the admin config when its file changes.
+//! Files that are watched and re-read while Siesta runs: the admin config (and,
+//! through [`follow_file`], the proxy's routes file). The shell around the pure
+//! [`crate::config`]: reading, comparing and publishing happen here.
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,7 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{AdminConfig, parse};
+use crate::config::{AdminConfig, parse};
+use crate::metrics::{ErrorKind, Metrics, ReloadResult};
 
 /// How often [`watch()`] compares the file's content with the config in force.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
@@ -18,21 +21,22 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 /// previous config. Without a file, the defaults apply and never change.
 pub async fn watch(
     path: Option<PathBuf>,
+    metrics: Arc<Metrics>,
 ) -> crate::Result<(
     watch::Receiver<Arc<AdminConfig>>,
     impl Future<Output = ()> + Send + 'static,
 )> {
-    watch_every(path, RELOAD_CHECK).await
+    watch_every(path, RELOAD_CHECK, metrics).await
 }
 
-pub(super) async fn watch_every(
+pub(crate) async fn watch_every(
     path: Option<PathBuf>,
     period: Duration,
+    metrics: Arc<Metrics>,
 ) -> crate::Result<(
     watch::Receiver<Arc<AdminConfig>>,
     impl Future<Output = ()> + Send + 'static,
 )> {
-    let reloads = &crate::metrics::get().config_reloads;
     let (config, content) = match &path {
         Some(path) => {
             let content = std::fs::read(path).map_err(|e| {
@@ -43,10 +47,10 @@ pub(super) async fn watch_every(
                 &String::from_utf8_lossy(&content),
             )
             .map_err(|e| {
-                reloads.with_label_values(&["rejected"]).inc();
+                metrics.config_reload(ReloadResult::Rejected);
                 crate::Error::Config(e.to_string())
             })?;
-            reloads.with_label_values(&["ok"]).inc();
+            metrics.config_reload(ReloadResult::Ok);
             (config, content)
         }
         None => (AdminConfig::default(), Vec::new()),
@@ -54,7 +58,7 @@ pub(super) async fn watch_every(
     let (tx, rx) = watch::channel(Arc::new(config));
     let run = async move {
         match path {
-            Some(path) => reload_loop(path, content, tx, period).await,
+            Some(path) => reload_loop(path, content, tx, period, metrics).await,
             None => {
                 let _keep_sender = tx;
                 std::future::pending::<()>().await;
@@ -69,19 +73,19 @@ async fn reload_loop(
     last: Vec<u8>,
     tx: watch::Sender<Arc<AdminConfig>>,
     period: Duration,
+    metrics: Arc<Metrics>,
 ) {
-    let reloads = &crate::metrics::get().config_reloads;
     let file = path.display().to_string();
     follow_file(&path, last, period, "admin config", || !tx.is_closed(), |content| {
         match parse(&file, &String::from_utf8_lossy(content)) {
             Ok(config) => {
-                reloads.with_label_values(&["ok"]).inc();
+                metrics.config_reload(ReloadResult::Ok);
                 tracing::info!(file, "admin config reloaded");
                 tx.send_replace(Arc::new(config));
             }
             Err(errors) => {
-                reloads.with_label_values(&["rejected"]).inc();
-                crate::metrics::error("config");
+                metrics.config_reload(ReloadResult::Rejected);
+                metrics.error(ErrorKind::Config);
                 for e in &errors.0 {
                     tracing::warn!(error = %e, "admin config rejected; the previous config stays in force");
                 }
@@ -140,14 +144,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("siesta.yaml");
         std::fs::write(&path, "defaults: {idleAfter: 10m}\n").expect("write");
-        let (mut rx, run) = watch_every(Some(path.clone()), Duration::from_millis(20))
-            .await
-            .expect("valid at start");
+        let metrics = Arc::new(Metrics::new());
+        let (mut rx, run) = watch_every(
+            Some(path.clone()),
+            Duration::from_millis(20),
+            metrics.clone(),
+        )
+        .await
+        .expect("valid at start");
         let task = tokio::spawn(run);
         let idle = |rx: &watch::Receiver<Arc<AdminConfig>>| rx.borrow().defaults.idle_after;
         assert_eq!(idle(&rx), IdleAfter::After(Duration::from_secs(600)));
         let rejected = || {
-            crate::metrics::get()
+            metrics
                 .config_reloads
                 .with_label_values(&["rejected"])
                 .get()
@@ -184,11 +193,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("siesta.yaml");
         std::fs::write(&path, "defaults: {idleAfter: soon}\n").expect("write");
-        let Err(e) = watch(Some(path)).await else {
+        let Err(e) = watch(Some(path), Arc::default()).await else {
             panic!("accepted an invalid config")
         };
         assert!(e.to_string().contains("defaults.idleAfter"), "{e}");
-        let (rx, _run) = watch(None).await.expect("defaults");
+        let (rx, _run) = watch(None, Arc::default()).await.expect("defaults");
         assert_eq!(**rx.borrow(), AdminConfig::default());
     }
 }

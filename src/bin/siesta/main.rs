@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use siesta::{controller, proxy};
 
+mod args;
+
 /// jemalloc, configured in .cargo/config.toml to give idle memory back to the
 /// system: with glibc's allocator the controller kept what bursts of watch
 /// pages left behind as RSS, 45-66 MiB between identical runs.
@@ -26,9 +28,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Watch namespaces, decide, sleep and wake them; serve the audit webhook and metrics.
-    Controller(Box<controller::Args>),
+    Controller(Box<args::Controller>),
     /// The ingress proxy: count HTTP activity, hold requests while a namespace wakes.
-    Proxy(proxy::Args),
+    Proxy(Box<args::Proxy>),
     /// Print each opted-in namespace's state, reason, last activity, next change and savings.
     Status {
         /// Only this namespace.
@@ -90,6 +92,35 @@ fn audit_replay(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `siesta schedule SPEC [--at INSTANT] [--config FILE]`: the phase at the
+/// instant and the next change. With a config, SPEC names one of its schedules.
+fn schedule(
+    spec: &str,
+    at: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let at = match at {
+        Some(s) => siesta::model::parse_instant(s).map_err(anyhow::Error::msg)?,
+        None => chrono::Utc::now(),
+    };
+    let schedule = match config {
+        Some(path) => {
+            let cfg = siesta::config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let known = cfg.schedules.keys().cloned().collect::<Vec<_>>().join(", ");
+            cfg.schedules.get(spec.trim()).cloned().with_context(|| {
+                format!(
+                    "{}: no schedule named {spec:?} (defined: {known})",
+                    path.display()
+                )
+            })?
+        }
+        None => siesta::schedule::Schedule::parse_awake_hours(spec)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    Ok(schedule.describe(at))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -105,11 +136,11 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(args) => controller::run(*args)
+            Command::Controller(args) => controller::run(controller::Settings::from(*args))
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
-            Command::Proxy(args) => proxy::run(args)
+            Command::Proxy(args) => proxy::run(proxy::Settings::from(*args))
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
@@ -118,13 +149,13 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
             Command::Sleep { namespace } => {
-                siesta::status::command(&namespace, siesta::annotations::Action::Sleep)
+                siesta::status::command(&namespace, siesta::model::Action::Sleep)
                     .await
                     .map(|_| ExitCode::SUCCESS)
                     .map_err(Into::into)
             }
             Command::Wake { namespace } => {
-                siesta::status::command(&namespace, siesta::annotations::Action::Wake)
+                siesta::status::command(&namespace, siesta::model::Action::Wake)
                     .await
                     .map(|_| ExitCode::SUCCESS)
                     .map_err(Into::into)
@@ -146,12 +177,10 @@ fn main() -> ExitCode {
                 audit_replay(&file, config.as_deref())
             }
             Command::Schedule { spec, at, config } => {
-                siesta::schedule::cli(&spec, at.as_deref(), config.as_deref())
-                    .map(|out| {
-                        print!("{out}");
-                        ExitCode::SUCCESS
-                    })
-                    .map_err(Into::into)
+                schedule(&spec, at.as_deref(), config.as_deref()).map(|out| {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                })
             }
         }
     });

@@ -1,0 +1,50 @@
+//! The Kubernetes client every component uses: Siesta's user agent (which the
+//! audit ingest ignores) and tower layers that count requests and answers.
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+use crate::{Error, Result, USER_AGENT};
+
+/// A kube client whose requests carry Siesta's user agent, from `KUBECONFIG` or
+/// the in-cluster service account.
+pub async fn new(metrics: &Arc<Metrics>) -> Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    // Count every request by verb, so Siesta's own load on the API server is visible.
+    let m = metrics.clone();
+    let counted =
+        tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+            let watch = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+            let verb = if watch {
+                "watch"
+            } else {
+                req.method().as_str()
+            };
+            m.kube_requests.with_label_values(&[verb]).inc();
+            req
+        });
+    // ...and every answer by status, so a forbidden (403) request is never silent.
+    let m = metrics.clone();
+    let answered = tower::util::MapResponseLayer::new(
+        move |res: http::Response<Box<kube::client::DynBody>>| {
+            let code = match res.status().as_u16() {
+                c @ (401 | 403 | 404 | 409 | 429) => c.to_string(),
+                c => format!("{}xx", c / 100),
+            };
+            m.kube_responses.with_label_values(&[&code]).inc();
+            res
+        },
+    );
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&answered)
+        .with_layer(&counted)
+        .build())
+}

@@ -1,0 +1,328 @@
+//! What to do about one namespace, as data: the decision of [`crate::decide`]
+//! and what the controller recorded go in, an ordered list of effects comes
+//! out. Pure, like `decide`: the controller's executor
+//! (`controller::reconcile`) carries the effects out against the API server,
+//! stopping at the first guard that fails.
+//!
+//! Each verdict has one plan, so the order of writes is written down once:
+//! a transition is recorded on the namespace before any workload changes
+//! (so a controller killed in between finds the new state and finishes the
+//! pass), counters move only after that write succeeded, and the Event comes
+//! last, saying what the pass did.
+use chrono::{DateTime, Utc};
+
+use crate::decide::{Decision, Verdict};
+use crate::model::{Reason, State};
+use crate::scaler::Pass;
+
+/// One thing the executor does, in plan order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Invalid annotations: log, count and emit a Warning Event (once per
+    /// distinct text, which the executor remembers), and change nothing.
+    ReportProblems(String),
+    /// The namespace is valid again: forget the problems reported before.
+    ProblemsFixed,
+    /// Not opted in and never managed: forget when it was first seen.
+    Forget,
+    /// Write the new state, its start, the reason and the last activity, and
+    /// remove `siesta.dev/action`, only if the namespace still rests on what
+    /// was read. Guard: the rest of the plan runs only if it was written.
+    Transition {
+        to: State,
+        reason: Reason,
+    },
+    /// Remove `siesta.dev/action` (it had nothing to do).
+    ClearAction,
+    /// Guard: the rest runs only if the namespace still rests on what was read
+    /// (a replica whose copy is behind looks again instead of acting on it).
+    StillAsRead,
+    /// Count the transition (`siesta_sleeps_total`, `siesta_wakes_total`).
+    CountSleep(Reason),
+    CountWake(Reason),
+    /// Publish the state gauges.
+    PublishState(State),
+    /// Run a scaler pass over every managed workload and publish what it left
+    /// (replicas asleep, conflicts and unreadable records as Events).
+    Pass(Pass),
+    /// Savings accrue from `since` at the rate the last pass found.
+    SaveFrom(DateTime<Utc>),
+    /// Savings stop accruing; the totals are written on the namespace.
+    StopSaving,
+    /// The Normal Event of a transition, with what the pass changed.
+    Announce(Announcement),
+    /// A wake that began at `since`: once every restored workload is ready
+    /// (or the wake timeout passed), write `awake`; else look again later.
+    /// Decides when to look again, in place of [`Plan::next`].
+    FinishWaking {
+        since: DateTime<Utc>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    Sleeping(Reason),
+    Waking(Reason),
+}
+
+/// When to look at the namespace again if the plan runs to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// At this instant (a deadline of the decision).
+    At(DateTime<Utc>),
+    /// Only when something changes.
+    AwaitChange,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub effects: Vec<Effect>,
+    pub next: Next,
+}
+
+/// What the plan rests on besides the decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Facts {
+    /// Malformed annotations, joined; a namespace with any is left alone.
+    pub problems: Option<String>,
+    /// The policy in force opts the namespace in.
+    pub enabled: bool,
+    /// Siesta has written a state on it before (it has series and records).
+    pub managed: bool,
+    /// The state and its start as recorded.
+    pub state: State,
+    pub since: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+impl Plan {
+    fn with(effects: Vec<Effect>, next: Next) -> Plan {
+        Plan { effects, next }
+    }
+}
+
+fn next(at: Option<DateTime<Utc>>) -> Next {
+    at.map_or(Next::AwaitChange, Next::At)
+}
+
+/// The plan before a decision is possible: bad input, or nothing to manage.
+/// `None` when the namespace should be decided on.
+pub fn before_deciding(facts: &Facts) -> Option<Plan> {
+    if let Some(text) = &facts.problems {
+        return Some(Plan::with(
+            vec![Effect::ReportProblems(text.clone())],
+            Next::AwaitChange,
+        ));
+    }
+    if !facts.enabled && !facts.managed {
+        return Some(Plan::with(
+            vec![Effect::ProblemsFixed, Effect::Forget],
+            Next::AwaitChange,
+        ));
+    }
+    None
+}
+
+/// The plan for a decision.
+pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
+    use Effect::*;
+    let now = facts.now;
+    let mut effects = vec![ProblemsFixed];
+    match decision.verdict {
+        Verdict::Sleep(reason) => {
+            effects.extend([
+                Transition {
+                    to: State::Asleep,
+                    reason,
+                },
+                CountSleep(reason),
+                PublishState(State::Asleep),
+                Pass(crate::scaler::Pass::Sleep),
+                SaveFrom(now),
+                Announce(Announcement::Sleeping(reason)),
+            ]);
+            Plan::with(effects, next(decision.next_check))
+        }
+        Verdict::Wake(reason) => {
+            effects.extend([
+                Transition {
+                    to: State::Waking,
+                    reason,
+                },
+                CountWake(reason),
+                PublishState(State::Waking),
+                StopSaving,
+                Pass(crate::scaler::Pass::Wake),
+                Announce(Announcement::Waking(reason)),
+                FinishWaking { since: now },
+            ]);
+            Plan::with(effects, Next::AwaitChange)
+        }
+        Verdict::Keep => {
+            if decision.clear_action {
+                effects.push(ClearAction);
+            }
+            // Series only for namespaces Siesta has acted on: 10,000 awake
+            // namespaces cost nothing.
+            if facts.managed {
+                effects.push(PublishState(facts.state));
+            }
+            let since = facts.since.unwrap_or(now);
+            match facts.state {
+                // Keep the promise "asleep means every managed workload at
+                // zero": workloads created meanwhile go to sleep too, and
+                // someone else's scale-up is released.
+                State::Asleep => effects.extend([
+                    StillAsRead,
+                    Pass(crate::scaler::Pass::Sleep),
+                    SaveFrom(since),
+                ]),
+                State::Waking => effects.extend([
+                    StillAsRead,
+                    Pass(crate::scaler::Pass::Wake),
+                    FinishWaking { since },
+                ]),
+                State::Awake => {}
+            }
+            Plan::with(effects, next(decision.next_check))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Effect::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        crate::model::parse_instant(s).expect("test instant")
+    }
+
+    fn facts(state: State) -> Facts {
+        Facts {
+            problems: None,
+            enabled: true,
+            managed: state != State::Awake,
+            state,
+            since: Some(t("2026-12-01T00:00:00Z")),
+            now: t("2026-12-02T12:00:00Z"),
+        }
+    }
+
+    fn decision(verdict: Verdict, next_check: Option<&str>) -> Decision {
+        Decision {
+            verdict,
+            clear_action: false,
+            next_check: next_check.map(t),
+        }
+    }
+
+    fn position(plan: &Plan, wanted: impl Fn(&Effect) -> bool) -> usize {
+        plan.effects
+            .iter()
+            .position(wanted)
+            .expect("the effect is planned")
+    }
+
+    #[test]
+    fn bad_input_is_reported_and_nothing_else_is_planned() {
+        let f = Facts {
+            problems: Some("annotation siesta.dev/idle-after: \"soon\"".into()),
+            ..facts(State::Asleep)
+        };
+        let p = before_deciding(&f).expect("a plan without deciding");
+        assert_eq!(p.effects, vec![ReportProblems(f.problems.unwrap())]);
+        assert_eq!(p.next, Next::AwaitChange);
+    }
+
+    #[test]
+    fn a_namespace_never_opted_in_is_only_forgotten() {
+        let f = Facts {
+            enabled: false,
+            managed: false,
+            ..facts(State::Awake)
+        };
+        let p = before_deciding(&f).expect("nothing to decide");
+        assert_eq!(p.effects, vec![ProblemsFixed, Forget]);
+        // Opted out but still managed: decided on (it may need a wake).
+        let managed = Facts {
+            enabled: false,
+            ..facts(State::Asleep)
+        };
+        assert_eq!(before_deciding(&managed), None);
+    }
+
+    #[test]
+    fn sleep_records_the_state_before_any_workload_changes_and_counts_after() {
+        let p = plan(
+            &facts(State::Awake),
+            &decision(Verdict::Sleep(Reason::Idle), None),
+        );
+        let written = position(&p, |e| {
+            matches!(
+                e,
+                Transition {
+                    to: State::Asleep,
+                    ..
+                }
+            )
+        });
+        let pass = position(&p, |e| *e == Pass(crate::scaler::Pass::Sleep));
+        let counted = position(&p, |e| *e == CountSleep(Reason::Idle));
+        let announced = position(&p, |e| matches!(e, Announce(_)));
+        assert!(written < counted && written < pass && pass < announced);
+        assert!(p.effects.contains(&SaveFrom(facts(State::Awake).now)));
+    }
+
+    #[test]
+    fn wake_stops_saving_before_restoring_and_waits_for_readiness() {
+        let f = facts(State::Asleep);
+        let p = plan(&f, &decision(Verdict::Wake(Reason::Http), None));
+        let written = position(&p, |e| {
+            matches!(
+                e,
+                Transition {
+                    to: State::Waking,
+                    ..
+                }
+            )
+        });
+        let stop = position(&p, |e| *e == StopSaving);
+        let pass = position(&p, |e| *e == Pass(crate::scaler::Pass::Wake));
+        assert!(written < stop && stop < pass);
+        assert_eq!(p.effects.last(), Some(&FinishWaking { since: f.now }));
+    }
+
+    #[test]
+    fn keeping_an_asleep_namespace_re_checks_and_keeps_the_sleep_start() {
+        let f = facts(State::Asleep);
+        let p = plan(&f, &decision(Verdict::Keep, Some("2026-12-03T07:00:00Z")));
+        let guard = position(&p, |e| *e == StillAsRead);
+        let pass = position(&p, |e| *e == Pass(crate::scaler::Pass::Sleep));
+        assert!(guard < pass);
+        assert!(p.effects.contains(&SaveFrom(f.since.unwrap())));
+        assert!(!p.effects.iter().any(|e| matches!(e, Transition { .. })));
+        assert_eq!(p.next, Next::At(t("2026-12-03T07:00:00Z")));
+    }
+
+    #[test]
+    fn keeping_a_waking_namespace_finishes_the_wake_it_began() {
+        let f = facts(State::Waking);
+        let p = plan(&f, &decision(Verdict::Keep, None));
+        assert_eq!(
+            p.effects.last(),
+            Some(&FinishWaking {
+                since: f.since.unwrap()
+            })
+        );
+    }
+
+    #[test]
+    fn an_awake_namespace_unmanaged_gets_no_series_and_no_pass() {
+        let mut d = decision(Verdict::Keep, Some("2026-12-02T12:30:00Z"));
+        d.clear_action = true;
+        let p = plan(&facts(State::Awake), &d);
+        assert_eq!(p.effects, vec![ProblemsFixed, ClearAction]);
+        assert_eq!(p.next, Next::At(t("2026-12-02T12:30:00Z")));
+    }
+}
