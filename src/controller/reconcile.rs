@@ -295,7 +295,10 @@ impl<'a> Executor<'a> {
                 }
                 match patch_if_unchanged(&ctx.client, &self.ns, write).await? {
                     Some(written) => self.ns = written,
-                    None => return Ok(Some(Action::requeue(CONFLICT_RECHECK))),
+                    None => {
+                        tracing::debug!(namespace = %name, "transition not written: the namespace changed since it was read");
+                        return Ok(Some(Action::requeue(CONFLICT_RECHECK)));
+                    }
                 }
             }
             Effect::ClearAction => {
@@ -303,6 +306,7 @@ impl<'a> Executor<'a> {
             }
             Effect::StillAsRead => {
                 if !still_as_read(&ctx.client, &self.ns).await? {
+                    tracing::debug!(namespace = %name, "the namespace changed since it was read; looking again");
                     return Ok(Some(Action::requeue(CONFLICT_RECHECK)));
                 }
             }
@@ -382,6 +386,7 @@ impl<'a> Executor<'a> {
         let waited = (now - since).to_std().unwrap_or_default();
         let not_ready = self.report.not_ready;
         if not_ready > 0 && waited < WAKE_TIMEOUT {
+            tracing::debug!(namespace = %name, not_ready, "waking: restored workloads not all ready");
             return Ok(Action::requeue(WAKING_RECHECK));
         }
         let write = json!({ STATE: State::Awake.as_str(), STATE_SINCE: format_instant(now) });
@@ -389,6 +394,7 @@ impl<'a> Executor<'a> {
             .await?
             .is_none()
         {
+            tracing::debug!(namespace = %name, "awake not written: the namespace changed since it was read");
             return Ok(Action::requeue(CONFLICT_RECHECK));
         }
         ctx.metrics
