@@ -8,12 +8,17 @@ use crate::{Error, Result, USER_AGENT};
 /// A kube client whose requests carry Siesta's user agent, from `KUBECONFIG` or
 /// the in-cluster service account.
 pub async fn new(metrics: &Arc<Metrics>) -> Result<kube::Client> {
+    with_agent(metrics, USER_AGENT).await
+}
+
+/// Like [`new`], with another user agent (the CLI's).
+pub async fn with_agent(metrics: &Arc<Metrics>, agent: &'static str) -> Result<kube::Client> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
     config.headers.push((
         http::header::USER_AGENT,
-        http::HeaderValue::from_static(USER_AGENT),
+        http::HeaderValue::from_static(agent),
     ));
     // Count every request by verb, so Siesta's own load on the API server is visible.
     let m = metrics.clone();

@@ -37,6 +37,9 @@ pub mod workloads;
 
 /// The user agent of every API request Siesta makes; the audit ingest ignores it.
 pub const USER_AGENT: &str = concat!("siesta/", env!("CARGO_PKG_VERSION"));
+/// The user agent of the CLI (`siesta status`, `sleep`, `wake`): not ignored
+/// by the audit ingest, so a person's `siesta wake` counts as their activity.
+pub const CLI_USER_AGENT: &str = concat!("siesta-cli/", env!("CARGO_PKG_VERSION"));
 /// The field manager of every write Siesta makes (for GitOps `ignoreDifferences`).
 pub const FIELD_MANAGER: &str = "siesta";
 

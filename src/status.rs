@@ -28,16 +28,58 @@ pub struct Row {
     pub savings: String,
 }
 
-pub async fn command(namespace: &str, action: Action) -> crate::Result<()> {
-    let client = crate::client::new(&Default::default()).await?;
+/// The annotations `siesta sleep` or `siesta wake [--for D]` writes, or why
+/// it refuses: a namespace must have opted in (`siesta.dev/enabled: "true"`)
+/// or be managed already (an admin policy opted it in and Siesta acted on it).
+/// Sleep also removes `keep-awake-until`, or the controller would wake it
+/// again at once; wake with `--for` keeps it awake until then.
+pub fn command_patch(
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    action: Action,
+    keep_awake_for: Option<std::time::Duration>,
+    now: chrono::DateTime<Utc>,
+) -> Result<serde_json::Value, String> {
+    let enabled = annotations
+        .get(ENABLED)
+        .is_some_and(|v| annotations::parse_bool(v) == Ok(true));
+    if !enabled && !annotations.contains_key(STATE) {
+        return Err(format!(
+            "{namespace} has not opted in to Siesta: set {ENABLED}=\"true\" on it (or ask an admin for a policy that selects it)"
+        ));
+    }
+    let mut patch = serde_json::Map::new();
+    patch.insert(ACTION.into(), json!(action.as_str()));
+    match (action, keep_awake_for) {
+        (Action::Sleep, _) => {
+            patch.insert(
+                annotations::KEEP_AWAKE_UNTIL.into(),
+                serde_json::Value::Null,
+            );
+        }
+        (Action::Wake, Some(d)) => {
+            let until = now + chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
+            patch.insert(
+                annotations::KEEP_AWAKE_UNTIL.into(),
+                json!(crate::model::format_instant(until)),
+            );
+        }
+        (Action::Wake, None) => {}
+    }
+    Ok(serde_json::Value::Object(patch))
+}
+
+pub async fn command(
+    namespace: &str,
+    action: Action,
+    keep_awake_for: Option<std::time::Duration>,
+) -> crate::Result<()> {
+    let client = crate::client::with_agent(&Default::default(), crate::CLI_USER_AGENT).await?;
     let api: Api<Namespace> = Api::all(client);
     let ns = api.get(namespace).await?;
     let ann = ns.metadata.annotations.clone().unwrap_or_default();
-    if !ann.contains_key(ENABLED) && !ann.contains_key(STATE) {
-        eprintln!(
-            "note: {namespace} has no {ENABLED} annotation; the controller acts only if an admin policy opts it in"
-        );
-    }
+    let patch = command_patch(namespace, &ann, action, keep_awake_for, Utc::now())
+        .map_err(crate::Error::Other)?;
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
         ..Default::default()
@@ -45,19 +87,21 @@ pub async fn command(namespace: &str, action: Action) -> crate::Result<()> {
     api.patch(
         namespace,
         &pp,
-        &Patch::Merge(json!({"metadata": {"annotations": {ACTION: action.as_str()}}})),
+        &Patch::Merge(json!({"metadata": {"annotations": patch}})),
     )
     .await?;
-    println!(
-        "{namespace}: {} requested ({ACTION}={})",
-        action.as_str(),
-        action.as_str()
-    );
+    match patch
+        .get(annotations::KEEP_AWAKE_UNTIL)
+        .and_then(|v| v.as_str())
+    {
+        Some(until) => println!("{namespace}: wake requested, kept awake until {until}"),
+        None => println!("{namespace}: {} requested", action.as_str()),
+    }
     Ok(())
 }
 
 pub async fn run(only: Option<&str>) -> crate::Result<()> {
-    let client = crate::client::new(&Default::default()).await?;
+    let client = crate::client::with_agent(&Default::default(), crate::CLI_USER_AGENT).await?;
     let api: Api<Namespace> = Api::all(client.clone());
     let namespaces = match only {
         Some(n) => vec![api.get(n).await?],
@@ -212,5 +256,36 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].find("STATE"), lines[1].find("asleep"));
         assert_eq!(lines[0].find("SAVINGS"), lines[1].find("0.0316"));
+    }
+
+    #[test]
+    fn sleep_and_wake_refuse_a_namespace_that_did_not_opt_in() {
+        let now = Utc::now();
+        let none = BTreeMap::new();
+        let err = command_patch("team-a", &none, Action::Wake, None, now).unwrap_err();
+        assert!(err.contains("has not opted in"), "{err}");
+        let off: BTreeMap<String, String> = [(ENABLED.to_string(), "false".to_string())].into();
+        assert!(command_patch("team-a", &off, Action::Sleep, None, now).is_err());
+        // managed through an admin policy: accepted
+        let managed: BTreeMap<String, String> = [(STATE.to_string(), "awake".to_string())].into();
+        assert!(command_patch("team-a", &managed, Action::Sleep, None, now).is_ok());
+    }
+
+    #[test]
+    fn wake_for_keeps_it_awake_until_then_and_sleep_clears_that() {
+        let now = crate::model::parse_instant("2026-12-02T12:00:00Z").unwrap();
+        let on: BTreeMap<String, String> = [(ENABLED.to_string(), "true".to_string())].into();
+        let two_hours = Some(std::time::Duration::from_secs(7200));
+        let p = command_patch("team-a", &on, Action::Wake, two_hours, now).unwrap();
+        assert_eq!(p[ACTION], "wake");
+        assert_eq!(p[annotations::KEEP_AWAKE_UNTIL], "2026-12-02T14:00:00Z");
+        let p = command_patch("team-a", &on, Action::Wake, None, now).unwrap();
+        assert!(p.get(annotations::KEEP_AWAKE_UNTIL).is_none());
+        let p = command_patch("team-a", &on, Action::Sleep, None, now).unwrap();
+        assert_eq!(p[ACTION], "sleep");
+        assert!(
+            p[annotations::KEEP_AWAKE_UNTIL].is_null(),
+            "sleep removes keep-awake-until"
+        );
     }
 }

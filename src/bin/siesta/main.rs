@@ -39,8 +39,14 @@ enum Command {
     },
     /// Put a namespace to sleep now (through siesta.dev/action).
     Sleep { namespace: String },
-    /// Wake a namespace now (through siesta.dev/action).
-    Wake { namespace: String },
+    /// Wake a namespace now (through siesta.dev/action); with --for, keep it
+    /// awake that long (siesta.dev/keep-awake-until).
+    Wake {
+        namespace: String,
+        /// Keep it awake this long: `2h`, `90m`, as `idle-after` is written.
+        #[arg(long = "for")]
+        keep_awake_for: Option<args::Dur>,
+    },
     /// Validate an admin config file; exit 1 listing every error with its location.
     CheckConfig { file: PathBuf },
     /// Audit tools.
@@ -149,17 +155,22 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
             Command::Sleep { namespace } => {
-                siesta::status::command(&namespace, siesta::model::Action::Sleep)
+                siesta::status::command(&namespace, siesta::model::Action::Sleep, None)
                     .await
                     .map(|_| ExitCode::SUCCESS)
                     .map_err(Into::into)
             }
-            Command::Wake { namespace } => {
-                siesta::status::command(&namespace, siesta::model::Action::Wake)
-                    .await
-                    .map(|_| ExitCode::SUCCESS)
-                    .map_err(Into::into)
-            }
+            Command::Wake {
+                namespace,
+                keep_awake_for,
+            } => siesta::status::command(
+                &namespace,
+                siesta::model::Action::Wake,
+                keep_awake_for.map(|d| d.0),
+            )
+            .await
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(Into::into),
             Command::CheckConfig { file } => {
                 let (ok, report) = siesta::config::check_config_cli(&file);
                 if ok {
