@@ -49,6 +49,9 @@ pub enum Effect {
     SaveFrom(DateTime<Utc>),
     /// Savings stop accruing; the totals are written on the namespace.
     StopSaving,
+    /// `keep-awake-until` lay beyond the admin's `maxKeepAwake`: write this
+    /// instant instead and say so in a Warning Event.
+    ClampKeepAwake(DateTime<Utc>),
     /// The Normal Event of a transition, with what the pass changed.
     Announce(Announcement),
     /// A wake that began at `since`: once every restored workload is ready
@@ -93,6 +96,8 @@ pub struct Facts {
     pub state: State,
     pub since: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
+    /// `keep-awake-until` brought back to the admin's maximum, when it lay beyond.
+    pub clamp_keep_awake: Option<DateTime<Utc>>,
 }
 
 impl Plan {
@@ -128,6 +133,7 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
     use Effect::*;
     let now = facts.now;
     let mut effects = vec![ProblemsFixed];
+    effects.extend(facts.clamp_keep_awake.map(ClampKeepAwake));
     match decision.verdict {
         Verdict::Sleep(reason) => {
             effects.extend([
@@ -206,6 +212,7 @@ mod tests {
             state,
             since: Some(t("2026-12-01T00:00:00Z")),
             now: t("2026-12-02T12:00:00Z"),
+            clamp_keep_awake: None,
         }
     }
 
@@ -315,6 +322,16 @@ mod tests {
                 since: f.since.unwrap()
             })
         );
+    }
+
+    #[test]
+    fn a_keep_awake_beyond_the_maximum_is_brought_back_first() {
+        let f = Facts {
+            clamp_keep_awake: Some(t("2026-12-03T12:00:00Z")),
+            ..facts(State::Awake)
+        };
+        let p = plan(&f, &decision(Verdict::Keep, None));
+        assert_eq!(p.effects[1], ClampKeepAwake(t("2026-12-03T12:00:00Z")));
     }
 
     #[test]

@@ -289,6 +289,7 @@ fn check_defaults(p: &mut Problems, top: &Map) -> Defaults {
             "wakePage",
             "flushInterval",
             "schedule",
+            "maxKeepAwake",
         ],
     );
     let d = Defaults::default();
@@ -312,6 +313,9 @@ fn check_defaults(p: &mut Problems, top: &Map) -> Defaults {
             })
             .unwrap_or(d.flush_interval),
         schedule: m.parse(p, "schedule", schedule_name),
+        max_keep_awake: m
+            .parse(p, "maxKeepAwake", crate::duration::parse)
+            .unwrap_or(d.max_keep_awake),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Defaults {
     /// The schedule (a name from `schedules`) of namespaces whose annotations and
     /// policy name none.
     pub schedule: Option<String>,
+    /// The furthest ahead `keep-awake-until` may be (`siesta wake --for`);
+    /// a later instant is brought back to now plus this, with an Event.
+    pub max_keep_awake: Duration,
 }
 
 impl Default for Defaults {
@@ -44,6 +47,7 @@ impl Default for Defaults {
             wake_page: WakePage::Auto,
             flush_interval: Duration::from_secs(30),
             schedule: None,
+            max_keep_awake: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -152,11 +152,23 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
     let config = ctx.config.borrow().clone();
     let (own, errors) = Overrides::parse(ann);
     let mut problems: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-    let (policy, problem) = config.resolve(labels, &own);
+    let (mut policy, problem) = config.resolve(labels, &own);
     if let Some(p) = problem {
         problems.push(format!("annotation {}: {p}", annotations::SCHEDULE));
     }
     let now = Utc::now();
+    // Nobody pins a namespace awake for a year: beyond the admin's maximum,
+    // keep-awake-until is brought back (and rewritten, with an Event).
+    let limit = now
+        + chrono::Duration::from_std(config.defaults.max_keep_awake)
+            .unwrap_or(chrono::Duration::MAX);
+    let clamp_keep_awake = policy
+        .keep_awake_until
+        .filter(|until| *until > limit)
+        .map(|_| limit);
+    if clamp_keep_awake.is_some() {
+        policy.keep_awake_until = clamp_keep_awake;
+    }
     let facts = Facts {
         problems: (!problems.is_empty()).then(|| problems.join("; ")),
         enabled: policy.enabled,
@@ -164,6 +176,7 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
         state: recorded.state,
         since: recorded.since,
         now,
+        clamp_keep_awake,
     };
     let mut exec = Executor::new(ctx, ns, recorded, &config, now);
     let plan = match plan::before_deciding(&facts) {
@@ -344,6 +357,23 @@ impl<'a> Executor<'a> {
                     savings::publish(m, name, &totals, &self.config.prices);
                 }
                 ctx.savings.stop(name);
+            }
+            Effect::ClampKeepAwake(to) => {
+                let to = format_instant(to);
+                patch_namespace(
+                    &ctx.client,
+                    name,
+                    json!({ annotations::KEEP_AWAKE_UNTIL: to }),
+                )
+                .await?;
+                let max = crate::duration::format(self.config.defaults.max_keep_awake);
+                ctx.event(
+                    &self.ns_ref,
+                    EventType::Warning,
+                    "KeepAwakeClamped",
+                    format!("{} is further ahead than the admin's maximum of {max}; kept awake until {to} instead", annotations::KEEP_AWAKE_UNTIL),
+                )
+                .await;
             }
             Effect::Announce(a) => {
                 let changed: u32 = self.report.changed.values().sum();

@@ -486,3 +486,30 @@ async fn a_forbidden_list_fails_the_reconcile_by_kind_and_changes_no_count() {
         "{web}"
     );
 }
+
+#[tokio::test]
+async fn a_keep_awake_beyond_the_admins_maximum_is_brought_back_with_a_warning() {
+    let api = Scripted::new();
+    let next_year = crate::model::format_instant(Utc::now() + chrono::Duration::days(365));
+    api.put(
+        NS,
+        namespace(json!({"siesta.dev/enabled": "true", "siesta.dev/keep-awake-until": next_year})),
+    );
+    api.reconcile().await.expect("reconciled");
+    let until = api.object(NS)["metadata"]["annotations"]["siesta.dev/keep-awake-until"]
+        .as_str()
+        .map(|s| crate::model::parse_instant(s).unwrap())
+        .expect("still set");
+    // The default maximum is 24 h.
+    let ahead = (until - Utc::now()).num_seconds();
+    assert!((86_390..=86_400).contains(&ahead), "{ahead} s ahead");
+    assert!(
+        api.writes()
+            .iter()
+            .any(|s| event_reason(s) == Some("KeepAwakeClamped"))
+    );
+    // Within the maximum now: a second reconcile writes nothing more.
+    let before = api.writes().len();
+    api.reconcile().await.expect("reconciled");
+    assert_eq!(api.writes().len(), before);
+}
