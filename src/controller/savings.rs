@@ -76,17 +76,14 @@ impl Savings {
         // here is exactly what a successor reads back.
         let (since, now) = (whole_seconds(since), whole_seconds(now));
         let mut entries = self.lock();
-        let base = match entries.get(namespace) {
-            Some(e) => e.base,
-            // An older sleep's totals, or nothing yet: accrue from the sleep's start.
-            None => recorded.unwrap_or_else(|| Saved {
-                cpu_rate: rate.0,
-                memory_rate: rate.1,
-                ..Saved::zero(since)
-            }),
-        };
-        let same_rate = (base.cpu_rate, base.memory_rate) == rate;
-        let base = if same_rate && (recorded.is_some() || entries.contains_key(namespace)) {
+        // This process's account, else the namespace's record, else nothing yet.
+        let base = entries
+            .get(namespace)
+            .map(|e| e.base)
+            .or(recorded)
+            .unwrap_or_else(|| Saved::zero(since));
+        // A new rate starts from the totals earned so far at the old one.
+        let base = if (base.cpu_rate, base.memory_rate) == rate {
             base
         } else {
             Saved {
