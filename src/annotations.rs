@@ -31,6 +31,14 @@ pub const LAST_ACTIVITY: &str = "siesta.dev/last-activity";
 pub const ORIGINAL_REPLICAS: &str = "siesta.dev/original-replicas";
 pub const ORIGINAL_SUSPEND: &str = "siesta.dev/original-suspend";
 pub const SAVED: &str = "siesta.dev/saved";
+/// Observe mode's record, apart from the real one (the proxy holds on
+/// `siesta.dev/state`): the would-be state, its start and reason, the
+/// would-be totals and the potential savings.
+pub const OBSERVED_STATE: &str = "siesta.dev/observed-state";
+pub const OBSERVED_SINCE: &str = "siesta.dev/observed-since";
+pub const OBSERVED_REASON: &str = "siesta.dev/observed-reason";
+pub const OBSERVED: &str = "siesta.dev/observed";
+pub const OBSERVED_SAVED: &str = "siesta.dev/observed-saved";
 
 /// The longest activity description written to an annotation.
 pub const MAX_DESCRIPTION: usize = 120;
@@ -119,6 +127,28 @@ impl WakePage {
     }
 }
 
+/// `siesta.dev/enabled` (and a policy's `enabled`): off, on, or observe mode,
+/// where Siesta tracks and decides exactly as it would but writes nothing to
+/// the workloads, and counts what it would have done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enabled {
+    No,
+    Yes,
+    Observe,
+}
+
+impl Enabled {
+    /// `"true"`, `"false"` or `"observe"`, nothing else.
+    pub fn parse(s: &str) -> Result<Enabled, String> {
+        match s.trim() {
+            "true" => Ok(Enabled::Yes),
+            "false" => Ok(Enabled::No),
+            "observe" => Ok(Enabled::Observe),
+            other => Err(format!("{other:?} is not true, false or observe")),
+        }
+    }
+}
+
 /// A strict boolean: `"true"` or `"false"`, nothing else, so that a typo is
 /// reported instead of silently meaning false.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
@@ -147,7 +177,7 @@ impl fmt::Display for AnnotationError {
 /// admin policy or the defaults apply.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Overrides {
-    pub enabled: Option<bool>,
+    pub enabled: Option<Enabled>,
     pub idle_after: Option<IdleAfter>,
     pub schedule: Option<String>,
     pub awake_hours: Option<Schedule>,
@@ -189,7 +219,7 @@ impl Overrides {
         let keep = get(KEEP_AWAKE_UNTIL);
         let action = get(ACTION);
         let o = Overrides {
-            enabled: field(&mut errors, enabled, parse_bool),
+            enabled: field(&mut errors, enabled, Enabled::parse),
             idle_after: field(&mut errors, idle, IdleAfter::parse),
             schedule: field(&mut errors, schedule, |s| {
                 let s = s.trim();
@@ -219,6 +249,13 @@ pub struct Recorded {
     pub reason: Option<Reason>,
     pub last_activity: Option<String>,
     pub saved: Option<Saved>,
+    /// Observe mode: the would-be state (`None`: not observed), its start
+    /// and reason, the would-be totals and the potential savings.
+    pub observed_state: Option<State>,
+    pub observed_since: Option<DateTime<Utc>>,
+    pub observed_reason: Option<Reason>,
+    pub observed: Option<ObservedTotals>,
+    pub observed_saved: Option<Saved>,
 }
 
 impl Recorded {
@@ -236,7 +273,89 @@ impl Recorded {
             reason: annotations.get(REASON).and_then(|s| Reason::parse(s)),
             last_activity: annotations.get(LAST_ACTIVITY).cloned(),
             saved: annotations.get(SAVED).and_then(|s| Saved::parse(s)),
+            observed_state: annotations
+                .get(OBSERVED_STATE)
+                .and_then(|s| State::parse(s)),
+            observed_since: annotations
+                .get(OBSERVED_SINCE)
+                .and_then(|s| parse_instant(s).ok()),
+            observed_reason: annotations
+                .get(OBSERVED_REASON)
+                .and_then(|s| Reason::parse(s)),
+            observed: annotations
+                .get(OBSERVED)
+                .and_then(|s| ObservedTotals::parse(s)),
+            observed_saved: annotations
+                .get(OBSERVED_SAVED)
+                .and_then(|s| Saved::parse(s)),
         }
+    }
+}
+
+/// `siesta.dev/observed`: what observe mode counted since it began: would-be
+/// sleeps and wakes, and the seconds of would-be sleeps that ended (the
+/// current one runs from `siesta.dev/observed-since`). Written as
+/// `sleeps=3,wakes=2,asleep=5400,from=2026-12-01T09:00:00Z`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ObservedTotals {
+    pub sleeps: u64,
+    pub wakes: u64,
+    pub asleep_seconds: f64,
+    /// When observing began.
+    pub from: DateTime<Utc>,
+}
+
+impl ObservedTotals {
+    pub fn zero(from: DateTime<Utc>) -> ObservedTotals {
+        ObservedTotals {
+            sleeps: 0,
+            wakes: 0,
+            asleep_seconds: 0.0,
+            from,
+        }
+    }
+
+    /// `None` for anything but what the controller writes.
+    pub fn parse(s: &str) -> Option<ObservedTotals> {
+        let mut t = ObservedTotals::zero(DateTime::<Utc>::MIN_UTC);
+        let mut seen = 0u8;
+        for field in s.split(',') {
+            let (k, v) = field.trim().split_once('=')?;
+            let v = v.trim();
+            match k.trim() {
+                "sleeps" => (t.sleeps, seen) = (v.parse().ok()?, seen | 1),
+                "wakes" => (t.wakes, seen) = (v.parse().ok()?, seen | 2),
+                "asleep" => {
+                    let n: f64 = v
+                        .parse()
+                        .ok()
+                        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+                    (t.asleep_seconds, seen) = (n, seen | 4);
+                }
+                "from" => (t.from, seen) = (parse_instant(v).ok()?, seen | 8),
+                _ => return None,
+            }
+        }
+        (seen == 0b1111).then_some(t)
+    }
+
+    pub fn format(&self) -> String {
+        format!(
+            "sleeps={},wakes={},asleep={},from={}",
+            self.sleeps,
+            self.wakes,
+            self.asleep_seconds,
+            crate::model::format_instant(self.from)
+        )
+    }
+
+    /// Seconds of would-be sleep up to `now`, the current one included when
+    /// it began at `asleep_since`.
+    pub fn asleep_until(&self, asleep_since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> f64 {
+        let current = asleep_since.map_or(0.0, |since| {
+            (now - since).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        self.asleep_seconds + current
     }
 }
 
@@ -354,7 +473,7 @@ mod tests {
             (ACTION, "wake"),
         ]));
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(o.enabled, Some(true));
+        assert_eq!(o.enabled, Some(Enabled::Yes));
         assert_eq!(
             o.idle_after,
             Some(IdleAfter::After(Duration::from_secs(5400)))
@@ -462,5 +581,47 @@ mod tests {
         ] {
             assert_eq!(Saved::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn enabled_is_true_false_or_observe_and_nothing_else() {
+        for (v, want) in [
+            ("true", Ok(Enabled::Yes)),
+            ("false", Ok(Enabled::No)),
+            (" observe ", Ok(Enabled::Observe)),
+        ] {
+            assert_eq!(Enabled::parse(v), want, "{v:?}");
+        }
+        for bad in ["yes", "Observe", "dry-run", ""] {
+            assert!(Enabled::parse(bad).is_err(), "{bad:?}");
+        }
+        let (_, errors) = Overrides::parse(&ann(&[(ENABLED, "observing")]));
+        assert_eq!(errors[0].annotation, ENABLED);
+        assert!(errors[0].message.contains("observe"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn observed_totals_round_trip_and_anything_else_is_refused() {
+        let t = ObservedTotals {
+            sleeps: 3,
+            wakes: 2,
+            asleep_seconds: 5400.5,
+            from: crate::model::parse_instant("2026-12-01T09:00:00Z").unwrap(),
+        };
+        assert_eq!(ObservedTotals::parse(&t.format()), Some(t));
+        let good = t.format();
+        for bad in [
+            "",
+            "sleeps=1",
+            &good.replace("sleeps=3", "sleeps=-1"),
+            &good.replace("asleep=5400.5", "asleep=NaN"),
+            &format!("{good},extra=1"),
+        ] {
+            assert_eq!(ObservedTotals::parse(bad), None, "{bad:?}");
+        }
+        let since = crate::model::parse_instant("2026-12-02T09:00:00Z").unwrap();
+        let now = crate::model::parse_instant("2026-12-02T10:00:00Z").unwrap();
+        assert_eq!(t.asleep_until(Some(since), now), 5400.5 + 3600.0);
+        assert_eq!(t.asleep_until(None, now), 5400.5);
     }
 }

@@ -27,6 +27,9 @@ use crate::schedule::{Phase, Schedule};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub enabled: bool,
+    /// Observe mode: decided as usual, but the verdict is only counted (the
+    /// controller writes nothing to the workloads).
+    pub observe: bool,
     pub idle_after: IdleAfter,
     pub schedule: Option<Schedule>,
     pub wake_on: WakeOn,
@@ -190,6 +193,7 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             enabled: true,
+            observe: false,
             idle_after: IdleAfter::After(Duration::from_secs(30 * 60)),
             schedule: None,
             wake_on: WakeOn::default(),
@@ -420,6 +424,7 @@ mod tests {
     fn a_day_under_office_hours() {
         let policy = Policy {
             enabled: true,
+            observe: false,
             idle_after: IdleAfter::After(std::time::Duration::from_secs(30 * 60)),
             schedule: Some(hours("Mon-Fri 08:00-18:00 UTC")),
             wake_on: WakeOn::default(),

@@ -168,6 +168,37 @@ impl Metrics {
         );
         b.namespaced(Family::SavedCost, "siesta_saved_cost_total", "Money saved while sleeping, at the admin's prices per CPU-hour and GiB-hour, in the currency label's unit.", &["namespace", "currency"]);
         b.namespaced(
+            Family::ObservedAsleep,
+            "siesta_observed_asleep",
+            "Observe mode: 1 while the namespace would be asleep, else 0 (nothing is changed).",
+            ns,
+        );
+        b.namespaced(
+            Family::ObservedSleeps,
+            "siesta_observed_sleeps_total",
+            "Observe mode: times the namespace would have been put to sleep, by reason (idle, schedule, manual).",
+            &["namespace", "reason"],
+        );
+        b.namespaced(
+            Family::ObservedWakes,
+            "siesta_observed_wakes_total",
+            "Observe mode: times the namespace would have been woken, by trigger (api, http, schedule, manual); each api or http one is a request that would have waited for a wake.",
+            &["namespace", "trigger"],
+        );
+        b.namespaced(
+            Family::PotentialCpu,
+            "siesta_potential_saved_cpu_core_seconds_total",
+            "Observe mode: CPU requests of the pods a would-be sleep would stop, times its duration, in core-seconds.",
+            ns,
+        );
+        b.namespaced(
+            Family::PotentialMemory,
+            "siesta_potential_saved_memory_byte_seconds_total",
+            "Observe mode: memory requests of the pods a would-be sleep would stop, times its duration, in byte-seconds.",
+            ns,
+        );
+        b.namespaced(Family::PotentialCost, "siesta_potential_saved_cost_total", "Observe mode: money the would-be sleeps would have saved, at the admin's prices, in the currency label's unit.", &["namespace", "currency"]);
+        b.namespaced(
             Family::WithoutRequests,
             "siesta_workloads_without_requests",
             "Sleeping workloads whose pods request no CPU or memory: savings are underestimated.",
@@ -416,6 +447,7 @@ pub const AUDIT_RESULTS: [&str; 3] = ["counted", "ignored", "invalid"];
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::namespaced::Account;
     use crate::model::Reason;
     use crate::model::Source;
 
@@ -436,9 +468,11 @@ mod tests {
         n.woke("a", Reason::Api);
         n.wake_duration("a", 1.0);
         n.replicas_asleep("a", "Deployment", 1);
-        n.saved_total("a", 1.0, 1.0, 1.0, "USD");
+        n.saved_total(Account::Saved, "a", 1.0, 1.0, 1.0, "USD");
         n.workloads_without_requests("a", 0);
         n.conflict("a");
+        n.observed_state("a", State::Asleep);
+        n.saved_total(Account::Potential, "a", 1.0, 1.0, 1.0, "USD");
         m.audit_events.with_label_values(&["counted"]).inc();
         m.proxy_requests.with_label_values(&["a", "2xx"]).inc();
         m.proxy_held.with_label_values(&["a"]).set(0);
@@ -529,7 +563,8 @@ mod tests {
             m.namespace_state(ns, State::Asleep);
             m.namespace.last_activity(ns, Source::Http, 1.0);
             m.namespace.replicas_asleep(ns, "StatefulSet", 2);
-            m.namespace.saved_total(ns, 0.0, 0.0, 1.0, "EUR");
+            m.namespace
+                .saved_total(Account::Saved, ns, 0.0, 0.0, 1.0, "EUR");
             m.namespace.wake_duration(ns, 3.0);
             m.proxy_held.with_label_values(&[ns]).set(1);
         }

@@ -60,12 +60,36 @@ pub enum Effect {
     FinishWaking {
         since: DateTime<Utc>,
     },
+    /// Observe mode: write the would-be state, its start and reason, the
+    /// would-be totals (and remove `siesta.dev/action`), only if the
+    /// namespace still rests on what was read. Nothing touches a workload.
+    /// Guard like [`Effect::Transition`].
+    ObservedTransition {
+        to: State,
+        reason: Reason,
+    },
+    /// Count a would-be transition (`siesta_observed_sleeps_total`,
+    /// `siesta_observed_wakes_total`).
+    CountObservedSleep(Reason),
+    CountObservedWake(Reason),
+    /// Publish `siesta_observed_asleep`.
+    PublishObserved(State),
+    /// Potential savings accrue from `since` at the rate of what a sleep pass
+    /// would scale to zero now (read, not changed).
+    PotentialFrom(DateTime<Utc>),
+    /// Potential savings stop accruing.
+    StopPotential,
+    /// The namespace left observe mode: remove the would-be state (the
+    /// would-be totals stay, for `siesta report`) and its gauge.
+    StopObserving,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Announcement {
     Sleeping(Reason),
     Waking(Reason),
+    /// Observe mode's Normal Event `WouldSleep`, once per would-be sleep.
+    WouldSleep(Reason),
 }
 
 /// When to look at the namespace again if the plan runs to its end.
@@ -98,6 +122,8 @@ pub struct Facts {
     pub now: DateTime<Utc>,
     /// `keep-awake-until` brought back to the admin's maximum, when it lay beyond.
     pub clamp_keep_awake: Option<DateTime<Utc>>,
+    /// Observe mode has a would-be state on it (`siesta.dev/observed-state`).
+    pub observing: bool,
 }
 
 impl Plan {
@@ -120,12 +146,58 @@ pub fn before_deciding(facts: &Facts) -> Option<Plan> {
         ));
     }
     if !facts.enabled && !facts.managed {
-        return Some(Plan::with(
-            vec![Effect::ProblemsFixed, Effect::Forget],
-            Next::AwaitChange,
-        ));
+        let mut effects = vec![Effect::ProblemsFixed, Effect::Forget];
+        if facts.observing {
+            effects.push(Effect::StopObserving);
+        }
+        return Some(Plan::with(effects, Next::AwaitChange));
     }
     None
+}
+
+/// The plan for a decision in observe mode, where `facts.state` and
+/// `facts.since` are the would-be state's: the same verdicts as [`plan`], but
+/// only recorded, counted and announced. A would-be wake goes straight to
+/// awake: nothing was scaled, so there is nothing to wait for.
+pub fn observe(facts: &Facts, decision: &Decision) -> Plan {
+    use Effect::*;
+    let (now, observed) = (facts.now, facts.state);
+    let mut effects = vec![ProblemsFixed];
+    effects.extend(facts.clamp_keep_awake.map(ClampKeepAwake));
+    let next = next(decision.next_check);
+    match decision.verdict {
+        Verdict::Sleep(reason) => effects.extend([
+            ObservedTransition {
+                to: State::Asleep,
+                reason,
+            },
+            CountObservedSleep(reason),
+            PublishObserved(State::Asleep),
+            PotentialFrom(now),
+            Announce(Announcement::WouldSleep(reason)),
+        ]),
+        Verdict::Wake(reason) => effects.extend([
+            ObservedTransition {
+                to: State::Awake,
+                reason,
+            },
+            CountObservedWake(reason),
+            PublishObserved(State::Awake),
+            StopPotential,
+        ]),
+        Verdict::Keep => {
+            if decision.clear_action {
+                effects.push(ClearAction);
+            }
+            if facts.observing {
+                effects.push(PublishObserved(observed));
+            }
+            if observed == State::Asleep {
+                effects.extend([StillAsRead, PotentialFrom(facts.since.unwrap_or(now))]);
+            }
+        }
+    }
+    Plan::with(effects, next)
 }
 
 /// The plan for a decision.
@@ -133,6 +205,9 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
     use Effect::*;
     let now = facts.now;
     let mut effects = vec![ProblemsFixed];
+    if facts.observing {
+        effects.push(StopObserving);
+    }
     effects.extend(facts.clamp_keep_awake.map(ClampKeepAwake));
     match decision.verdict {
         Verdict::Sleep(reason) => {
@@ -213,6 +288,7 @@ mod tests {
             since: Some(t("2026-12-01T00:00:00Z")),
             now: t("2026-12-02T12:00:00Z"),
             clamp_keep_awake: None,
+            observing: false,
         }
     }
 
@@ -341,5 +417,86 @@ mod tests {
         let p = plan(&facts(State::Awake), &d);
         assert_eq!(p.effects, vec![ProblemsFixed, ClearAction]);
         assert_eq!(p.next, Next::At(t("2026-12-02T12:30:00Z")));
+    }
+
+    /// Observe mode, where `since` is the would-be state's start.
+    fn observing(observed: State) -> Facts {
+        Facts {
+            observing: true,
+            ..facts(observed)
+        }
+    }
+
+    fn touches_workloads(p: &Plan) -> bool {
+        p.effects.iter().any(|e| {
+            matches!(
+                e,
+                Pass(_) | Transition { .. } | SaveFrom(_) | CountSleep(_) | CountWake(_)
+            )
+        })
+    }
+
+    #[test]
+    fn observe_mode_records_counts_and_announces_a_would_be_sleep_but_touches_nothing() {
+        let f = observing(State::Awake);
+        let p = observe(&f, &decision(Verdict::Sleep(Reason::Idle), None));
+        assert!(!touches_workloads(&p), "{p:?}");
+        let written = position(&p, |e| {
+            matches!(
+                e,
+                ObservedTransition {
+                    to: State::Asleep,
+                    ..
+                }
+            )
+        });
+        let counted = position(&p, |e| *e == CountObservedSleep(Reason::Idle));
+        let potential = position(&p, |e| *e == PotentialFrom(f.now));
+        let announced = position(&p, |e| {
+            *e == Announce(Announcement::WouldSleep(Reason::Idle))
+        });
+        assert!(written < counted && counted < potential && potential < announced);
+    }
+
+    #[test]
+    fn observe_mode_counts_a_would_be_wake_and_goes_straight_to_awake() {
+        let f = observing(State::Asleep);
+        let p = observe(&f, &decision(Verdict::Wake(Reason::Http), None));
+        assert!(!touches_workloads(&p), "{p:?}");
+        assert!(p.effects.contains(&ObservedTransition {
+            to: State::Awake,
+            reason: Reason::Http
+        }));
+        assert!(p.effects.contains(&CountObservedWake(Reason::Http)));
+        assert!(p.effects.contains(&StopPotential));
+        assert!(
+            !p.effects
+                .iter()
+                .any(|e| matches!(e, Announce(_) | FinishWaking { .. }))
+        );
+    }
+
+    #[test]
+    fn observe_mode_keeps_potential_savings_from_the_would_be_sleeps_start() {
+        let f = observing(State::Asleep);
+        let p = observe(&f, &decision(Verdict::Keep, None));
+        assert!(!touches_workloads(&p), "{p:?}");
+        let guard = position(&p, |e| *e == StillAsRead);
+        let potential = position(&p, |e| *e == PotentialFrom(f.since.unwrap()));
+        assert!(guard < potential);
+        assert!(p.effects.contains(&PublishObserved(State::Asleep)));
+    }
+
+    #[test]
+    fn leaving_observe_mode_removes_the_would_be_state_first() {
+        let f = observing(State::Awake);
+        let p = plan(&f, &decision(Verdict::Sleep(Reason::Idle), None));
+        assert_eq!(p.effects[1], StopObserving);
+        let off = Facts {
+            enabled: false,
+            ..f
+        };
+        let p = before_deciding(&off).expect("nothing to decide");
+        assert!(p.effects.contains(&StopObserving));
     }
 }

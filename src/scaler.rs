@@ -318,6 +318,21 @@ pub fn account(item: &Item, report: &mut Report) {
     }
 }
 
+/// Add what a sleep pass would stop of one workload now (observe mode):
+/// its running replicas times its pod requests, when a sleep pass would scale
+/// it (not owned, not excluded, not already at zero).
+pub fn account_potential(item: &Item, report: &mut Report) {
+    if item.owned || item.excluded || item.released || item.running <= 0 || item.record.is_some() {
+        return;
+    }
+    *report.asleep.entry(item.kind).or_default() += i64::from(item.running);
+    report.cpu_cores += item.requests.0 * f64::from(item.running);
+    report.memory_bytes += item.requests.1 * f64::from(item.running);
+    if item.requests == (0.0, 0.0) {
+        report.without_requests += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,5 +460,27 @@ mod tests {
         assert_eq!(Deployment::record_of(&ann("x")), Some(Err("x".into())));
         let cron = BTreeMap::from([(ORIGINAL_SUSPEND.to_string(), "true".to_string())]);
         assert_eq!(CronJob::record_of(&cron), Some(Ok(0)));
+    }
+
+    #[test]
+    fn potential_savings_count_what_a_sleep_pass_would_stop_and_nothing_else() {
+        let mut r = Report::default();
+        account_potential(&item("Deployment", 3, None), &mut r);
+        // Already asleep, scaled to zero by its owner, excluded, owned or
+        // released: a sleep pass would not stop it now.
+        account_potential(&item("Deployment", 2, Some(2)), &mut r);
+        account_potential(&item("StatefulSet", 0, None), &mut r);
+        for change in [
+            |i: &mut Item| i.excluded = true,
+            |i: &mut Item| i.owned = true,
+            |i: &mut Item| i.released = true,
+        ] {
+            let mut it = item("Deployment", 4, None);
+            change(&mut it);
+            account_potential(&it, &mut r);
+        }
+        assert!((r.cpu_cores - 0.3).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.memory_bytes, 3e8);
+        assert_eq!(r.asleep.get("Deployment"), Some(&3));
     }
 }

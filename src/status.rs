@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::annotations::{self, ACTION, ENABLED, Overrides, Recorded, STATE};
+use crate::annotations::{self, ACTION, ENABLED, Enabled, Overrides, Recorded, STATE};
 use crate::config::AdminConfig;
 use crate::decide::{self, Observed};
 use crate::model::{Action, State};
@@ -40,10 +40,13 @@ pub fn command_patch(
     keep_awake_for: Option<std::time::Duration>,
     now: chrono::DateTime<Utc>,
 ) -> Result<serde_json::Value, String> {
-    let enabled = annotations
-        .get(ENABLED)
-        .is_some_and(|v| annotations::parse_bool(v) == Ok(true));
-    if !enabled && !annotations.contains_key(STATE) {
+    let enabled = annotations.get(ENABLED).map(|v| Enabled::parse(v));
+    if enabled == Some(Ok(Enabled::Observe)) {
+        return Err(format!(
+            "{namespace} is in observe mode ({ENABLED}: observe): Siesta only counts what it would do there and changes nothing; set {ENABLED}=\"true\" to let it sleep and wake"
+        ));
+    }
+    if enabled != Some(Ok(Enabled::Yes)) && !annotations.contains_key(STATE) {
         return Err(format!(
             "{namespace} has not opted in to Siesta: set {ENABLED}=\"true\" on it (or ask an admin for a policy that selects it)"
         ));

@@ -5,7 +5,9 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
-use crate::scaler::{Pass, Report, Step, Workload, account, patch_for, sleep_step, wake_step};
+use crate::scaler::{
+    Pass, Report, Step, Workload, account, account_potential, patch_for, sleep_step, wake_step,
+};
 
 /// Run one pass over every managed kind of a namespace, the four kinds at once.
 pub async fn run(client: &kube::Client, namespace: &str, pass: Pass) -> kube::Result<Report> {
@@ -25,6 +27,27 @@ pub async fn inspect(client: &kube::Client, namespace: &str) -> kube::Result<Rep
     inspect_kind::<StatefulSet>(client, namespace, &mut report).await?;
     inspect_kind::<ReplicaSet>(client, namespace, &mut report).await?;
     inspect_kind::<CronJob>(client, namespace, &mut report).await?;
+    Ok(report)
+}
+
+/// What a sleep pass would stop now, read without changing anything
+/// (observe mode's potential savings): requests of the running replicas of
+/// every workload a sleep pass would scale to zero.
+pub async fn potential(client: &kube::Client, namespace: &str) -> kube::Result<Report> {
+    let (d, s) = futures::try_join!(
+        potential_kind::<Deployment>(client, namespace),
+        potential_kind::<StatefulSet>(client, namespace),
+    )?;
+    let r = potential_kind::<ReplicaSet>(client, namespace).await?;
+    Ok(Report::merge([d, s, r]))
+}
+
+async fn potential_kind<K: Workload>(client: &kube::Client, ns: &str) -> kube::Result<Report> {
+    let mut report = Report::default();
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    for obj in api.list(&ListParams::default()).await? {
+        account_potential(&obj.item(), &mut report);
+    }
     Ok(report)
 }
 

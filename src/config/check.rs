@@ -9,7 +9,7 @@ use serde_yaml_ng::Value;
 use super::{
     AdminConfig, AuditIgnore, Defaults, LabelExpression, Operator, Policy, Prices, ProxyLimits,
 };
-use crate::annotations::{IdleAfter, WakeOn, WakePage};
+use crate::annotations::{Enabled, IdleAfter, WakeOn, WakePage};
 use crate::schedule::{self, Schedule};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +147,29 @@ impl<'a> Map<'a> {
                 p.add(
                     &self.at(key),
                     format!("expected true or false, got {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// `true`, `false` or `observe`.
+    fn enabled(&self, p: &mut Problems, key: &str) -> Option<Enabled> {
+        match self.get(key)? {
+            Value::Bool(true) => Some(Enabled::Yes),
+            Value::Bool(false) => Some(Enabled::No),
+            Value::String(s) if s == "observe" => Some(Enabled::Observe),
+            Value::String(s) => {
+                p.add(
+                    &self.at(key),
+                    format!("expected true, false or observe, got {s:?}"),
+                );
+                None
+            }
+            other => {
+                p.add(
+                    &self.at(key),
+                    format!("expected true, false or observe, got {}", kind(other)),
                 );
                 None
             }
@@ -450,7 +473,7 @@ fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {
             name,
             match_labels,
             match_expressions,
-            enabled: m.bool(p, "enabled"),
+            enabled: m.enabled(p, "enabled"),
             idle_after: m.parse(p, "idleAfter", IdleAfter::parse),
             schedule: m.parse(p, "schedule", schedule_name),
             wake_on: m.parse(p, "wakeOn", WakeOn::parse),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use crate::annotations::{IdleAfter, Overrides, WakeOn, WakePage};
+use crate::annotations::{Enabled, IdleAfter, Overrides, WakeOn, WakePage};
 use crate::schedule::Schedule;
 
 mod check;
@@ -58,7 +58,7 @@ pub struct Policy {
     pub name: String,
     pub match_labels: BTreeMap<String, String>,
     pub match_expressions: Vec<LabelExpression>,
-    pub enabled: Option<bool>,
+    pub enabled: Option<Enabled>,
     pub idle_after: Option<IdleAfter>,
     pub schedule: Option<String>,
     pub wake_on: Option<WakeOn>,
@@ -216,8 +216,8 @@ impl AdminConfig {
         let policy = self.policy_for(labels);
         let enabled = own
             .enabled
-            .or(policy.map(|p| p.enabled.unwrap_or(true)))
-            .unwrap_or(false);
+            .or(policy.map(|p| p.enabled.unwrap_or(Enabled::Yes)))
+            .unwrap_or(Enabled::No);
         let name = own
             .schedule
             .as_ref()
@@ -236,7 +236,8 @@ impl AdminConfig {
             (None, None) => None,
         };
         let resolved = crate::decide::Policy {
-            enabled,
+            enabled: enabled != Enabled::No,
+            observe: enabled == Enabled::Observe,
             idle_after: own
                 .idle_after
                 .or(policy.and_then(|p| p.idle_after))
@@ -706,7 +707,7 @@ policies:
         );
         // Annotations override the policy; inline awake hours win over a name.
         let own = Overrides {
-            enabled: Some(true),
+            enabled: Some(Enabled::Yes),
             idle_after: Some(IdleAfter::Off),
             schedule: Some("office".into()),
             ..Overrides::default()

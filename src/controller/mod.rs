@@ -32,6 +32,7 @@ use tokio_stream_shim::UnboundedReceiverStream;
 use crate::activity::{self, LeaseSink, NamespaceStates, Reporter};
 use crate::config::AdminConfig;
 use crate::metrics::Metrics;
+use crate::metrics::namespaced::Account;
 use crate::model::State;
 use crate::supervisor::Supervisor;
 
@@ -367,10 +368,18 @@ async fn watch_leases(
             && let Some(ns) = lease.namespace()
         {
             reporter.observe_lease(&ns, &activity::lease::read(&lease));
+            // Asleep, or asleep in observe mode (a would-be wake to count).
+            let observed_asleep = || {
+                states.get(&ObjectRef::new(&ns)).is_some_and(|n| {
+                    n.annotations().get(crate::annotations::OBSERVED_STATE)
+                        == Some(&State::Asleep.as_str().to_string())
+                })
+            };
             if matches!(
                 NamespaceStates::state(&states, &ns),
                 Some((State::Asleep, _))
-            ) {
+            ) || observed_asleep()
+            {
                 triggers.send(&ns);
             }
         }
@@ -393,12 +402,17 @@ async fn tick_savings(
         for ns in m.namespaces() {
             if states.get(&ObjectRef::new(&ns)).is_none() {
                 ctx.savings.stop(&ns);
+                ctx.potential.stop(&ns);
                 m.forget_namespace(&ns);
             }
         }
         let prices = ctx.config.borrow().prices.clone();
-        for (ns, totals) in ctx.savings.tick(chrono::Utc::now(), &prices) {
-            savings::publish(m, &ns, &totals, &prices);
+        let now = chrono::Utc::now();
+        for (ns, totals) in ctx.savings.tick(now, &prices) {
+            savings::publish(m, Account::Saved, &ns, &totals, &prices);
+        }
+        for (ns, totals) in ctx.potential.tick(now, &prices) {
+            savings::publish(m, Account::Potential, &ns, &totals, &prices);
         }
     }
 }

@@ -17,12 +17,14 @@ use tokio::sync::watch;
 
 use crate::activity::Reporter;
 use crate::annotations::{
-    self, ACTION, LAST_ACTIVITY, Overrides, REASON, Recorded, SAVED, STATE, STATE_SINCE, Saved,
+    self, ACTION, LAST_ACTIVITY, OBSERVED, OBSERVED_REASON, OBSERVED_SAVED, OBSERVED_SINCE,
+    OBSERVED_STATE, ObservedTotals, Overrides, REASON, Recorded, SAVED, STATE, STATE_SINCE, Saved,
 };
 use crate::config::AdminConfig;
 use crate::controller::events::{Kind as EventType, Publisher};
 use crate::controller::savings::{self, Savings};
 use crate::decide::{self, Observed};
+use crate::metrics::namespaced::Account;
 use crate::metrics::{ErrorKind, Metrics, ReconcileFailure};
 use crate::model::{Source, State, format_instant};
 use crate::plan::{self, Announcement, Effect, Facts, Next, Plan};
@@ -40,6 +42,7 @@ const WAKING_RECHECK: Duration = Duration::from_secs(30);
 /// the write is refused and the namespace is looked at again: its watch event
 /// usually comes first, this is the safety net.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(1);
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -55,6 +58,8 @@ pub struct Context {
     /// emitted once per distinct problem, not per reconcile.
     pub reported: Mutex<HashMap<String, String>>,
     pub savings: Savings,
+    /// Observe mode's potential savings, accounted like `savings`.
+    pub potential: Savings,
 }
 
 impl Context {
@@ -73,6 +78,7 @@ impl Context {
             first_seen: Mutex::default(),
             reported: Mutex::default(),
             savings: Savings::default(),
+            potential: Savings::default(),
         }
     }
 }
@@ -169,7 +175,14 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
     if clamp_keep_awake.is_some() {
         policy.keep_awake_until = clamp_keep_awake;
     }
-    let facts = Facts {
+    // Observe mode decides on the would-be state. A namespace put in observe
+    // mode while Siesta had it asleep is first woken for real, as opting out
+    // would: observe mode never leaves workloads at zero.
+    let observing = policy.observe && recorded.state == State::Awake;
+    if policy.observe && !observing {
+        policy.enabled = false;
+    }
+    let mut facts = Facts {
         problems: (!problems.is_empty()).then(|| problems.join("; ")),
         enabled: policy.enabled,
         managed: ann.contains_key(STATE),
@@ -177,7 +190,12 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
         since: recorded.since,
         now,
         clamp_keep_awake,
+        observing: recorded.observed_state.is_some(),
     };
+    if observing {
+        facts.state = recorded.observed_state.unwrap_or_default();
+        facts.since = recorded.observed_since;
+    }
     let mut exec = Executor::new(ctx, ns, recorded, &config, now);
     let plan = match plan::before_deciding(&facts) {
         Some(plan) => plan,
@@ -201,7 +219,11 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
                         .last_activity(&name, source, t.timestamp() as f64);
                 }
             }
-            plan::plan(&facts, &decision)
+            if observing {
+                plan::observe(&facts, &decision)
+            } else {
+                plan::plan(&facts, &decision)
+            }
         }
     };
     exec.run(plan).await
@@ -219,6 +241,8 @@ struct Executor<'a> {
     recorded: Recorded,
     config: &'a AdminConfig,
     report: scaler::Report,
+    /// What a sleep pass would stop now (cores, bytes), in observe mode.
+    potential_rate: (f64, f64),
     now: DateTime<Utc>,
 }
 
@@ -241,6 +265,7 @@ impl<'a> Executor<'a> {
             recorded,
             config,
             report: scaler::Report::default(),
+            potential_rate: (0.0, 0.0),
             now,
         }
     }
@@ -327,11 +352,31 @@ impl<'a> Executor<'a> {
             Effect::CountWake(reason) => m.namespace.woke(name, reason),
             Effect::PublishState(state) => {
                 m.namespace_state(name, state);
+                // Labels that lag their annotations (written before labels
+                // were, or removed by someone) are brought in step.
+                let meta = &self.ns.metadata;
+                let lagging: serde_json::Map<String, serde_json::Value> = [STATE, REASON]
+                    .into_iter()
+                    .filter_map(|key| {
+                        let want = meta.annotations.as_ref().and_then(|a| a.get(key));
+                        let have = meta.labels.as_ref().and_then(|l| l.get(key));
+                        (want.is_some() && want != have).then(|| (key.to_string(), json!(want)))
+                    })
+                    .collect();
+                if !lagging.is_empty() {
+                    let api: Api<Namespace> = Api::all(ctx.client.clone());
+                    let pp = PatchParams {
+                        field_manager: Some(crate::FIELD_MANAGER.into()),
+                        ..Default::default()
+                    };
+                    let patch = json!({ "metadata": { "labels": lagging } });
+                    api.patch(name, &pp, &Patch::Merge(patch)).await?;
+                }
                 // A restarted controller shows the totals at once, from the namespace.
                 if ctx.savings.rate(name).is_none()
                     && let Some(totals) = self.totals()
                 {
-                    savings::publish(m, name, &totals, &self.config.prices);
+                    savings::publish(m, Account::Saved, name, &totals, &self.config.prices);
                 }
             }
             Effect::Pass(pass) => {
@@ -349,12 +394,12 @@ impl<'a> Executor<'a> {
                     self.recorded.saved = Some(c);
                 }
                 if let Some(totals) = self.totals() {
-                    savings::publish(m, name, &totals, prices);
+                    savings::publish(m, Account::Saved, name, &totals, prices);
                 }
             }
             Effect::StopSaving => {
                 if let Some(totals) = self.totals() {
-                    savings::publish(m, name, &totals, &self.config.prices);
+                    savings::publish(m, Account::Saved, name, &totals, &self.config.prices);
                 }
                 ctx.savings.stop(name);
             }
@@ -389,14 +434,125 @@ impl<'a> Executor<'a> {
                         "Waking",
                         format!("woken ({reason}) by {activity}: {changed} workload(s) restored"),
                     ),
+                    Announcement::WouldSleep(reason) => {
+                        let (cores, bytes) = self.potential_rate;
+                        (
+                            "WouldSleep",
+                            format!(
+                                "observe mode: would sleep now ({reason}), stopping pods that request {cores} CPU cores and {:.2} GiB of memory; last activity: {activity}; nothing was changed",
+                                bytes / GIB
+                            ),
+                        )
+                    }
                 };
                 ctx.event(&self.ns_ref, EventType::Normal, reason, note)
                     .await;
                 tracing::info!(namespace = %name, ?a, changed, "namespace transition");
             }
             Effect::FinishWaking { since } => return self.finish_waking(since).await.map(Some),
+            Effect::ObservedTransition { to, reason } => {
+                let r = &self.recorded;
+                let mut totals = r.observed.unwrap_or_else(|| ObservedTotals::zero(now));
+                let mut write = json!({
+                    OBSERVED_STATE: to.as_str(),
+                    OBSERVED_SINCE: format_instant(now),
+                    OBSERVED_REASON: reason.as_str(),
+                    ACTION: null,
+                });
+                if to == State::Asleep {
+                    totals.sleeps += 1;
+                } else {
+                    totals.wakes += 1;
+                    if r.observed_state == Some(State::Asleep) {
+                        totals.asleep_seconds = totals.asleep_until(r.observed_since, now);
+                    }
+                    // The would-be sleep's potential savings, in the same request.
+                    if let Some(p) = self.potential_totals() {
+                        write[OBSERVED_SAVED] = json!(
+                            Saved {
+                                cpu_rate: 0.0,
+                                memory_rate: 0.0,
+                                ..p
+                            }
+                            .format()
+                        );
+                    }
+                }
+                write[OBSERVED] = json!(totals.format());
+                match patch_if_unchanged(&ctx.client, &self.ns, write).await? {
+                    Some(written) => self.ns = written,
+                    None => {
+                        tracing::debug!(namespace = %name, "observed transition not written: the namespace changed since it was read");
+                        return Ok(Some(Action::requeue(CONFLICT_RECHECK)));
+                    }
+                }
+                tracing::info!(namespace = %name, to = to.as_str(), %reason, "observe mode: would-be transition");
+            }
+            Effect::CountObservedSleep(reason) => m.namespace.observed_sleep(name, reason),
+            Effect::CountObservedWake(trigger) => m.namespace.observed_wake(name, trigger),
+            Effect::PublishObserved(state) => {
+                m.namespace.observed_state(name, state);
+                if ctx.potential.rate(name).is_none()
+                    && let Some(totals) = self.potential_totals()
+                {
+                    savings::publish(m, Account::Potential, name, &totals, &self.config.prices);
+                }
+            }
+            Effect::PotentialFrom(since) => {
+                let report = crate::workloads::potential(&ctx.client, name).await?;
+                self.potential_rate = (report.cpu_cores, report.memory_bytes);
+                let prices = &self.config.prices;
+                let checkpoint = ctx.potential.start(
+                    name,
+                    since,
+                    self.potential_rate,
+                    self.recorded.observed_saved,
+                    now,
+                    prices,
+                );
+                if let Some(c) = checkpoint {
+                    patch_namespace(&ctx.client, name, json!({ OBSERVED_SAVED: c.format() }))
+                        .await?;
+                    self.recorded.observed_saved = Some(c);
+                }
+                if let Some(totals) = self.potential_totals() {
+                    savings::publish(m, Account::Potential, name, &totals, prices);
+                }
+            }
+            Effect::StopPotential => {
+                if let Some(totals) = self.potential_totals() {
+                    savings::publish(m, Account::Potential, name, &totals, &self.config.prices);
+                }
+                ctx.potential.stop(name);
+            }
+            Effect::StopObserving => {
+                patch_namespace(
+                    &ctx.client,
+                    name,
+                    json!({ OBSERVED_STATE: null, OBSERVED_SINCE: null, OBSERVED_REASON: null }),
+                )
+                .await?;
+                ctx.potential.stop(name);
+                m.namespace.stop_observing(name);
+                tracing::info!(namespace = %name, "left observe mode; its would-be totals stay on the namespace");
+            }
         }
         Ok(None)
+    }
+
+    /// Observe mode's potential savings now, like [`Executor::totals`].
+    fn potential_totals(&self) -> Option<Saved> {
+        let r = &self.recorded;
+        let since = (r.observed_state == Some(State::Asleep))
+            .then_some(r.observed_since)
+            .flatten();
+        self.ctx.potential.totals(
+            &self.name,
+            since,
+            r.observed_saved,
+            self.now,
+            &self.config.prices,
+        )
     }
 
     /// The savings totals now: this process's account, else the namespace's record.
@@ -516,20 +672,24 @@ fn describe(reference: &ObjectReference) -> String {
 
 /// What a decision about a namespace rests on: its labels (admin policies
 /// select by them) and its `siesta.dev/` annotations. Others' annotations are
-/// not part of it, so a busy labeller or GitOps agent never blocks a transition.
-type Basis<'a> = (
-    Option<&'a BTreeMap<String, String>>,
-    Vec<(&'a String, &'a String)>,
-);
+/// not part of it, so a busy labeller or GitOps agent never blocks a
+/// transition; nor are Siesta's own labels, which only mirror its annotations.
+type Basis<'a> = (Vec<(&'a String, &'a String)>, Vec<(&'a String, &'a String)>);
 
 fn basis(meta: &ObjectMeta) -> Basis<'_> {
+    let labels = meta
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with(annotations::PREFIX))
+        .collect();
     let ours = meta
         .annotations
         .iter()
         .flatten()
         .filter(|(k, _)| k.starts_with(annotations::PREFIX))
         .collect();
-    (meta.labels.as_ref(), ours)
+    (labels, ours)
 }
 
 /// Whether the namespace still rests on what this reconcile read.
@@ -555,8 +715,8 @@ async fn patch_if_unchanged(
     };
     let mut version = read.resource_version();
     for _ in 0..5 {
-        let patch =
-            json!({ "metadata": { "annotations": annotations, "resourceVersion": version } });
+        let mut patch = metadata_patch(&annotations);
+        patch["metadata"]["resourceVersion"] = json!(version);
         match api.patch(&name, &pp, &Patch::Merge(patch)).await {
             Ok(ns) => return Ok(Some(ns)),
             Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -586,13 +746,27 @@ async fn patch_namespace(
         field_manager: Some(crate::FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch(
-        name,
-        &pp,
-        &Patch::Merge(json!({ "metadata": { "annotations": annotations } })),
-    )
-    .await?;
+    api.patch(name, &pp, &Patch::Merge(metadata_patch(&annotations)))
+        .await?;
     Ok(())
+}
+
+/// The merge patch for a namespace's `siesta.dev/` annotations. State and
+/// reason are written as labels too, in the same request, so
+/// `kubectl get ns -L siesta.dev/state` shows them and `-l siesta.dev/state=asleep`
+/// selects by them; the annotations stay the record.
+fn metadata_patch(annotations: &serde_json::Value) -> serde_json::Value {
+    let mut labels = serde_json::Map::new();
+    for key in [STATE, REASON] {
+        if let Some(value) = annotations.get(key) {
+            labels.insert(key.to_string(), value.clone());
+        }
+    }
+    let mut patch = json!({ "metadata": { "annotations": annotations } });
+    if !labels.is_empty() {
+        patch["metadata"]["labels"] = labels.into();
+    }
+    patch
 }
 
 pub fn error_policy(ns: Arc<Namespace>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
@@ -629,6 +803,11 @@ mod tests {
             &[("siesta.dev/state", "asleep"), ("argocd/sync", "42")],
         );
         assert_eq!(basis(&read), basis(&busy));
+        let mirrored = meta(
+            &[("team", "a"), ("siesta.dev/state", "asleep")],
+            &[("siesta.dev/state", "asleep")],
+        );
+        assert_eq!(basis(&read), basis(&mirrored));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use chrono::{DateTime, SubsecRound as _, Utc};
 use crate::annotations::Saved;
 use crate::config::Prices;
 use crate::metrics::Metrics;
+use crate::metrics::namespaced::Account;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -141,8 +142,15 @@ fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Publish totals as the savings counters.
-pub fn publish(metrics: &Metrics, namespace: &str, totals: &Saved, prices: &Prices) {
+pub fn publish(
+    metrics: &Metrics,
+    account: Account,
+    namespace: &str,
+    totals: &Saved,
+    prices: &Prices,
+) {
     metrics.namespace.saved_total(
+        account,
         namespace,
         totals.cpu_core_seconds,
         totals.memory_byte_seconds,

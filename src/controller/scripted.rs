@@ -275,6 +275,59 @@ async fn sleep_records_the_state_then_scales_to_zero_with_the_original_then_anno
         api.metric("siesta_namespace_asleep{namespace=\"team-a\"}"),
         Some(1.0)
     );
+    // State and reason are labels too, written in the same request as the
+    // annotations, so `kubectl get ns -l siesta.dev/state=asleep` finds it.
+    let labels = &writes[state].body["metadata"]["labels"];
+    assert_eq!(labels["siesta.dev/state"], "asleep");
+    assert_eq!(labels["siesta.dev/reason"], "manual");
+}
+
+#[tokio::test]
+async fn observe_mode_records_a_would_be_sleep_and_its_potential_savings_and_scales_nothing() {
+    let api = Scripted::new();
+    api.put(
+        NS,
+        namespace(json!({"siesta.dev/enabled": "observe", "siesta.dev/action": "sleep"})),
+    );
+    api.put(WEB, deployment("web", 3, 3, json!({})));
+    api.reconcile().await.expect("reconciled");
+    let writes = api.writes();
+    assert!(!writes.iter().any(|s| s.path == WEB), "{writes:#?}");
+    let ns = api.object(NS);
+    let ann = &ns["metadata"]["annotations"];
+    assert_eq!(ann["siesta.dev/observed-state"], "asleep");
+    assert_eq!(ann["siesta.dev/observed-reason"], "manual");
+    assert!(ann.get("siesta.dev/state").is_none(), "{ann}");
+    assert!(ann.get("siesta.dev/action").is_none(), "{ann}");
+    assert!(ns["metadata"].get("labels").is_none(), "{ns}");
+    let totals =
+        crate::annotations::ObservedTotals::parse(ann["siesta.dev/observed"].as_str().unwrap())
+            .unwrap();
+    assert_eq!((totals.sleeps, totals.wakes), (1, 0));
+    // Three running replicas of 500m and 256Mi would have stopped.
+    let saved =
+        crate::annotations::Saved::parse(ann["siesta.dev/observed-saved"].as_str().unwrap())
+            .unwrap();
+    assert_eq!((saved.cpu_rate, saved.memory_rate), (1.5, 805306368.0));
+    let events: Vec<_> = writes.iter().filter_map(event_reason).collect();
+    assert_eq!(events, ["WouldSleep"]);
+    assert_eq!(
+        api.metric("siesta_observed_sleeps_total{namespace=\"team-a\",reason=\"manual\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        api.metric("siesta_observed_asleep{namespace=\"team-a\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        api.metric("siesta_namespace_asleep{namespace=\"team-a\"}"),
+        None
+    );
+    // Looked at again: still one would-be sleep, one Event, nothing scaled.
+    api.reconcile().await.expect("reconciled");
+    let writes = api.writes();
+    assert!(!writes.iter().any(|s| s.path == WEB));
+    assert_eq!(writes.iter().filter_map(event_reason).count(), 1);
 }
 
 #[tokio::test]

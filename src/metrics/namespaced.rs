@@ -44,6 +44,12 @@ pub enum Family {
     SavedCost,
     WithoutRequests,
     Conflicts,
+    ObservedAsleep,
+    ObservedSleeps,
+    ObservedWakes,
+    PotentialCpu,
+    PotentialMemory,
+    PotentialCost,
 }
 
 /// One namespace's series; `None` is a series that does not exist.
@@ -57,11 +63,52 @@ struct Series {
     conflicts: Option<u64>,
     replicas_asleep: [Option<i64>; KINDS.len()],
     without_requests: Option<i64>,
-    saved_cpu: Option<f64>,
-    saved_memory: Option<f64>,
-    /// By currency (the admin may change it).
-    saved_cost: Vec<(Box<str>, f64)>,
+    saved: Totals,
     wake_duration: Option<Box<Histogram>>,
+    /// Observe mode: the would-be state and transitions, and what the
+    /// would-be sleeps would have saved.
+    observed_asleep: Option<i64>,
+    observed_sleeps: [Option<u64>; SLEEP_REASONS.len()],
+    observed_wakes: [Option<u64>; WAKE_TRIGGERS.len()],
+    potential: Totals,
+}
+
+/// Which savings: those of real sleeps (`siesta_saved_*`), or what observe
+/// mode's would-be sleeps would have saved (`siesta_potential_saved_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Account {
+    Saved,
+    Potential,
+}
+
+/// Savings counters: CPU, memory, and money by currency (the admin may
+/// change it). They only grow.
+#[derive(Default)]
+struct Totals {
+    cpu: Option<f64>,
+    memory: Option<f64>,
+    cost: Vec<(Box<str>, f64)>,
+}
+
+impl Totals {
+    /// Set the totals; a lower value (say from prices changed by a reload)
+    /// leaves a series as it is, and a series is born only at a positive value.
+    fn grow(&mut self, cpu: f64, memory: f64, cost: f64, currency: &str) {
+        let grow = |slot: &mut Option<f64>, v: f64| {
+            if v > 0.0 {
+                let s = slot.get_or_insert(0.0);
+                *s = s.max(v);
+            }
+        };
+        grow(&mut self.cpu, cpu);
+        grow(&mut self.memory, memory);
+        if cost > 0.0 {
+            match self.cost.iter_mut().find(|(c, _)| **c == *currency) {
+                Some((_, total)) => *total = total.max(cost),
+                None => self.cost.push((currency.into(), cost)),
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -159,11 +206,12 @@ impl NamespaceSeries {
         });
     }
 
-    /// Add savings; each counter only when its increment is positive.
-    /// Set a namespace's savings totals (they only grow: a lower value, say
-    /// from prices changed by a reload, leaves the series as it is).
+    /// Set a namespace's savings totals, real or potential (they only grow:
+    /// a lower value, say from prices changed by a reload, leaves the series
+    /// as it is).
     pub fn saved_total(
         &self,
+        account: Account,
         namespace: &str,
         cpu_core_seconds: f64,
         memory_byte_seconds: f64,
@@ -173,22 +221,45 @@ impl NamespaceSeries {
         if cpu_core_seconds <= 0.0 && memory_byte_seconds <= 0.0 && cost <= 0.0 {
             return;
         }
-        let grow = |slot: &mut Option<f64>, v: f64| {
-            if v > 0.0 {
-                let s = slot.get_or_insert(0.0);
-                *s = s.max(v);
-            }
-        };
         self.with(namespace, |s| {
-            grow(&mut s.saved_cpu, cpu_core_seconds);
-            grow(&mut s.saved_memory, memory_byte_seconds);
-            if cost > 0.0 {
-                match s.saved_cost.iter_mut().find(|(c, _)| **c == *currency) {
-                    Some((_, total)) => *total = total.max(cost),
-                    None => s.saved_cost.push((currency.into(), cost)),
-                }
-            }
+            let totals = match account {
+                Account::Saved => &mut s.saved,
+                Account::Potential => &mut s.potential,
+            };
+            totals.grow(cpu_core_seconds, memory_byte_seconds, cost, currency)
         });
+    }
+
+    /// Observe mode's would-be state: `siesta_observed_asleep` 1 or 0, and
+    /// its counters at 0 from then on (see [`NamespaceSeries::state`]).
+    pub fn observed_state(&self, namespace: &str, state: State) {
+        self.with(namespace, |s| {
+            for c in s.observed_sleeps.iter_mut().chain(&mut s.observed_wakes) {
+                c.get_or_insert(0);
+            }
+            s.observed_asleep = Some(i64::from(state == State::Asleep));
+        });
+    }
+
+    /// Count a would-be sleep (`siesta_observed_sleeps_total`).
+    pub fn observed_sleep(&self, namespace: &str, reason: Reason) {
+        if let Some(i) = SLEEP_REASONS.iter().position(|r| *r == reason) {
+            self.with(namespace, |s| *s.observed_sleeps[i].get_or_insert(0) += 1);
+        }
+    }
+
+    /// Count a would-be wake (`siesta_observed_wakes_total`): a request that
+    /// would have waited for the namespace to wake.
+    pub fn observed_wake(&self, namespace: &str, trigger: Reason) {
+        if let Some(i) = WAKE_TRIGGERS.iter().position(|r| *r == trigger) {
+            self.with(namespace, |s| *s.observed_wakes[i].get_or_insert(0) += 1);
+        }
+    }
+
+    /// The namespace left observe mode: no would-be state any more. Its
+    /// counters stay, so its history reads on after it is enabled.
+    pub fn stop_observing(&self, namespace: &str) {
+        self.with(namespace, |s| s.observed_asleep = None);
     }
 
     /// Drop every series of a namespace.
@@ -196,11 +267,12 @@ impl NamespaceSeries {
         self.lock().remove(namespace);
     }
 
-    /// Namespaces that have a `siesta_namespace_asleep` series.
+    /// Namespaces that have a `siesta_namespace_asleep` or
+    /// `siesta_observed_asleep` series.
     pub fn namespaces(&self) -> Vec<String> {
         self.lock()
             .iter()
-            .filter(|(_, s)| s.asleep.is_some())
+            .filter(|(_, s)| s.asleep.is_some() || s.observed_asleep.is_some())
             .map(|(ns, _)| ns.to_string())
             .collect()
     }
@@ -286,14 +358,20 @@ impl Family {
             | Family::Waking
             | Family::LastActivity
             | Family::ReplicasAsleep
-            | Family::WithoutRequests => proto::MetricType::GAUGE,
+            | Family::WithoutRequests
+            | Family::ObservedAsleep => proto::MetricType::GAUGE,
             Family::WakeDuration => proto::MetricType::HISTOGRAM,
             Family::Sleeps
             | Family::Wakes
             | Family::SavedCpu
             | Family::SavedMemory
             | Family::SavedCost
-            | Family::Conflicts => proto::MetricType::COUNTER,
+            | Family::Conflicts
+            | Family::ObservedSleeps
+            | Family::ObservedWakes
+            | Family::PotentialCpu
+            | Family::PotentialMemory
+            | Family::PotentialCost => proto::MetricType::COUNTER,
         }
     }
 
@@ -307,8 +385,11 @@ impl Family {
             Family::Waking => out.extend(int(s.waking).map(|v| gauge(&only, v))),
             Family::WithoutRequests => out.extend(int(s.without_requests).map(|v| gauge(&only, v))),
             Family::Conflicts => out.extend(count(s.conflicts).map(|v| counter(&only, v))),
-            Family::SavedCpu => out.extend(s.saved_cpu.map(|v| counter(&only, v))),
-            Family::SavedMemory => out.extend(s.saved_memory.map(|v| counter(&only, v))),
+            Family::SavedCpu => out.extend(s.saved.cpu.map(|v| counter(&only, v))),
+            Family::SavedMemory => out.extend(s.saved.memory.map(|v| counter(&only, v))),
+            Family::PotentialCpu => out.extend(s.potential.cpu.map(|v| counter(&only, v))),
+            Family::PotentialMemory => out.extend(s.potential.memory.map(|v| counter(&only, v))),
+            Family::ObservedAsleep => out.extend(int(s.observed_asleep).map(|v| gauge(&only, v))),
             Family::WakeDuration => {
                 out.extend(s.wake_duration.as_deref().map(|h| histogram(&only, h)))
             }
@@ -319,16 +400,24 @@ impl Family {
                     );
                 }
             }
-            Family::Sleeps => {
-                for (reason, v) in SLEEP_REASONS.iter().zip(s.sleeps) {
+            Family::Sleeps | Family::ObservedSleeps => {
+                let counts = match self {
+                    Family::Sleeps => s.sleeps,
+                    _ => s.observed_sleeps,
+                };
+                for (reason, v) in SLEEP_REASONS.iter().zip(counts) {
                     out.extend(
                         count(v)
                             .map(|v| counter(&[("namespace", ns), ("reason", reason.as_str())], v)),
                     );
                 }
             }
-            Family::Wakes => {
-                for (trigger, v) in WAKE_TRIGGERS.iter().zip(s.wakes) {
+            Family::Wakes | Family::ObservedWakes => {
+                let counts = match self {
+                    Family::Wakes => s.wakes,
+                    _ => s.observed_wakes,
+                };
+                for (trigger, v) in WAKE_TRIGGERS.iter().zip(counts) {
                     out.extend(
                         count(v).map(|v| {
                             counter(&[("namespace", ns), ("trigger", trigger.as_str())], v)
@@ -341,8 +430,12 @@ impl Family {
                     out.extend(int(v).map(|v| gauge(&[("namespace", ns), ("kind", kind)], v)));
                 }
             }
-            Family::SavedCost => {
-                for (currency, v) in &s.saved_cost {
+            Family::SavedCost | Family::PotentialCost => {
+                let totals = match self {
+                    Family::SavedCost => &s.saved,
+                    _ => &s.potential,
+                };
+                for (currency, v) in &totals.cost {
                     out.push(counter(&[("namespace", ns), ("currency", currency)], *v));
                 }
             }
@@ -417,11 +510,11 @@ mod tests {
     #[test]
     fn totals_only_grow_per_label_value_and_a_forgotten_namespace_is_gone() {
         let s = Arc::new(NamespaceSeries::default());
-        s.saved_total("a", 0.0, 0.0, 1.5, "EUR");
-        s.saved_total("a", 0.0, 0.0, 2.5, "EUR");
-        s.saved_total("a", 0.0, 0.0, 2.0, "EUR");
-        s.saved_total("a", 0.0, 0.0, 2.0, "USD");
-        s.saved_total("b", 0.0, 0.0, 1.0, "USD");
+        s.saved_total(Account::Saved, "a", 0.0, 0.0, 1.5, "EUR");
+        s.saved_total(Account::Saved, "a", 0.0, 0.0, 2.5, "EUR");
+        s.saved_total(Account::Saved, "a", 0.0, 0.0, 2.0, "EUR");
+        s.saved_total(Account::Saved, "a", 0.0, 0.0, 2.0, "USD");
+        s.saved_total(Account::Saved, "b", 0.0, 0.0, 1.0, "USD");
         let text = render(&s, Family::SavedCost, "c");
         assert!(
             text.contains("c{currency=\"EUR\",namespace=\"a\"} 2.5"),
