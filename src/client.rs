@@ -11,11 +11,49 @@ pub async fn new(metrics: &Arc<Metrics>) -> Result<kube::Client> {
     with_agent(metrics, USER_AGENT).await
 }
 
+/// Which cluster a command talks to, as kubectl chooses: `--kubeconfig`
+/// (else `KUBECONFIG`, else `~/.kube/config`, else in-cluster) and
+/// `--context` (else the file's current context).
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub context: Option<String>,
+}
+
+impl Target {
+    async fn config(&self) -> Result<kube::Config> {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match (&self.kubeconfig, &self.context) {
+            (None, None) => kube::Config::infer().await.map_err(|e| e.to_string()),
+            (Some(path), _) => match kube::config::Kubeconfig::read_from(path) {
+                Ok(file) => kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        config.map_err(|e| Error::Other(format!("no cluster configuration: {e}")))
+    }
+}
+
 /// Like [`new`], with another user agent (the CLI's).
 pub async fn with_agent(metrics: &Arc<Metrics>, agent: &'static str) -> Result<kube::Client> {
-    let mut config = kube::Config::infer()
-        .await
-        .map_err(|e| Error::Other(format!("no cluster configuration: {e}")))?;
+    to(&Target::default(), metrics, agent).await
+}
+
+/// Like [`with_agent`], to the cluster of `target`.
+pub async fn to(
+    target: &Target,
+    metrics: &Arc<Metrics>,
+    agent: &'static str,
+) -> Result<kube::Client> {
+    let mut config = target.config().await?;
     config.headers.push((
         http::header::USER_AGENT,
         http::HeaderValue::from_static(agent),

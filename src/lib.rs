@@ -11,7 +11,8 @@
 //!   turns all of it into sleep, wake or keep, and when to look again.
 //! - [`controller`] watches the cluster and runs [`decide`]; [`scaler`] is the only
 //!   writer of workload replicas, and records originals in the same request.
-//! - [`metrics`] and [`admin`] expose what happens to Prometheus.
+//! - [`metrics`] and [`admin`] expose what happens to Prometheus; [`status`] and
+//!   [`report`] print it for people.
 #![forbid(unsafe_code)]
 
 pub mod activity;
@@ -28,6 +29,7 @@ pub mod model;
 pub mod plan;
 pub mod proxy;
 pub mod reload;
+pub mod report;
 pub mod resources;
 pub mod scaler;
 pub mod schedule;

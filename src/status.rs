@@ -73,11 +73,12 @@ pub fn command_patch(
 }
 
 pub async fn command(
+    target: &crate::client::Target,
     namespace: &str,
     action: Action,
     keep_awake_for: Option<std::time::Duration>,
 ) -> crate::Result<()> {
-    let client = crate::client::with_agent(&Default::default(), crate::CLI_USER_AGENT).await?;
+    let client = crate::client::to(target, &Default::default(), crate::CLI_USER_AGENT).await?;
     let api: Api<Namespace> = Api::all(client);
     let ns = api.get(namespace).await?;
     let ann = ns.metadata.annotations.clone().unwrap_or_default();
@@ -103,8 +104,8 @@ pub async fn command(
     Ok(())
 }
 
-pub async fn run(only: Option<&str>) -> crate::Result<()> {
-    let client = crate::client::with_agent(&Default::default(), crate::CLI_USER_AGENT).await?;
+pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::Result<()> {
+    let client = crate::client::to(target, &Default::default(), crate::CLI_USER_AGENT).await?;
     let api: Api<Namespace> = Api::all(client.clone());
     let namespaces = match only {
         Some(n) => vec![api.get(n).await?],
@@ -146,7 +147,24 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
             }
             _ => "invalid annotations".into(),
         };
-        let savings = if recorded.state == State::Asleep {
+        let potential = recorded.observed_state.map(|observed| {
+            let since = (observed == State::Asleep)
+                .then_some(recorded.observed_since)
+                .flatten();
+            let saved = recorded.observed_saved.map(|s| {
+                crate::controller::savings::value(&s, since.unwrap_or(s.at), now, &config.prices)
+            });
+            (observed, saved)
+        });
+        let savings = if let Some((_, saved)) = potential {
+            let saved = saved.unwrap_or_else(|| crate::annotations::Saved::zero(now));
+            format!(
+                "would have saved {:.4} {} ({:.2} core-hours)",
+                saved.cost,
+                config.prices.currency,
+                saved.cpu_core_seconds / 3600.0
+            )
+        } else if recorded.state == State::Asleep {
             let report = crate::workloads::inspect(&client, &name).await?;
             let hours = recorded
                 .since
@@ -167,13 +185,16 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
         };
         rows.push(Row {
             namespace: name,
-            state: ann.get(STATE).cloned().unwrap_or_else(|| "awake".into()),
-            since: recorded
-                .since
+            state: match potential {
+                Some((observed, _)) => format!("observe ({})", observed.as_str()),
+                None => ann.get(STATE).cloned().unwrap_or_else(|| "awake".into()),
+            },
+            since: potential
+                .map_or(recorded.since, |_| recorded.observed_since)
                 .map(crate::model::format_instant)
                 .unwrap_or_else(|| "-".into()),
-            reason: recorded
-                .reason
+            reason: potential
+                .map_or(recorded.reason, |_| recorded.observed_reason)
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_else(|| "-".into()),
             last_activity: recorded.last_activity.clone().unwrap_or_else(|| {
@@ -215,8 +236,14 @@ pub fn render(rows: &[Row]) -> String {
             ]
         })
         .collect();
+    table(&header, &cells)
+}
+
+/// A plain table: columns padded to their widest cell, two spaces apart, no
+/// trailing blanks (as kubectl prints).
+pub fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
     let mut width = header.map(str::len);
-    for row in &cells {
+    for row in rows {
         for (w, c) in width.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -233,7 +260,7 @@ pub fn render(rows: &[Row]) -> String {
         s
     };
     let mut out = line(header.to_vec());
-    for row in &cells {
+    for row in rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out

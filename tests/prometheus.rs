@@ -457,3 +457,163 @@ async fn savings_continue_across_a_controller_restart_without_a_reset() {
         "increase() {increase} counts more than was saved ({value})"
     );
 }
+
+/// Observe mode end to end: an observed namespace idle past `idle-after`
+/// keeps every replica, counts one would-be sleep with one `WouldSleep`
+/// Event, and its potential savings grow at its pods' requested rate as a
+/// real Prometheus sees them; `siesta report` prints them from the
+/// namespace's record and from Prometheus; a would-be wake is counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_observed_namespace_keeps_its_replicas_and_counts_what_sleep_would_save() {
+    let c = setup().await;
+    let prometheus = Prometheus::start(&[admin_port()]);
+    prometheus.wait_ready().await;
+    let ns = namespace(
+        &c,
+        "prom-observe",
+        GROUP,
+        &[
+            ("siesta.dev/enabled", "observe"),
+            ("siesta.dev/idle-after", "3s"),
+        ],
+    )
+    .await;
+    kubectl(&["label", "ns", &ns, "team=observers"], None);
+    // 2 x (500m, 256Mi) twice: 2 cores and 1 GiB would stop.
+    for name in ["web", "api"] {
+        let w = workload(name).replicas(2).requests("500m", "256Mi");
+        create(&c, &ns, &w.deployment()).await;
+    }
+    eventually("a would-be sleep", Duration::from_secs(30), || {
+        let (c, ns) = (c.clone(), ns.clone());
+        async move {
+            ns_annotation(&c, &ns, "siesta.dev/observed-state")
+                .await
+                .as_deref()
+                == Some("asleep")
+        }
+    })
+    .await;
+    assert_eq!(ns_annotation(&c, &ns, "siesta.dev/state").await, None);
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/observed-reason")
+            .await
+            .as_deref(),
+        Some("idle")
+    );
+
+    // The rate over 20 s of samples, all of them inside the would-be sleep.
+    let series = format!("siesta_potential_saved_cpu_core_seconds_total{{namespace=\"{ns}\"}}");
+    eventually("25 s of potential savings", Duration::from_secs(45), || {
+        let n = prometheus
+            .scalar(&format!("count_over_time({series}[30s])"))
+            .unwrap_or(0.0);
+        async move { n >= 25.0 }
+    })
+    .await;
+    assert_near(
+        "potential CPU cores saved per second",
+        prometheus.scalar(&format!("rate({series}[20s])")),
+        2.0,
+    );
+    let memory = format!(
+        "rate(siesta_potential_saved_memory_byte_seconds_total{{namespace=\"{ns}\"}}[20s])"
+    );
+    assert_near(
+        "potential bytes saved per second",
+        prometheus.scalar(&memory),
+        GIB,
+    );
+    assert_eq!(
+        prometheus.scalar(&format!("siesta_observed_asleep{{namespace=\"{ns}\"}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        prometheus.scalar(&format!(
+            "siesta_observed_sleeps_total{{namespace=\"{ns}\",reason=\"idle\"}}"
+        )),
+        Some(1.0)
+    );
+    // Nothing was scaled, and the would-be sleep was announced once.
+    for name in ["web", "api"] {
+        assert_eq!(
+            replicas_of::<k8s_openapi::api::apps::v1::Deployment>(&c, &ns, name).await,
+            Some(2)
+        );
+    }
+    let would: Vec<_> = events_for(&c, &ns, &ns)
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "WouldSleep")
+        .collect();
+    assert_eq!(would.len(), 1, "{would:?}");
+    assert!(would[0].1.contains("2 CPU cores"), "{would:?}");
+
+    // The report, from the namespace's record and from Prometheus.
+    let report = |extra: &[&str]| {
+        let out = Command::new(SIESTA)
+            .arg("report")
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig())
+            .output()
+            .expect("run siesta report");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let line_of = |table: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(ns.as_str()))
+            .unwrap_or_else(|| panic!("no line for {ns} in\n{table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let recorded = report(&[]);
+    let line = line_of(&recorded);
+    assert_eq!(line[0], "observers");
+    assert_eq!(line[2], "observe");
+    // about 30 s asleep: 0.01 h, at 2 cores and 1 GiB
+    let hours: f64 = line[3].parse().expect("hours");
+    assert!(hours > 0.0 && hours < 0.1, "{recorded}");
+    let money: f64 = line[4].parse().expect("money");
+    assert!(money > 0.0, "{recorded}");
+    assert!(
+        recorded.contains("recorded on each namespace"),
+        "{recorded}"
+    );
+    let url = format!("http://127.0.0.1:{}", prometheus.port);
+    let windowed = report(&["--prometheus", &url, "--since", "1h"]);
+    let line = line_of(&windowed);
+    // hours at one-minute resolution: under a minute may read 0
+    let hours: f64 = line[3].parse().expect("hours");
+    assert!((0.0..0.1).contains(&hours), "{windowed}");
+    let money: f64 = line[4].parse().expect("money");
+    assert!(money > 0.0, "{windowed}");
+    assert!(windowed.contains("in Prometheus"), "{windowed}");
+
+    // A would-be wake: counted, and the would-be state is awake again.
+    annotate_namespace(&c, &ns, json!({"siesta.dev/action": "wake"})).await;
+    eventually("a would-be wake", Duration::from_secs(20), || {
+        let (c, ns) = (c.clone(), ns.clone());
+        async move {
+            ns_annotation(&c, &ns, "siesta.dev/observed-state")
+                .await
+                .as_deref()
+                == Some("awake")
+        }
+    })
+    .await;
+    let metrics = http_get(&format!("http://127.0.0.1:{}/metrics", admin_port()))
+        .await
+        .unwrap_or_default();
+    let woke = format!("siesta_observed_wakes_total{{namespace=\"{ns}\",trigger=\"manual\"}} 1");
+    assert!(metrics.contains(&woke), "no {woke}");
+    let line = line_of(&report(&[]));
+    assert_eq!(line[5], "1", "{line:?}");
+    remove_namespace(&c, &ns).await;
+}

@@ -21,8 +21,48 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "Sleep mode for Kubernetes namespaces"
 )]
 struct Cli {
+    #[command(flatten)]
+    target: Target,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Installed as `kubectl-siesta`, the binary is a kubectl plugin
+/// (`kubectl siesta status|sleep|wake|report`): kubectl's convention, the
+/// binary name decides. kubectl passes no global flags to plugins, so
+/// `--context`, `--kubeconfig` and `-n` are parsed here, as kubectl would.
+#[derive(Parser)]
+#[command(
+    name = "kubectl siesta",
+    bin_name = "kubectl siesta",
+    version,
+    about = "Sleep mode for Kubernetes namespaces (kubectl plugin)"
+)]
+struct Plugin {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: People,
+}
+
+/// Which cluster, as kubectl chooses it.
+#[derive(clap::Args)]
+struct Target {
+    /// Path to the kubeconfig file (default: KUBECONFIG, else ~/.kube/config, else in-cluster).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true)]
+    context: Option<String>,
+}
+
+impl From<Target> for siesta::client::Target {
+    fn from(t: Target) -> Self {
+        siesta::client::Target {
+            kubeconfig: t.kubeconfig,
+            context: t.context,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -31,22 +71,8 @@ enum Command {
     Controller(Box<args::Controller>),
     /// The ingress proxy: count HTTP activity, hold requests while a namespace wakes.
     Proxy(Box<args::Proxy>),
-    /// Print each opted-in namespace's state, reason, last activity, next change and savings.
-    Status {
-        /// Only this namespace.
-        #[arg(short, long)]
-        namespace: Option<String>,
-    },
-    /// Put a namespace to sleep now (through siesta.dev/action).
-    Sleep { namespace: String },
-    /// Wake a namespace now (through siesta.dev/action); with --for, keep it
-    /// awake that long (siesta.dev/keep-awake-until).
-    Wake {
-        namespace: String,
-        /// Keep it awake this long: `2h`, `90m`, as `idle-after` is written.
-        #[arg(long = "for")]
-        keep_awake_for: Option<args::Dur>,
-    },
+    #[command(flatten)]
+    People(People),
     /// Validate an admin config file; exit 1 listing every error with its location.
     CheckConfig { file: PathBuf },
     /// Audit tools.
@@ -63,6 +89,65 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// The commands for people, also the kubectl plugin's.
+#[derive(Subcommand)]
+enum People {
+    /// Print each opted-in namespace's state, reason, last activity, next change and savings.
+    Status {
+        /// Only this namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Put a namespace to sleep now (through siesta.dev/action).
+    Sleep {
+        #[command(flatten)]
+        namespace: Named,
+    },
+    /// Wake a namespace now (through siesta.dev/action); with --for, keep it
+    /// awake that long (siesta.dev/keep-awake-until).
+    Wake {
+        #[command(flatten)]
+        namespace: Named,
+        /// Keep it awake this long: `2h`, `90m`, as `idle-after` is written.
+        #[arg(long = "for")]
+        keep_awake_for: Option<args::Dur>,
+    },
+    /// Per namespace and team: hours asleep, money saved and wakes, real or
+    /// (observe mode) would-be.
+    Report {
+        /// The window, with --prometheus: `7d`, `24h`.
+        #[arg(long, default_value = "7d")]
+        since: args::Dur,
+        /// Read the counters over the window from this Prometheus
+        /// (`http://prometheus:9090`); without it, the totals recorded on the namespaces.
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// Admin config whose prices value the current sleeps (default prices otherwise).
+        #[arg(long, env = "SIESTA_CONFIG")]
+        config: Option<PathBuf>,
+        /// The namespace label that names its team.
+        #[arg(long, default_value = "team")]
+        team_label: String,
+    },
+}
+
+/// The namespace of `sleep` and `wake`: as an argument, or `-n` as kubectl writes it.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Named {
+    /// The namespace.
+    name: Option<String>,
+    /// The namespace, as kubectl's -n.
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+impl Named {
+    fn get(self) -> String {
+        self.name.or(self.namespace).unwrap_or_default()
+    }
 }
 
 #[derive(Subcommand)]
@@ -127,8 +212,72 @@ fn schedule(
     Ok(schedule.describe(at))
 }
 
+/// `status`, `sleep`, `wake` and `report`.
+async fn people(target: &siesta::client::Target, command: People) -> anyhow::Result<()> {
+    use siesta::model::Action;
+    match command {
+        People::Status { namespace } => siesta::status::run(target, namespace.as_deref()).await?,
+        People::Sleep { namespace } => {
+            siesta::status::command(target, &namespace.get(), Action::Sleep, None).await?
+        }
+        People::Wake {
+            namespace,
+            keep_awake_for,
+        } => {
+            let d = keep_awake_for.map(|d| d.0);
+            siesta::status::command(target, &namespace.get(), Action::Wake, d).await?
+        }
+        People::Report {
+            since,
+            prometheus,
+            config,
+            team_label,
+        } => {
+            let prices = match config {
+                Some(path) => {
+                    siesta::config::load(&path)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .prices
+                }
+                None => Default::default(),
+            };
+            let opts = siesta::report::Options {
+                since: since.0,
+                prometheus,
+                team_label,
+                prices,
+            };
+            siesta::report::run(target, &opts).await?
+        }
+    }
+    Ok(())
+}
+
+/// Whether this binary was started as kubectl's plugin (`kubectl-siesta`).
+fn as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .is_some_and(|name| name == "kubectl-siesta")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (target, command) = if as_plugin() {
+        let p = Plugin::parse();
+        (p.target, Command::People(p.command))
+    } else {
+        let c = Cli::parse();
+        (c.target, c.command)
+    };
+    let target = siesta::client::Target::from(target);
+    let chosen = target.kubeconfig.is_some() || target.context.is_some();
+    if chosen && matches!(command, Command::Controller(_) | Command::Proxy(_)) {
+        eprintln!(
+            "siesta: --kubeconfig and --context are for the commands people run; the controller and the proxy read KUBECONFIG or their in-cluster account"
+        );
+        return ExitCode::from(2);
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,7 +290,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Controller(args) => controller::run(controller::Settings::from(*args))
                 .await
                 .map(|_| ExitCode::SUCCESS)
@@ -150,27 +299,9 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(Into::into),
-            Command::Status { namespace } => siesta::status::run(namespace.as_deref())
+            Command::People(people) => self::people(&target, people)
                 .await
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Command::Sleep { namespace } => {
-                siesta::status::command(&namespace, siesta::model::Action::Sleep, None)
-                    .await
-                    .map(|_| ExitCode::SUCCESS)
-                    .map_err(Into::into)
-            }
-            Command::Wake {
-                namespace,
-                keep_awake_for,
-            } => siesta::status::command(
-                &namespace,
-                siesta::model::Action::Wake,
-                keep_awake_for.map(|d| d.0),
-            )
-            .await
-            .map(|_| ExitCode::SUCCESS)
-            .map_err(Into::into),
+                .map(|_| ExitCode::SUCCESS),
             Command::CheckConfig { file } => {
                 let (ok, report) = siesta::config::check_config_cli(&file);
                 if ok {
