@@ -52,8 +52,9 @@ routes:
     namespace: siesta-demo
 YAML
 
-cfg=()
-[ -f config/siesta.yaml ] && cfg=(--config config/siesta.yaml)
+# The demo's own config (no schedule: it sleeps after 2 idle minutes at any
+# hour); SIESTA_RUN_CONFIG=config/siesta.yaml runs with the full example.
+cfg=(--config "${SIESTA_RUN_CONFIG:-config/demo.yaml}")
 "$bin" controller "${cfg[@]}" &
 pids+=($!)
 "$bin" proxy --routes "$state/routes.yaml" "${cfg[@]}" &
@@ -69,6 +70,9 @@ Siesta is running against $(kubectl config view --minify -o jsonpath='{.clusters
   wake by HTTP:    curl -H 'Host: demo.localhost' http://127.0.0.1:8080/
   sleep now:       $bin sleep siesta-demo
   metrics:         curl -s http://127.0.0.1:8081/metrics | grep ^siesta_
+Optional second step, a schedule (asleep outside these hours, whatever the activity):
+  kubectl annotate ns siesta-demo siesta.dev/awake-hours='Mon-Fri 08:00-18:00 Europe/Berlin'
+  $bin schedule 'Mon-Fri 08:00-18:00 Europe/Berlin'     # what it says now, and the next change
 Ctrl-C stops the controller, the proxy and the demo backend.
 MSG
 wait

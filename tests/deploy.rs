@@ -933,3 +933,23 @@ fn pods_meet_the_restricted_pod_security_standard() {
         );
     }
 }
+
+/// `make run` does what it prints: its own config sleeps the demo namespace
+/// after 2 idle minutes at any hour (no default schedule that would put it to
+/// sleep at once outside office hours).
+#[test]
+fn the_make_run_demo_config_sleeps_after_two_idle_minutes_at_any_hour() {
+    let config = siesta::config::load(&root().join("config/demo.yaml")).expect("config/demo.yaml");
+    assert_eq!(config.defaults.schedule, None);
+    assert!(config.policies.is_empty());
+    assert_eq!(
+        config.defaults.idle_after,
+        siesta::annotations::IdleAfter::After(Duration::from_secs(120))
+    );
+    let script = std::fs::read_to_string(root().join("scripts/run.sh")).expect("scripts/run.sh");
+    assert!(
+        script.contains("config/demo.yaml"),
+        "run.sh uses the demo config"
+    );
+    assert!(script.contains("sleeps after 2 minutes without activity"));
+}
