@@ -22,6 +22,9 @@ pub const WAKE_ON: &str = "siesta.dev/wake-on";
 pub const WAKE_PAGE: &str = "siesta.dev/wake-page";
 pub const KEEP_AWAKE_UNTIL: &str = "siesta.dev/keep-awake-until";
 pub const ACTION: &str = "siesta.dev/action";
+/// Who asked for `siesta.dev/action`: the user the API server says the CLI is
+/// (a SelfSubjectReview), written with the action and removed with it.
+pub const REQUESTED_BY: &str = "siesta.dev/requested-by";
 pub const EXCLUDE: &str = "siesta.dev/exclude";
 
 pub const STATE: &str = "siesta.dev/state";

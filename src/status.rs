@@ -38,6 +38,7 @@ pub fn command_patch(
     annotations: &BTreeMap<String, String>,
     action: Action,
     keep_awake_for: Option<std::time::Duration>,
+    requested_by: Option<&str>,
     now: chrono::DateTime<Utc>,
 ) -> Result<serde_json::Value, String> {
     let enabled = annotations.get(ENABLED).map(|v| Enabled::parse(v));
@@ -53,6 +54,12 @@ pub fn command_patch(
     }
     let mut patch = serde_json::Map::new();
     patch.insert(ACTION.into(), json!(action.as_str()));
+    patch.insert(
+        annotations::REQUESTED_BY.into(),
+        requested_by.map_or(serde_json::Value::Null, |u| {
+            json!(annotations::truncate(u, annotations::MAX_DESCRIPTION))
+        }),
+    );
     match (action, keep_awake_for) {
         (Action::Sleep, _) => {
             patch.insert(
@@ -79,11 +86,19 @@ pub async fn command(
     keep_awake_for: Option<std::time::Duration>,
 ) -> crate::Result<()> {
     let client = crate::client::to(target, &Default::default(), crate::CLI_USER_AGENT).await?;
-    let api: Api<Namespace> = Api::all(client);
+    let api: Api<Namespace> = Api::all(client.clone());
     let ns = api.get(namespace).await?;
     let ann = ns.metadata.annotations.clone().unwrap_or_default();
-    let patch = command_patch(namespace, &ann, action, keep_awake_for, Utc::now())
-        .map_err(crate::Error::Other)?;
+    let user = whoami(&client).await;
+    let patch = command_patch(
+        namespace,
+        &ann,
+        action,
+        keep_awake_for,
+        user.as_deref(),
+        Utc::now(),
+    )
+    .map_err(crate::Error::Other)?;
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
         ..Default::default()
@@ -102,6 +117,22 @@ pub async fn command(
         None => println!("{namespace}: {} requested", action.as_str()),
     }
     Ok(())
+}
+
+/// The user the API server sees this client as (a SelfSubjectReview, which
+/// every authenticated user may create); `None` when it cannot say.
+async fn whoami(client: &kube::Client) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&Default::default(), &SelfSubjectReview::default())
+        .await;
+    match review {
+        Ok(r) => r.status?.user_info?.username,
+        Err(e) => {
+            tracing::debug!(error = %e, "no SelfSubjectReview; the request names no user");
+            None
+        }
+    }
 }
 
 pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::Result<()> {
@@ -292,13 +323,17 @@ mod tests {
     fn sleep_and_wake_refuse_a_namespace_that_did_not_opt_in() {
         let now = Utc::now();
         let none = BTreeMap::new();
-        let err = command_patch("team-a", &none, Action::Wake, None, now).unwrap_err();
+        let err = command_patch("team-a", &none, Action::Wake, None, None, now).unwrap_err();
         assert!(err.contains("has not opted in"), "{err}");
+        let observed: BTreeMap<String, String> =
+            [(ENABLED.to_string(), "observe".to_string())].into();
+        let err = command_patch("team-a", &observed, Action::Wake, None, None, now).unwrap_err();
+        assert!(err.contains("observe mode"), "{err}");
         let off: BTreeMap<String, String> = [(ENABLED.to_string(), "false".to_string())].into();
-        assert!(command_patch("team-a", &off, Action::Sleep, None, now).is_err());
+        assert!(command_patch("team-a", &off, Action::Sleep, None, None, now).is_err());
         // managed through an admin policy: accepted
         let managed: BTreeMap<String, String> = [(STATE.to_string(), "awake".to_string())].into();
-        assert!(command_patch("team-a", &managed, Action::Sleep, None, now).is_ok());
+        assert!(command_patch("team-a", &managed, Action::Sleep, None, None, now).is_ok());
     }
 
     #[test]
@@ -306,13 +341,14 @@ mod tests {
         let now = crate::model::parse_instant("2026-12-02T12:00:00Z").unwrap();
         let on: BTreeMap<String, String> = [(ENABLED.to_string(), "true".to_string())].into();
         let two_hours = Some(std::time::Duration::from_secs(7200));
-        let p = command_patch("team-a", &on, Action::Wake, two_hours, now).unwrap();
+        let p = command_patch("team-a", &on, Action::Wake, two_hours, None, now).unwrap();
         assert_eq!(p[ACTION], "wake");
         assert_eq!(p[annotations::KEEP_AWAKE_UNTIL], "2026-12-02T14:00:00Z");
-        let p = command_patch("team-a", &on, Action::Wake, None, now).unwrap();
+        let p = command_patch("team-a", &on, Action::Wake, None, None, now).unwrap();
         assert!(p.get(annotations::KEEP_AWAKE_UNTIL).is_none());
-        let p = command_patch("team-a", &on, Action::Sleep, None, now).unwrap();
+        let p = command_patch("team-a", &on, Action::Sleep, None, Some("alice"), now).unwrap();
         assert_eq!(p[ACTION], "sleep");
+        assert_eq!(p[annotations::REQUESTED_BY], "alice");
         assert!(
             p[annotations::KEEP_AWAKE_UNTIL].is_null(),
             "sleep removes keep-awake-until"

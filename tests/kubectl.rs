@@ -184,6 +184,34 @@ async fn kubectl_siesta_is_siesta_and_state_and_reason_are_labels() {
     );
     assert!(text(&woke).contains("kept awake until"));
     state_is(&c, &ns, "awake", Duration::from_secs(30)).await;
+    // Who asked, as the API server knows them (the CLI's SelfSubjectReview).
+    let me = kubectl(
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert!(!me.trim().is_empty());
+    let last = ns_annotation(&c, &ns, "siesta.dev/last-activity")
+        .await
+        .unwrap_or_default();
+    assert!(last.contains(&format!("manual {} ", me.trim())), "{last}");
+    let waking: Vec<_> = events_for(&c, &ns, &ns)
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "Waking")
+        .collect();
+    assert!(
+        waking.iter().any(|(_, note)| note.contains(me.trim())),
+        "{waking:?}"
+    );
+    assert_eq!(
+        ns_annotation(&c, &ns, "siesta.dev/requested-by").await,
+        None
+    );
     let shown = kubectl(&["get", "ns", &ns, "-L", "siesta.dev/state"], None);
     assert!(shown.lines().nth(1).unwrap().contains("awake"), "{shown}");
     remove_namespace(&c, &ns).await;

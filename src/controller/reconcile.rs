@@ -243,6 +243,8 @@ struct Executor<'a> {
     report: scaler::Report,
     /// What a sleep pass would stop now (cores, bytes), in observe mode.
     potential_rate: (f64, f64),
+    /// Who asked for `siesta.dev/action`, as the CLI wrote it.
+    requested_by: Option<String>,
     now: DateTime<Utc>,
 }
 
@@ -266,6 +268,10 @@ impl<'a> Executor<'a> {
             config,
             report: scaler::Report::default(),
             potential_rate: (0.0, 0.0),
+            requested_by: ns
+                .annotations()
+                .get(annotations::REQUESTED_BY)
+                .map(|u| annotations::truncate(u, annotations::MAX_DESCRIPTION)),
             now,
         }
     }
@@ -314,8 +320,9 @@ impl<'a> Executor<'a> {
                     STATE: to.as_str(),
                     STATE_SINCE: format_instant(now),
                     REASON: reason.as_str(),
-                    LAST_ACTIVITY: ctx.describe_activity(name),
+                    LAST_ACTIVITY: self.activity(reason),
                     ACTION: null,
+                    annotations::REQUESTED_BY: null,
                 });
                 // A wake writes the sleep's savings in the same request, so
                 // the totals survive whatever happens to this process next.
@@ -340,7 +347,8 @@ impl<'a> Executor<'a> {
                 }
             }
             Effect::ClearAction => {
-                patch_namespace(&ctx.client, name, json!({ ACTION: null })).await?;
+                let clear = json!({ ACTION: null, annotations::REQUESTED_BY: null });
+                patch_namespace(&ctx.client, name, clear).await?;
             }
             Effect::StillAsRead => {
                 if !still_as_read(&ctx.client, &self.ns).await? {
@@ -422,7 +430,11 @@ impl<'a> Executor<'a> {
             }
             Effect::Announce(a) => {
                 let changed: u32 = self.report.changed.values().sum();
-                let activity = ctx.describe_activity(name);
+                let activity = match a {
+                    Announcement::Sleeping(r)
+                    | Announcement::Waking(r)
+                    | Announcement::WouldSleep(r) => self.activity(r),
+                };
                 let (reason, note) = match a {
                     Announcement::Sleeping(reason) => (
                         "Sleeping",
@@ -458,6 +470,7 @@ impl<'a> Executor<'a> {
                     OBSERVED_SINCE: format_instant(now),
                     OBSERVED_REASON: reason.as_str(),
                     ACTION: null,
+                    annotations::REQUESTED_BY: null,
                 });
                 if to == State::Asleep {
                     totals.sleeps += 1;
@@ -538,6 +551,20 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// The activity a transition for `reason` names: for a manual one, the
+    /// user who asked (as the CLI wrote it), else the newest counted activity.
+    fn activity(&self, reason: crate::model::Reason) -> String {
+        match (&self.requested_by, reason) {
+            (Some(user), crate::model::Reason::Manual) => {
+                format!(
+                    "{} manual {user} siesta.dev/action",
+                    format_instant(self.now)
+                )
+            }
+            _ => self.ctx.describe_activity(&self.name),
+        }
     }
 
     /// Observe mode's potential savings now, like [`Executor::totals`].
