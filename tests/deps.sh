@@ -3,7 +3,7 @@
 # Debian packages (only the missing ones), then the control plane from Go modules.
 set -euo pipefail
 need=()
-for pair in openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk haproxy:haproxy h2load:nghttp2-client; do
+for pair in openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk haproxy:haproxy h2load:nghttp2-client chromium:chromium chromedriver:chromium-driver; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

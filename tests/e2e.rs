@@ -19,39 +19,22 @@ async fn a_sleeping_namespace_wakes_on_its_first_http_request_through_the_proxy(
     sleep_and_wait(&c, &ns).await;
 
     let upstream = backend().await;
-    let routes = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        routes.path(),
-        format!("routes:\n  - host: app.e2e.test\n    upstream: http://127.0.0.1:{upstream}\n    namespace: {ns}\n"),
-    )
-    .unwrap();
     let listen = free_port();
-    let proxy = Siesta::start(
+    let proxy = Siesta::proxy_with_route(
         SIESTA,
-        &[
-            "proxy",
-            "--routes",
-            routes.path().to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{listen}"),
-        ],
-        &[],
-    );
-    proxy.wait_ready().await;
+        &format!("127.0.0.1:{listen}"),
+        "app.e2e.test",
+        upstream,
+        &ns,
+    )
+    .await;
 
     let t = Instant::now();
     let answer = get_via_proxy(listen, "app.e2e.test").await;
     let held = t.elapsed();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("hello"), "{answer}");
-    assert_eq!(
-        ns_annotation(&c, &ns, "siesta.dev/state").await.as_deref(),
-        Some("awake")
-    );
-    assert_eq!(
-        ns_annotation(&c, &ns, "siesta.dev/reason").await.as_deref(),
-        Some("http")
-    );
+    assert_state(&c, &ns, "awake", "http").await;
     assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(2));
     println!(
         "first request held {:.2} s while the namespace woke",

@@ -73,6 +73,19 @@ pub async fn namespace(
     name
 }
 
+/// Assert a namespace's recorded state and reason.
+pub async fn assert_state(c: &kube::Client, ns: &str, state: &str, reason: &str) {
+    let got = (
+        ns_annotation(c, ns, "siesta.dev/state").await,
+        ns_annotation(c, ns, "siesta.dev/reason").await,
+    );
+    assert_eq!(
+        (got.0.as_deref(), got.1.as_deref()),
+        (Some(state), Some(reason)),
+        "state and reason of {ns}"
+    );
+}
+
 /// Delete a namespace, if it is there.
 pub async fn remove_namespace(client: &kube::Client, ns: &str) {
     let _ = Api::<Namespace>::all(client.clone())

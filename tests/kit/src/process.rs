@@ -11,6 +11,8 @@ use crate::{eventually, free_port, http_get};
 pub struct Siesta {
     pub child: Child,
     pub admin: u16,
+    /// Files the process reads for as long as it runs (a routes file).
+    files: Vec<tempfile::NamedTempFile>,
 }
 
 impl Siesta {
@@ -36,7 +38,33 @@ impl Siesta {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start siesta");
-        Siesta { child, admin }
+        Siesta {
+            child,
+            admin,
+            files: Vec::new(),
+        }
+    }
+
+    /// A ready `siesta proxy` on `listen` with one route: `host` to the
+    /// backend on 127.0.0.1:`upstream`, for `namespace`.
+    pub async fn proxy_with_route(
+        bin: &str,
+        listen: &str,
+        host: &str,
+        upstream: u16,
+        namespace: &str,
+    ) -> Siesta {
+        let routes = tempfile::NamedTempFile::new().expect("routes file");
+        std::fs::write(
+            routes.path(),
+            format!("routes:\n  - host: {host}\n    upstream: http://127.0.0.1:{upstream}\n    namespace: {namespace}\n"),
+        )
+        .expect("write routes");
+        let path = routes.path().to_str().expect("a UTF-8 path").to_string();
+        let mut proxy = Siesta::start(bin, &["proxy", "--routes", &path, "--listen", listen], &[]);
+        proxy.files.push(routes);
+        proxy.wait_ready().await;
+        proxy
     }
 
     /// A controller managing only namespaces labelled `siesta-test=<group>`.
