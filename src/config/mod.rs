@@ -766,4 +766,32 @@ policies:
             let _ = parse("f", &src);
         }
     }
+
+    #[test]
+    fn a_policy_can_put_namespaces_in_observe_mode_and_a_misspelling_is_located() {
+        let c = parse(
+            "f",
+            "policies:\n  - {name: trial, namespaceSelector: {matchLabels: {env: dev}}, enabled: observe}\n",
+        )
+        .expect("valid");
+        let (p, _) = c.resolve(&labels(&[("env", "dev")]), &Overrides::default());
+        assert!(p.enabled && p.observe);
+        // The namespace's own annotation wins over the policy, either way.
+        let own = Overrides {
+            enabled: Some(Enabled::Yes),
+            ..Overrides::default()
+        };
+        let (p, _) = c.resolve(&labels(&[("env", "dev")]), &own);
+        assert!(p.enabled && !p.observe);
+        let err = parse(
+            "f",
+            "policies:\n  - name: trial\n    namespaceSelector: {}\n    enabled: observing\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 4") && err.contains("\"observing\""),
+            "{err}"
+        );
+    }
 }
