@@ -18,6 +18,10 @@ pub enum Ignored {
     Component,
     /// A service account of kube-system (or another system namespace).
     SystemServiceAccount,
+    /// A GitOps agent's service account (Flux's `flux-system`, Argo CD's
+    /// `argocd`): its reconciles act in every tenant's namespace every few
+    /// seconds and would keep each one awake.
+    GitOpsAgent,
     /// A service account acting in its own namespace: the workload itself.
     OwnServiceAccount,
     /// A service account writing Leases or Events: leader election, housekeeping.
@@ -44,6 +48,8 @@ pub enum Verdict<'e> {
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:";
 /// Namespaces whose service accounts belong to the cluster itself.
 const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-node-lease", "kube-public"];
+/// Namespaces of GitOps agents' service accounts (their default installs).
+const GITOPS_NAMESPACES: &[&str] = &["flux-system", "argocd"];
 /// Groups of identities that are never people.
 const COMPONENT_GROUPS: &[&str] = &["system:nodes", "system:serviceaccounts:kube-system"];
 /// What service accounts write to stay alive, not because anyone is at work.
@@ -230,6 +236,9 @@ impl Rules {
             let sa_namespace = sa.split_once(':').map_or(sa, |(ns, _)| ns);
             if SYSTEM_NAMESPACES.contains(&sa_namespace) {
                 return Verdict::Ignore(Ignored::SystemServiceAccount);
+            }
+            if GITOPS_NAMESPACES.contains(&sa_namespace) {
+                return Verdict::Ignore(Ignored::GitOpsAgent);
             }
             if sa_namespace == namespace {
                 return Verdict::Ignore(Ignored::OwnServiceAccount);
@@ -615,9 +624,26 @@ mod tests {
             COUNTS,
             "pods/log does not cover pods"
         );
+    }
+
+    #[test]
+    fn gitops_agents_reconciling_in_a_tenants_namespace_never_count() {
+        let rules = Rules::default();
+        for sa in [
+            "system:serviceaccount:flux-system:kustomize-controller",
+            "system:serviceaccount:flux-system:helm-controller",
+            "system:serviceaccount:argocd:argocd-application-controller",
+        ] {
+            assert_eq!(
+                Line::person().user(sa).judged(&rules),
+                Verdict::Ignore(Ignored::GitOpsAgent),
+                "{sa}"
+            );
+        }
+        // Another namespace's deployer still counts.
         assert_eq!(
             Line::person()
-                .user("system:serviceaccount:flux-system:helm-controller")
+                .user("system:serviceaccount:ci:deployer")
                 .judged(&rules),
             COUNTS
         );
