@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::annotations::{EXCLUDE, ORIGINAL_REPLICAS, ORIGINAL_SUSPEND, parse_bool};
+use crate::gitops::{Agent, DISABLED, ORIGINAL_RECONCILE};
 
 /// Marks a workload someone else took over while its namespace slept.
 pub const RELEASED: &str = "siesta.dev/released";
@@ -45,6 +46,14 @@ pub struct Item {
     pub reference: ObjectReference,
     /// Pod template requests: (CPU cores, memory bytes) per replica.
     pub requests: (f64, f64),
+    /// The GitOps agent that manages it, if Siesta knows it.
+    pub agent: Option<Agent>,
+    /// The current value of the agent's pause annotation, if it has one.
+    pub pause_value: Option<String>,
+    /// What that annotation was before sleep paused it (`""`: absent).
+    pub original_pause: Option<String>,
+    /// The field manager that last set the replica count (or `suspend`).
+    pub scaled_by: Option<String>,
 }
 
 /// What a pass would change on one workload.
@@ -92,6 +101,9 @@ pub fn wake_step(item: &Item) -> Step {
     match &item.record {
         Some(Ok(n)) if item.running == 0 => Step::Restore { to: *n },
         Some(Ok(_)) => Step::DropRecord,
+        // A pause left without its record (a person removed the record):
+        // give the agent its workload back.
+        None if item.original_pause.is_some() => Step::DropRecord,
         // An unreadable record is never removed: a person must look at it.
         _ => Step::Nothing,
     }
@@ -120,7 +132,7 @@ pub fn patch_for(item: &Item, step: &Step) -> Option<Value> {
         }
     };
     let rv = &item.resource_version;
-    let patch = match step {
+    let mut patch = match step {
         Step::Sleep { from } => json!({
             "metadata": { "resourceVersion": rv, "annotations": { record_key: record_value(*from) } },
             "spec": spec(0),
@@ -130,7 +142,7 @@ pub fn patch_for(item: &Item, step: &Step) -> Option<Value> {
             "spec": spec(*to),
         }),
         Step::Release => json!({
-            "metadata": { "resourceVersion": rv, "annotations": { record_key: null, RELEASED: "true" } },
+            "metadata": { "resourceVersion": rv, "annotations": { record_key: null, RELEASED: released_by(item) } },
         }),
         Step::DropRecord => json!({
             "metadata": { "resourceVersion": rv, "annotations": { record_key: null } },
@@ -140,7 +152,39 @@ pub fn patch_for(item: &Item, step: &Step) -> Option<Value> {
         }),
         Step::Nothing => return None,
     };
+    // The agent's pause travels with the record: set by the request that
+    // scales to zero, put back by the one that restores or lets go.
+    let annotations = &mut patch["metadata"]["annotations"];
+    match step {
+        Step::Sleep { .. } => {
+            if let Some(key) = item.agent.as_ref().and_then(Agent::pause_annotation)
+                && item.original_pause.is_none()
+            {
+                annotations[key] = json!(DISABLED);
+                annotations[ORIGINAL_RECONCILE] =
+                    json!(item.pause_value.clone().unwrap_or_default());
+            }
+        }
+        Step::Restore { .. } | Step::DropRecord | Step::Unmark => {
+            if let Some(original) = &item.original_pause {
+                if let Some(key) = item.agent.as_ref().and_then(Agent::pause_annotation) {
+                    annotations[key] = if original.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(original)
+                    };
+                }
+                annotations[ORIGINAL_RECONCILE] = Value::Null;
+            }
+        }
+        Step::Release | Step::Nothing => {}
+    }
     Some(patch)
+}
+
+/// The value of `siesta.dev/released`: who scaled it up, when known.
+fn released_by(item: &Item) -> String {
+    item.scaled_by.clone().unwrap_or_else(|| "true".into())
 }
 
 /// The kinds the scaler manages, read into [`Item`]s.
@@ -166,9 +210,19 @@ pub trait Workload:
         })
     }
     fn pod_requests(&self) -> (f64, f64);
+    /// The spec field a sleep sets (`replicas`; a CronJob's `suspend`).
+    const SCALE_FIELD: &'static str = "f:replicas";
     fn item(&self) -> Item {
         let meta = self.meta();
         let ann = meta.annotations.clone().unwrap_or_default();
+        let managers: Vec<&str> = meta
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.as_deref())
+            .collect();
+        let empty = BTreeMap::new();
+        let agent = crate::gitops::detect(meta.labels.as_ref().unwrap_or(&empty), &ann, &managers);
         Item {
             kind: Self::NAME,
             name: self.name_any(),
@@ -184,8 +238,34 @@ pub trait Workload:
             record: Self::record_of(&ann),
             reference: self.object_ref(&()),
             requests: self.pod_requests(),
+            pause_value: agent
+                .as_ref()
+                .and_then(Agent::pause_annotation)
+                .and_then(|key| ann.get(key).cloned()),
+            agent,
+            original_pause: ann.get(ORIGINAL_RECONCILE).cloned(),
+            scaled_by: scaled_by(meta, Self::SCALE_FIELD),
         }
     }
+}
+
+/// The field manager that owns the scale field now, other than Siesta: who
+/// scaled the workload up while it slept.
+fn scaled_by(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    field: &str,
+) -> Option<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() != Some(crate::FIELD_MANAGER))
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:spec").and_then(|s| s.get(field)).is_some())
+        })
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
 }
 
 fn template_requests(spec: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> (f64, f64) {
@@ -235,6 +315,7 @@ replica_workload!(ReplicaSet, "ReplicaSet", |s| s.template.as_ref());
 
 impl Workload for CronJob {
     const NAME: &'static str = "CronJob";
+    const SCALE_FIELD: &'static str = "f:suspend";
     fn running(&self) -> i32 {
         i32::from(!self.spec.suspend.unwrap_or(false))
     }
@@ -258,8 +339,15 @@ impl Workload for CronJob {
 pub struct Report {
     /// Workloads changed (slept or restored), by kind.
     pub changed: BTreeMap<&'static str, u32>,
-    /// Workloads someone else took over (released or record dropped).
-    pub conflicts: Vec<ObjectReference>,
+    /// Workloads someone else took over (released or record dropped), with
+    /// the field manager that scaled them, when known.
+    pub conflicts: Vec<(ObjectReference, Option<String>)>,
+    /// Workloads whose GitOps agent the pass paused, by agent.
+    pub paused: BTreeMap<String, u32>,
+    /// The GitOps agents managing its workloads (`flux`, `helm`, `argocd`).
+    pub agents: std::collections::BTreeSet<&'static str>,
+    /// Workloads Argo CD scaled back up while asleep (`Deployment/web`).
+    pub undone_by_argo_cd: Vec<String>,
     /// Unreadable records left for a person.
     pub unreadable: Vec<(ObjectReference, String)>,
     /// Managed workloads that are running but not all ready (wake pass).
@@ -291,6 +379,11 @@ impl Report {
                 *all.asleep.entry(k).or_default() += n;
             }
             all.conflicts.extend(p.conflicts);
+            for (k, n) in p.paused {
+                *all.paused.entry(k).or_default() += n;
+            }
+            all.agents.extend(p.agents);
+            all.undone_by_argo_cd.extend(p.undone_by_argo_cd);
             all.unreadable.extend(p.unreadable);
             all.not_ready += p.not_ready;
             all.cpu_cores += p.cpu_cores;
@@ -303,7 +396,23 @@ impl Report {
 
 /// Add one workload's sleeping requests to a report.
 pub fn account(item: &Item, report: &mut Report) {
-    if item.owned || item.excluded {
+    if item.owned {
+        return;
+    }
+    if let Some(agent) = &item.agent {
+        report.agents.insert(agent.short());
+    }
+    if item.released
+        && item
+            .scaled_by
+            .as_deref()
+            .is_some_and(crate::gitops::is_argo_cd)
+    {
+        report
+            .undone_by_argo_cd
+            .push(format!("{}/{}", item.kind, item.name));
+    }
+    if item.excluded {
         return;
     }
     if let Some(Ok(n)) = item.record
@@ -350,6 +459,10 @@ mod tests {
             record: record.map(Ok),
             reference: ObjectReference::default(),
             requests: (0.1, 1e8),
+            agent: None,
+            pause_value: None,
+            original_pause: None,
+            scaled_by: None,
         }
     }
 
@@ -482,5 +595,83 @@ mod tests {
         assert!((r.cpu_cores - 0.3).abs() < 1e-9, "{r:?}");
         assert_eq!(r.memory_bytes, 3e8);
         assert_eq!(r.asleep.get("Deployment"), Some(&3));
+    }
+
+    fn flux(mut it: Item) -> Item {
+        it.agent = Some(Agent::Kustomization("flux-system".into(), "apps".into()));
+        it
+    }
+
+    #[test]
+    fn sleep_pauses_flux_in_the_same_patch_and_wake_gives_it_back() {
+        let it = flux(item("Deployment", 3, None));
+        let p = patch_for(&it, &sleep_step(&it)).unwrap();
+        let ann = &p["metadata"]["annotations"];
+        assert_eq!(ann[crate::gitops::FLUX_RECONCILE], "disabled");
+        assert_eq!(ann[ORIGINAL_RECONCILE], "", "it had none");
+        assert_eq!(ann[ORIGINAL_REPLICAS], "3");
+        assert_eq!(p["spec"]["replicas"], 0);
+
+        let mut asleep = flux(item("Deployment", 0, Some(3)));
+        asleep.original_pause = Some(String::new());
+        asleep.pause_value = Some("disabled".into());
+        let p = patch_for(&asleep, &wake_step(&asleep)).unwrap();
+        let ann = &p["metadata"]["annotations"];
+        assert!(ann[crate::gitops::FLUX_RECONCILE].is_null(), "{p}");
+        assert!(ann[ORIGINAL_RECONCILE].is_null());
+        assert_eq!(p["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn a_users_own_pause_is_kept_through_sleep_and_wake() {
+        let mut it = flux(item("Deployment", 2, None));
+        it.pause_value = Some("disabled".into());
+        let p = patch_for(&it, &sleep_step(&it)).unwrap();
+        assert_eq!(p["metadata"]["annotations"][ORIGINAL_RECONCILE], "disabled");
+        let mut asleep = flux(item("Deployment", 0, Some(2)));
+        asleep.original_pause = Some("disabled".into());
+        let p = patch_for(&asleep, &wake_step(&asleep)).unwrap();
+        assert_eq!(
+            p["metadata"]["annotations"][crate::gitops::FLUX_RECONCILE],
+            "disabled"
+        );
+    }
+
+    #[test]
+    fn helm_releases_get_drift_detection_off_and_argo_cd_gets_nothing() {
+        let mut it = item("StatefulSet", 1, None);
+        it.agent = Some(Agent::HelmRelease("team-a".into(), "db".into()));
+        let p = patch_for(&it, &sleep_step(&it)).unwrap();
+        assert_eq!(
+            p["metadata"]["annotations"][crate::gitops::HELM_DRIFT_DETECTION],
+            "disabled"
+        );
+        it.agent = Some(Agent::ArgoCd("shop".into()));
+        let p = patch_for(&it, &sleep_step(&it)).unwrap();
+        assert!(
+            p["metadata"]["annotations"]
+                .get(ORIGINAL_RECONCILE)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_release_keeps_the_pause_until_wake_and_a_lone_pause_is_given_back() {
+        let mut it = flux(item("Deployment", 2, Some(2)));
+        it.original_pause = Some(String::new());
+        it.scaled_by = Some("argocd-controller".into());
+        assert_eq!(sleep_step(&it), Step::Release);
+        let p = patch_for(&it, &Step::Release).unwrap();
+        assert_eq!(p["metadata"]["annotations"][RELEASED], "argocd-controller");
+        assert!(
+            p["metadata"]["annotations"]
+                .get(ORIGINAL_RECONCILE)
+                .is_none()
+        );
+        let mut lone = flux(item("Deployment", 2, None));
+        lone.original_pause = Some(String::new());
+        assert_eq!(wake_step(&lone), Step::DropRecord);
+        let p = patch_for(&lone, &Step::DropRecord).unwrap();
+        assert!(p["metadata"]["annotations"][ORIGINAL_RECONCILE].is_null());
     }
 }

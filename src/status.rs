@@ -26,6 +26,8 @@ pub struct Row {
     pub last_activity: String,
     pub next_change: String,
     pub savings: String,
+    /// GitOps agents managing its workloads (`flux`, `argocd`), or `-`.
+    pub gitops: String,
 }
 
 /// The annotations `siesta sleep` or `siesta wake [--for D]` writes, or why
@@ -145,6 +147,7 @@ pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::R
     let config = AdminConfig::default();
     let now = Utc::now();
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for ns in namespaces {
         let empty = BTreeMap::new();
         let ann = ns.metadata.annotations.as_ref().unwrap_or(&empty);
@@ -187,6 +190,14 @@ pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::R
             });
             (observed, saved)
         });
+        let report = crate::workloads::inspect(&client, &name).await?;
+        if !report.undone_by_argo_cd.is_empty() {
+            notes.push(format!(
+                "{name}: {} scaled back up by Argo CD while asleep: Argo CD's self-heal undoes sleep; to let it sleep, {}",
+                report.undone_by_argo_cd.join(", "),
+                crate::gitops::ARGO_CD_FIX
+            ));
+        }
         let savings = if let Some((_, saved)) = potential {
             let saved = saved.unwrap_or_else(|| crate::annotations::Saved::zero(now));
             format!(
@@ -196,7 +207,6 @@ pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::R
                 saved.cpu_core_seconds / 3600.0
             )
         } else if recorded.state == State::Asleep {
-            let report = crate::workloads::inspect(&client, &name).await?;
             let hours = recorded
                 .since
                 .map(|s| (now - s).num_seconds().max(0) as f64 / 3600.0)
@@ -236,9 +246,17 @@ pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::R
             }),
             next_change,
             savings,
+            gitops: if report.agents.is_empty() {
+                "-".into()
+            } else {
+                report.agents.iter().copied().collect::<Vec<_>>().join(",")
+            },
         });
     }
     print!("{}", render(&rows));
+    for note in notes {
+        println!("\n{note}");
+    }
     Ok(())
 }
 
@@ -252,8 +270,9 @@ pub fn render(rows: &[Row]) -> String {
         "LAST ACTIVITY",
         "NEXT CHANGE",
         "SAVINGS",
+        "GITOPS",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -264,6 +283,7 @@ pub fn render(rows: &[Row]) -> String {
                 r.last_activity.clone(),
                 r.next_change.clone(),
                 r.savings.clone(),
+                r.gitops.clone(),
             ]
         })
         .collect();
@@ -311,6 +331,7 @@ mod tests {
             last_activity: "2026-11-22T09:30:00Z api alice get pods".into(),
             next_change: "-".into(),
             savings: "0.0316 USD".into(),
+            gitops: "flux".into(),
         };
         let t = render(&[row]);
         let lines: Vec<&str> = t.lines().collect();

@@ -90,8 +90,18 @@ async fn pass_kind<K: Workload>(
                     if matches!(step, Step::Sleep { .. } | Step::Restore { .. }) {
                         *report.changed.entry(K::NAME).or_default() += 1;
                     }
-                    if matches!(step, Step::Release | Step::DropRecord) {
-                        report.conflicts.push(item.reference.clone());
+                    if let (Step::Sleep { .. }, Some(agent)) = (&step, &item.agent)
+                        && agent.pause_annotation().is_some()
+                    {
+                        *report.paused.entry(agent.to_string()).or_default() += 1;
+                    }
+                    // Someone else's change; a lone pause given back is not one.
+                    if matches!(step, Step::Release)
+                        || (matches!(step, Step::DropRecord) && item.record.is_some())
+                    {
+                        report
+                            .conflicts
+                            .push((item.reference.clone(), item.scaled_by.clone()));
                     }
                     item = updated.item();
                     break;

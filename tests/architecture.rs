@@ -15,6 +15,7 @@ const CORE: &[&str] = &[
     "config",
     "decide",
     "scaler",
+    "gitops",
     "plan",
 ];
 

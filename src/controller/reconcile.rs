@@ -439,7 +439,8 @@ impl<'a> Executor<'a> {
                     Announcement::Sleeping(reason) => (
                         "Sleeping",
                         format!(
-                            "asleep ({reason}): {changed} workload(s) scaled to zero or suspended; last activity: {activity}"
+                            "asleep ({reason}): {changed} workload(s) scaled to zero or suspended{}; last activity: {activity}",
+                            paused(&self.report.paused)
                         ),
                     ),
                     Announcement::Waking(reason) => (
@@ -657,12 +658,18 @@ impl<'a> Executor<'a> {
                 0
             },
         );
-        for reference in &report.conflicts {
+        for (reference, by) in &report.conflicts {
             m.namespace.conflict(name);
             let what = describe(reference);
+            let argo = by.as_deref().is_some_and(crate::gitops::is_argo_cd);
+            let who = by.as_deref().unwrap_or("someone else");
             let note = match pass {
+                Pass::Sleep if argo => format!(
+                    "{what} was scaled back up by Argo CD ({who}) while the namespace slept: Argo CD's self-heal undoes sleep. To let it sleep, {}. Siesta lets the change win and leaves it alone until the namespace wakes",
+                    crate::gitops::ARGO_CD_FIX
+                ),
                 Pass::Sleep => format!(
-                    "{what} was scaled up by someone else while the namespace slept; Siesta lets that change win and leaves it alone until the namespace wakes"
+                    "{what} was scaled up by {who} while the namespace slept; Siesta lets that change win and leaves it alone until the namespace wakes"
                 ),
                 Pass::Wake => format!(
                     "{what} was changed by someone else while the namespace slept; Siesta kept their change and dropped its record"
@@ -687,6 +694,19 @@ impl<'a> Executor<'a> {
             .await;
         }
     }
+}
+
+/// `, GitOps paused on 2 (Flux Kustomization flux-system/apps)`, or nothing.
+fn paused(by_agent: &BTreeMap<String, u32>) -> String {
+    if by_agent.is_empty() {
+        return String::new();
+    }
+    let n: u32 = by_agent.values().sum();
+    let agents: Vec<&str> = by_agent.keys().map(String::as_str).collect();
+    format!(
+        ", GitOps reconcile paused on {n} until the wake ({})",
+        agents.join(", ")
+    )
 }
 
 fn describe(reference: &ObjectReference) -> String {

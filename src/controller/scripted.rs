@@ -182,6 +182,20 @@ impl Scripted {
         }
     }
 
+    /// A namespace Siesta put to sleep five minutes ago (idle after 1 h).
+    fn asleep_for_five_minutes() -> Scripted {
+        let api = Scripted::new();
+        let slept = crate::model::format_instant(Utc::now() - chrono::Duration::minutes(5));
+        api.put(
+            NS,
+            namespace(
+                json!({"siesta.dev/enabled": "true", "siesta.dev/state": "asleep",
+                             "siesta.dev/state-since": slept, "siesta.dev/idle-after": "1h"}),
+            ),
+        );
+        api
+    }
+
     fn put(&self, path: &str, object: Value) {
         self.store.lock().unwrap().put(path, object);
     }
@@ -217,6 +231,13 @@ fn position(writes: &[Seen], wanted: impl Fn(&Seen) -> bool) -> usize {
         .iter()
         .position(wanted)
         .unwrap_or_else(|| panic!("no such write in {writes:#?}"))
+}
+
+/// A person asks for a sleep or a wake.
+fn annotate_action(api: &Scripted, action: &str) {
+    let mut ns = api.object(NS);
+    ns["metadata"]["annotations"]["siesta.dev/action"] = json!(action);
+    api.put(NS, ns);
 }
 
 fn event_reason(s: &Seen) -> Option<&str> {
@@ -391,15 +412,7 @@ async fn wake_writes_the_savings_with_the_state_restores_the_record_and_waits_fo
 
 #[tokio::test]
 async fn keeping_an_asleep_namespace_puts_a_new_workload_to_sleep_and_nothing_else() {
-    let api = Scripted::new();
-    let slept = crate::model::format_instant(Utc::now() - chrono::Duration::minutes(5));
-    api.put(
-        NS,
-        namespace(
-            json!({"siesta.dev/enabled": "true", "siesta.dev/state": "asleep",
-                         "siesta.dev/state-since": slept, "siesta.dev/idle-after": "1h"}),
-        ),
-    );
+    let api = Scripted::asleep_for_five_minutes();
     api.put(
         WEB,
         deployment("web", 0, 0, json!({"siesta.dev/original-replicas": "2"})),
@@ -565,4 +578,95 @@ async fn a_keep_awake_beyond_the_admins_maximum_is_brought_back_with_a_warning()
     let before = api.writes().len();
     api.reconcile().await.expect("reconciled");
     assert_eq!(api.writes().len(), before);
+}
+
+#[tokio::test]
+async fn a_flux_managed_workload_sleeps_with_flux_paused_and_wakes_with_it_back() {
+    let api = Scripted::new();
+    api.put(
+        NS,
+        namespace(json!({"siesta.dev/enabled": "true", "siesta.dev/action": "sleep"})),
+    );
+    let mut web = deployment("web", 2, 2, json!({}));
+    web["metadata"]["labels"] = json!({
+        "kustomize.toolkit.fluxcd.io/name": "apps",
+        "kustomize.toolkit.fluxcd.io/namespace": "flux-system"
+    });
+    api.put(WEB, web);
+    api.reconcile().await.expect("reconciled");
+    let writes = api.writes();
+    let scaled = position(&writes, |s| s.path == WEB);
+    let ann = &writes[scaled].body["metadata"]["annotations"];
+    // One request: zero, the record, Flux paused and what it had before.
+    assert_eq!(writes[scaled].body["spec"]["replicas"], 0);
+    assert_eq!(ann["siesta.dev/original-replicas"], "2");
+    assert_eq!(ann["kustomize.toolkit.fluxcd.io/reconcile"], "disabled");
+    assert_eq!(ann["siesta.dev/original-reconcile"], "");
+    let sleeping = writes
+        .iter()
+        .find(|s| event_reason(s) == Some("Sleeping"))
+        .expect("a Sleeping Event");
+    let note = sleeping.body["note"].as_str().unwrap();
+    assert!(
+        note.contains("paused on 1") && note.contains("Flux Kustomization flux-system/apps"),
+        "{note}"
+    );
+
+    annotate_action(&api, "wake");
+    api.reconcile().await.expect("reconciled");
+    let web = api.object(WEB);
+    let ann = &web["metadata"]["annotations"];
+    assert_eq!(web["spec"]["replicas"], 2);
+    assert!(
+        ann.get("kustomize.toolkit.fluxcd.io/reconcile").is_none(),
+        "{ann}"
+    );
+    assert!(ann.get("siesta.dev/original-reconcile").is_none(), "{ann}");
+    assert!(ann.get("siesta.dev/original-replicas").is_none(), "{ann}");
+}
+
+#[tokio::test]
+async fn argo_cd_undoing_a_sleep_is_named_with_the_fix_in_the_event() {
+    let api = Scripted::asleep_for_five_minutes();
+    // Recorded asleep, but back at 2: Argo CD's controller owns the count now.
+    let mut web = deployment("web", 2, 2, json!({"siesta.dev/original-replicas": "2"}));
+    web["metadata"]["managedFields"] = json!([
+        {"manager": "siesta", "operation": "Update", "apiVersion": "apps/v1",
+         "time": "2026-12-02T10:00:00Z", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:metadata": {"f:annotations": {"f:siesta.dev/original-replicas": {}}}}},
+        {"manager": "argocd-controller", "operation": "Apply", "apiVersion": "apps/v1",
+         "time": "2026-12-02T10:01:00Z", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]);
+    api.put(WEB, web);
+    api.reconcile().await.expect("reconciled");
+    let web = api.object(WEB);
+    assert_eq!(web["spec"]["replicas"], 2, "their change wins");
+    assert_eq!(
+        web["metadata"]["annotations"]["siesta.dev/released"],
+        "argocd-controller"
+    );
+    let writes = api.writes();
+    let changed: Vec<&str> = writes
+        .iter()
+        .filter(|s| event_reason(s) == Some("ChangedWhileAsleep"))
+        .filter_map(|s| s.body["note"].as_str())
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(
+        changed[0].contains("Argo CD (argocd-controller)")
+            && changed[0].contains("managedFieldsManagers: [siesta]")
+            && changed[0].contains("RespectIgnoreDifferences=true"),
+        "{}",
+        changed[0]
+    );
+    // Looked at again during the same sleep: no second Event, no fight.
+    api.reconcile().await.expect("reconciled");
+    let again = api
+        .writes()
+        .iter()
+        .filter(|s| event_reason(s) == Some("ChangedWhileAsleep"))
+        .count();
+    assert_eq!(again, 1);
+    assert_eq!(api.object(WEB)["spec"]["replicas"], 2);
 }
