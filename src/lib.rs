@@ -31,6 +31,7 @@ pub mod reload;
 pub mod resources;
 pub mod scaler;
 pub mod schedule;
+pub mod slots;
 pub mod status;
 pub mod supervisor;
 pub mod workloads;
