@@ -395,6 +395,7 @@ label_values! {
         Config => "config",
         ProxyUpstream => "proxy_upstream",
         ProxyConnectionsFull => "proxy_connections_full",
+        ProxyConnectionEvicted => "proxy_connection_evicted",
         LeaderElection => "leader_election",
     }
 }

@@ -95,6 +95,22 @@ impl Slots {
         }
     }
 
+    /// [`Slots::admit`], but when that would evict, first let every task of
+    /// this runtime that is ready run, and the I/O driver be polled: a
+    /// connection accepted a moment ago whose head has come then keeps its
+    /// slot before the choice is made, so an accept loop that takes many
+    /// connections in one go does not evict connections it has not let read.
+    pub async fn admit_fairly(self: &Arc<Self>) -> Admit {
+        let full = {
+            let t = self.table();
+            t.open >= self.limit || t.evictable.len() >= self.max_evictable
+        };
+        if full {
+            tokio::task::yield_now().await;
+        }
+        self.admit()
+    }
+
     /// Connections counted now, and how many of them are evictable.
     pub fn counts(&self) -> (usize, usize) {
         let t = self.table();
