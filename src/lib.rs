@@ -34,6 +34,7 @@ pub mod report;
 pub mod resources;
 pub mod scaler;
 pub mod schedule;
+pub mod slots;
 pub mod status;
 pub mod supervisor;
 pub mod workloads;

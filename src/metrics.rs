@@ -31,6 +31,7 @@ pub struct Metrics {
     /// workloads without requests, conflicts).
     pub namespace: Arc<NamespaceSeries>,
     pub audit_events: IntCounterVec,
+    pub audit_refusals: IntCounterVec,
     pub proxy_requests: IntCounterVec,
     pub proxy_held: IntGaugeVec,
     pub proxy_hold_duration: HistogramVec,
@@ -213,6 +214,7 @@ impl Metrics {
         let m = Metrics {
             namespace: b.namespace.clone(),
             audit_events: b.int_counter("siesta_audit_events_total", "Audit events ingested, by result (counted, ignored, invalid).", &["result"]),
+            audit_refusals: b.int_counter("siesta_audit_refusals_total", "Requests and connections the audit webhook refused, by reason (bodies_full 429, queue_full 503, unauthorized 401, first_head_timeout, peer_connections, connections_full, evicted).", &["reason"]),
             proxy_requests: b.int_counter("siesta_proxy_requests_total", "Requests answered by the proxy, by namespace and status class (2xx, 3xx, 4xx, 5xx).", &["namespace", "code"]),
             proxy_held: b.int_gauge("siesta_proxy_held_requests", "Requests held while their namespace wakes.", ns),
             proxy_hold_duration: b.histogram("siesta_proxy_hold_duration_seconds", "How long held requests waited for their namespace to wake.", ns),
@@ -243,6 +245,9 @@ impl Metrics {
         for result in AUDIT_RESULTS {
             m.audit_events.with_label_values(&[result]);
         }
+        for reason in AuditRefusal::ALL {
+            m.audit_refusals.with_label_values(&[reason.as_str()]);
+        }
         m.reconcile_duration.with_label_values(&[] as &[&str]);
         m
     }
@@ -250,6 +255,13 @@ impl Metrics {
     /// Count an error.
     pub fn error(&self, kind: ErrorKind) {
         self.errors.with_label_values(&[kind.as_str()]).inc();
+    }
+
+    /// Count a request or connection the audit webhook refused.
+    pub fn audit_refused(&self, reason: AuditRefusal) {
+        self.audit_refusals
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Count an admin config load.
@@ -383,10 +395,10 @@ pub const DESIGN_FAMILIES: &[&str] = &[
 /// A label value from a fixed set: each enum lists all of them (`ALL`), so
 /// their series can exist at 0 from the start.
 macro_rules! label_values {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $value:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $value:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -414,7 +426,30 @@ label_values! {
         Config => "config",
         ProxyUpstream => "proxy_upstream",
         ProxyConnectionsFull => "proxy_connections_full",
+        ProxyConnectionEvicted => "proxy_connection_evicted",
         LeaderElection => "leader_election",
+    }
+}
+
+label_values! {
+    /// The `reason` of `siesta_audit_refusals_total`: why the audit webhook
+    /// refused a request (an answer that the API server retries, or 401) or
+    /// closed a connection before serving it.
+    AuditRefusal {
+        /// `429`: the bodies in flight hold the whole budget.
+        BodiesFull => "bodies_full",
+        /// `503`: the worker's queue is full.
+        QueueFull => "queue_full",
+        /// `401`: no valid token or client certificate.
+        Unauthorized => "unauthorized",
+        /// No TLS handshake and first request head in time.
+        FirstHeadTimeout => "first_head_timeout",
+        /// Closed unread: its address has as many connections open as it may.
+        PeerConnections => "peer_connections",
+        /// Closed unread: every slot is held by an authenticated connection.
+        ConnectionsFull => "connections_full",
+        /// An unauthenticated connection closed to make room for a new one.
+        Evicted => "evicted",
     }
 }
 
@@ -503,6 +538,7 @@ mod tests {
             "siesta_reconciles_total{result=\"error\"} 0",
             "siesta_reconcile_failures_total{kind=\"forbidden\"} 0",
             "siesta_audit_events_total{result=\"invalid\"} 0",
+            "siesta_audit_refusals_total{reason=\"evicted\"} 0",
         ] {
             assert!(text.contains(series), "no {series} in a fresh registry");
         }

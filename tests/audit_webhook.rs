@@ -18,6 +18,7 @@ use siesta::activity::{AllAwake, Reporter};
 use siesta::audit::admission::BodyBudget;
 use siesta::audit::webhook::{Settings, Webhook};
 use siesta::audit::{Ingest, Rules};
+use siesta::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -98,7 +99,15 @@ async fn start(settings: Settings) -> (SocketAddr, Reporter) {
 
 /// Like [`start`], and the webhook's count of body bytes in flight.
 async fn start_with_budget(settings: Settings) -> (SocketAddr, Reporter, BodyBudget) {
-    let reporter = Reporter::new(Arc::new(AllAwake), None, None, Arc::default());
+    start_with_metrics(settings, Arc::default()).await
+}
+
+/// Like [`start_with_budget`], counting into `metrics`.
+async fn start_with_metrics(
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) -> (SocketAddr, Reporter, BodyBudget) {
+    let reporter = Reporter::new(Arc::new(AllAwake), None, None, metrics);
     let ingest = Ingest::new(Rules::default(), reporter.clone());
     let webhook = Webhook::bind(&settings).await.expect("webhook binds");
     let addr = webhook.local_addr().unwrap();
@@ -231,9 +240,14 @@ struct Answer {
 /// (any of 127/8), on a fresh connection; `None` when the connection ended
 /// without an answer.
 async fn post_from(from: [u8; 4], addr: SocketAddr, body: &str) -> Option<Answer> {
+    post_with(from, addr, "", body).await
+}
+
+/// [`post_from`] with `extra` header lines (each ending in CRLF).
+async fn post_with(from: [u8; 4], addr: SocketAddr, extra: &str, body: &str) -> Option<Answer> {
     let mut s = connect_from(from, addr).await.ok()?;
     let head = format!(
-        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
         body.len()
     );
     let _ = s.write_all(head.as_bytes()).await;
@@ -764,11 +778,117 @@ async fn bodies_held_unfinished_from_many_addresses_stay_within_the_budget_and_t
     three_batches_get_through(addr, &reporter, "after-attack").await;
 }
 
+/// The value of the series `series` (`name{labels}`) in `metrics`, or 0.
+fn sample(metrics: &Metrics, series: &str) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// 32 idle connections from each of `hosts` (127.0.0.N), and from each a
+/// loop that connects again as soon as the webhook closes one.
+async fn crowd(addr: SocketAddr, hosts: std::ops::RangeInclusive<u8>) -> Crowd {
+    let mut idle = Vec::new();
+    let mut loops = Vec::new();
+    for host in hosts {
+        for _ in 0..32 {
+            if let Ok(s) = connect_from([127, 0, 0, host], addr).await {
+                idle.push(s);
+            }
+        }
+        loops.push(tokio::spawn(async move {
+            loop {
+                match connect_from([127, 0, 0, host], addr).await {
+                    Ok(mut s) => {
+                        let _ = s.read(&mut [0u8; 1]).await;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        }));
+    }
+    Crowd { _idle: idle, loops }
+}
+
+/// Attackers' connections; dropping it ends them.
+struct Crowd {
+    _idle: Vec<TcpStream>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        for task in &self.loops {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_from_many_addresses_make_room_for_an_api_server_that_authenticates() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (addr, reporter, _) = start_with_metrics(
+        Settings {
+            token_file: Some(token_file(dir.path(), "s3cret")),
+            ..loopback()
+        },
+        metrics.clone(),
+    )
+    .await;
+    let token = "authorization: Bearer s3cret\r\n";
+    // The API server's kept-alive connection, authenticated by its first batch.
+    let mut kept = connect_from(LEGIT, addr).await.unwrap();
+    assert_eq!(
+        post_on_with(&mut kept, token, &event_list("kept-before")).await,
+        "HTTP/1.1 200 OK"
+    );
+
+    // Ten addresses, 32 idle connections each (320, more than the 256 slots
+    // in all) and a reconnect loop each: before, they took every slot.
+    let crowd = crowd(addr, 2..=11).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        sample(&metrics, "siesta_audit_refusals_total{reason=\"evicted\"}") > 0.0,
+        "the crowd never filled the unauthenticated share"
+    );
+
+    // New connections of the API server get in, each evicting the oldest
+    // unauthenticated one, and the authenticated one was never evicted.
+    for i in 0..3 {
+        let ns = format!("beside-crowd-{i}");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3),
+            post_with(LEGIT, addr, token, &event_list(&ns)),
+        )
+        .await;
+        assert_eq!(answer.ok(), Some(ok()), "batch {i}");
+        assert!(activity_seen(&reporter, &ns).await, "batch {i} not counted");
+    }
+    assert_eq!(
+        post_on_with(&mut kept, token, &event_list("kept-during")).await,
+        "HTTP/1.1 200 OK"
+    );
+    assert!(activity_seen(&reporter, "kept-during").await);
+    // An attacker without the token is no better off for asking.
+    let refused = post_from([127, 0, 0, 12], addr, &event_list("crowd-no-token")).await;
+    assert_eq!(refused.map(|a| a.status), Some(401));
+    assert_eq!(reporter.seen("crowd-no-token"), None);
+    drop(crowd);
+}
+
 /// A POST of `body` on `s`, kept alive; the answer's status line, once the
 /// whole answer (head and `content-length` bytes of body) is read.
 async fn post_on(s: &mut TcpStream, body: &str) -> String {
+    post_on_with(s, "", body).await
+}
+
+/// [`post_on`] with `extra` header lines (each ending in CRLF).
+async fn post_on_with(s: &mut TcpStream, extra: &str, body: &str) -> String {
     let head = format!(
-        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        "POST /audit HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n{extra}\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();

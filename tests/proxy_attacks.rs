@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use siesta::config::ProxyLimits;
+use siesta::metrics::Metrics;
 use siesta::proxy::{self, Options, Running, routes::parse_routes};
 use siesta_test_kit::{fast_path, statuses};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -424,32 +425,146 @@ async fn a_101_the_client_did_not_ask_for_is_never_a_tunnel() {
 
 // ---------- connection slots ----------
 
-#[tokio::test]
-async fn connections_past_the_cap_are_closed_at_once_and_slots_come_back() {
-    let (b, _) = recording_backend("app").await;
-    let limits = ProxyLimits {
-        max_connections: 3,
-        ..ProxyLimits::default()
+/// A proxy routing `app.test` to a recording backend, with at most `cap`
+/// client connections, counting into `metrics`.
+async fn capped(cap: usize, metrics: &Arc<Metrics>) -> (Running, Log) {
+    let (b, log) = recording_backend("app").await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = Options {
+        routes: Some(
+            parse_routes(&format!(
+                "routes:\n  - {{host: app.test, upstream: 'http://{b}'}}\n"
+            ))
+            .unwrap(),
+        ),
+        limits: ProxyLimits {
+            max_connections: cap,
+            ..ProxyLimits::default()
+        },
+        http1_fast_path: fast_path(),
+        metrics: metrics.clone(),
+        ..Options::default()
     };
-    let p = start(
-        &format!("routes:\n  - {{host: app.test, upstream: 'http://{b}'}}\n"),
-        limits,
-    )
-    .await;
-    let mut idle = Vec::new();
-    for _ in 0..3 {
-        idle.push(connect_from("127.0.0.2", p.addr).await);
+    (proxy::start(listener, options, None).await.unwrap(), log)
+}
+
+/// How many times the proxy evicted a connection for a new one.
+fn evictions(metrics: &Metrics) -> f64 {
+    let series = "siesta_errors_total{kind=\"proxy_connection_evicted\"}";
+    metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn slow_heads_at_the_cap_are_evicted_for_a_client_that_sends_its_head() {
+    let metrics = Arc::new(Metrics::new());
+    let (p, _) = capped(16, &metrics).await;
+    // Slowloris from four addresses: each connection sends part of a head,
+    // then a byte every 100 ms, and connects again once it is cut off.
+    let attack: Vec<_> = (0..32)
+        .map(|i| {
+            let ip = format!("127.0.0.{}", 2 + i % 4);
+            let to = p.addr;
+            tokio::spawn(async move {
+                loop {
+                    let mut s = connect_from(&ip, to).await;
+                    if s.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Slow: ")
+                        .await
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    while s.write_all(b"a").await.is_ok() {
+                        let mut byte = [0u8; 1];
+                        let read =
+                            tokio::time::timeout(Duration::from_millis(100), s.read(&mut byte));
+                        if let Ok(Ok(0) | Err(_)) = read.await {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(evictions(&metrics) > 0.0, "the attack never filled the cap");
+    // Before, the 17th connection was closed unanswered for as long as the
+    // attack went on; now each honest request takes a slow one's place.
+    for i in 0..5 {
+        let target = format!("/honest/{i}");
+        let text = honest_get(p.addr, &target).await;
+        assert!(
+            text.ends_with(&format!("app GET {target}")),
+            "request {i}: {text:?}"
+        );
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    for a in attack {
+        a.abort();
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_at_the_cap_make_room_for_a_new_client() {
+    let metrics = Arc::new(Metrics::new());
+    let (p, _) = capped(8, &metrics).await;
+    // Eight connections that each made one request and then idle, kept alive.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut s = connect_from("127.0.0.2", p.addr).await;
+        s.write_all(b"GET /once HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        while !String::from_utf8_lossy(&buf).ends_with("app GET /once") {
+            fill(&mut s, &mut buf).await.expect("answered");
+        }
+        idle.push(s);
+    }
+    let text = honest_get(p.addr, "/new").await;
+    if fast_path() {
+        // The fast path serves keep-alive: an idle one is evicted.
+        assert!(text.ends_with("app GET /new"), "{text:?}");
+        assert_eq!(evictions(&metrics), 1.0);
+    } else {
+        // hyper serves keep-alive: its connections are kept until its own
+        // idle timeout (30 s), and the new one is closed at once.
+        assert_eq!(text, "", "closed without an answer");
+    }
+}
+
+#[tokio::test]
+async fn connections_serving_requests_fill_the_cap_a_new_one_is_closed_at_once_and_slots_come_back()
+{
+    let metrics = Arc::new(Metrics::new());
+    let (p, log) = capped(3, &metrics).await;
+    // Three requests in flight: their bodies (100 bytes declared) never come.
+    let mut busy = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.2", p.addr).await;
+        s.write_all(b"POST /busy HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        busy.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // One more is closed by the proxy at once, without an answer.
     let started = tokio::time::Instant::now();
     let text = honest_get(p.addr, "/full").await;
     assert_eq!(text, "", "closed without an answer");
     assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        evictions(&metrics),
+        0.0,
+        "a connection serving a request was evicted"
+    );
     // A slot that is given back serves the next client.
-    idle.pop();
+    busy.pop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(honest_get(p.addr, "/ok").await.ends_with("app GET /ok"));
+    assert!(log.lock().unwrap().iter().all(|r| r.target != "/full"));
 }
 
 // ---------- the fast path against hyper's path ----------

@@ -8,9 +8,12 @@
 //!
 //! Before a client has shown credentials it can hold little: a new connection
 //! has a few seconds for its TLS handshake and first request head, one address
-//! only so many connections (more are closed unread), and all bodies in flight
+//! only so many connections (more are closed unread), all bodies in flight
 //! together only so many bytes (past it `429` with `Retry-After`, which the API
-//! server retries) ([`super::admission`]).
+//! server retries) ([`super::admission`]), and connections without
+//! credentials only a share of the slots: a new one evicts the oldest of them
+//! rather than being refused ([`crate::slots`]), so however many addresses an
+//! attacker has, an API server that connects and authenticates gets in.
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -24,14 +27,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::{BodyBudget, Held, Peers};
 use super::event::split_event_list;
 use super::ingest::Ingest;
-use crate::metrics::{ErrorKind, Metrics};
+use crate::metrics::{AuditRefusal, ErrorKind, Metrics};
+use crate::slots::{Admit, Slot, Slots};
 use crate::{Error, Result};
 
 /// Slow clients: the time to send request headers, and then the body.
@@ -53,8 +57,14 @@ pub const MAX_CONNECTIONS_PER_PEER: usize = 32;
 pub const MAX_BODIES_BYTES: usize = 64 * 1024 * 1024;
 /// Largest request head (request line plus headers) read into memory.
 const MAX_HEAD: usize = 64 * 1024;
-/// Open connections in all; past it a new one is closed at once.
+/// Open connections in all. Past it a new connection evicts the oldest one
+/// that has not authenticated yet; when all are authenticated it is closed
+/// at once.
 const MAX_CONNECTIONS: usize = 256;
+/// Of those, connections that have not authenticated yet (no verified client
+/// certificate, no request with valid credentials): past it a new one evicts
+/// the oldest of them, so the rest are left to authenticated clients.
+const MAX_UNAUTHENTICATED: usize = 192;
 /// Accepted bodies waiting for the worker; beyond this the webhook answers 503.
 const QUEUE: usize = 32;
 
@@ -246,7 +256,7 @@ impl Webhook {
         let metrics = ingest.metrics().clone();
         // It ends once the last sender is gone: this loop's and the connections'.
         tokio::task::spawn_blocking(move || work(rx, ingest));
-        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let slots = Slots::new(MAX_CONNECTIONS, MAX_UNAUTHENTICATED);
         let limits = self.limits;
         loop {
             let (stream, peer) = match self.listener.accept().await {
@@ -259,18 +269,28 @@ impl Webhook {
             };
             // Past a limit the connection is closed at once, unread: one
             // address cannot take the slots its peers need.
-            let Some(slot) = self.peers.admit(peer.ip()) else {
+            let Some(peer_slot) = self.peers.admit(peer.ip()) else {
                 tracing::debug!(%peer, "audit connection closed: too many from this address");
+                metrics.audit_refused(AuditRefusal::PeerConnections);
                 continue;
             };
-            let Ok(permit) = connections.clone().try_acquire_owned() else {
-                tracing::debug!(%peer, "audit connection closed: {MAX_CONNECTIONS} open");
-                continue;
+            let slot = match slots.admit_fairly().await {
+                Admit::Free(slot) => slot,
+                Admit::Evicted(slot) => {
+                    metrics.audit_refused(AuditRefusal::Evicted);
+                    slot
+                }
+                Admit::Full => {
+                    tracing::debug!(%peer, "audit connection closed: {MAX_CONNECTIONS} authenticated open");
+                    metrics.audit_refused(AuditRefusal::ConnectionsFull);
+                    continue;
+                }
             };
+            let slot = Arc::new(slot);
             let first_head_by = Instant::now() + limits.first_head_timeout;
             let handler = {
                 let (auth, tx, budget) = (self.auth.clone(), tx.clone(), self.budget.clone());
-                let metrics = metrics.clone();
+                let (metrics, slot) = (metrics.clone(), slot.clone());
                 move |verified| Handler {
                     auth,
                     verified,
@@ -278,36 +298,63 @@ impl Webhook {
                     tx,
                     budget,
                     metrics,
+                    slot,
                 }
             };
-            let tls = self.tls.clone();
+            let (tls, metrics) = (self.tls.clone(), metrics.clone());
             tokio::spawn(async move {
-                let _held = (permit, slot);
+                let _held = peer_slot;
                 let _ = stream.set_nodelay(true);
-                let result = match tls {
-                    Some(tls) => {
-                        match tokio::time::timeout_at(first_head_by, tls.accept(stream)).await {
-                            Ok(Ok(stream)) => {
-                                let verified = stream
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .is_some_and(|c| !c.is_empty());
-                                connection(TokioIo::new(stream), handler(verified), first_head_by)
-                                    .await
+                let served = async {
+                    match tls {
+                        Some(tls) => {
+                            match tokio::time::timeout_at(first_head_by, tls.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let verified = stream
+                                        .get_ref()
+                                        .1
+                                        .peer_certificates()
+                                        .is_some_and(|c| !c.is_empty());
+                                    // A verified certificate authenticates at the handshake.
+                                    if verified {
+                                        slot.keep();
+                                    }
+                                    let handler = handler(verified);
+                                    connection(TokioIo::new(stream), handler, first_head_by).await
+                                }
+                                Ok(Err(e)) => Err(Ended::Failed(format!("tls handshake: {e}"))),
+                                Err(_) => Err(Ended::NoHead),
                             }
-                            Ok(Err(e)) => Err(format!("tls handshake: {e}")),
-                            Err(_) => Err("tls handshake timed out".into()),
+                        }
+                        None => {
+                            connection(TokioIo::new(stream), handler(false), first_head_by).await
                         }
                     }
-                    None => connection(TokioIo::new(stream), handler(false), first_head_by).await,
                 };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "audit connection ended");
+                let result = tokio::select! {
+                    result = served => result,
+                    () = slot.evicted() => Err(Ended::Failed("evicted for a new connection".into())),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(Ended::NoHead) => {
+                        metrics.audit_refused(AuditRefusal::FirstHeadTimeout);
+                        tracing::debug!(%peer, "audit connection closed: no request head before the first-head timeout");
+                    }
+                    Err(Ended::Failed(e)) => {
+                        tracing::debug!(%peer, error = %e, "audit connection ended");
+                    }
                 }
             });
         }
     }
+}
+
+/// Why a connection ended before its client closed it.
+enum Ended {
+    /// No TLS handshake and first request head by the first-head deadline.
+    NoHead,
+    Failed(String),
 }
 
 /// Serve one connection; it is closed unless its first request head is in by
@@ -316,7 +363,7 @@ async fn connection<IO>(
     io: TokioIo<IO>,
     handler: Handler,
     first_head_by: Instant,
-) -> Result<(), String>
+) -> Result<(), Ended>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -340,13 +387,11 @@ where
     tokio::select! {
         // In this order: a head that has come is served, even at the deadline.
         biased;
-        r = conn.as_mut() => return r.map_err(|e| e.to_string()),
+        r = conn.as_mut() => return r.map_err(|e| Ended::Failed(e.to_string())),
         () = head_arrived.notified() => {}
-        () = tokio::time::sleep_until(first_head_by) => {
-            return Err("no request head before the first-head timeout".into());
-        }
+        () = tokio::time::sleep_until(first_head_by) => return Err(Ended::NoHead),
     }
-    conn.await.map_err(|e| e.to_string())
+    conn.await.map_err(|e| Ended::Failed(e.to_string()))
 }
 
 /// A body for the worker, holding its bytes of the budget until it is done.
@@ -378,6 +423,8 @@ struct Handler {
     tx: mpsc::Sender<Job>,
     budget: BodyBudget,
     metrics: Arc<Metrics>,
+    /// The connection's slot: kept for good once a request authenticates.
+    slot: Arc<Slot>,
 }
 
 /// What went wrong with a request, mapped to its status in one place.
@@ -414,6 +461,15 @@ impl Refusal {
                 "too many bodies in flight, retry".to_string(),
             ),
         };
+        let refused = match status {
+            StatusCode::TOO_MANY_REQUESTS => Some(AuditRefusal::BodiesFull),
+            StatusCode::SERVICE_UNAVAILABLE => Some(AuditRefusal::QueueFull),
+            StatusCode::UNAUTHORIZED => Some(AuditRefusal::Unauthorized),
+            _ => None,
+        };
+        if let Some(reason) = refused {
+            metrics.audit_refused(reason);
+        }
         if matches!(
             status,
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT | StatusCode::BAD_REQUEST
@@ -473,6 +529,9 @@ impl Handler {
         if !self.auth.allows(self.verified, authorization) {
             return Err(Refusal::Unauthorized);
         }
+        // Credentials shown (or none needed): this connection is no longer
+        // one a new connection may evict.
+        self.slot.keep();
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

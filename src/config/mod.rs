@@ -127,7 +127,9 @@ pub struct ProxyLimits {
     pub ignore_paths: Vec<String>,
     /// User-agent prefixes whose requests never count as activity.
     pub ignore_user_agents: Vec<String>,
-    /// Client connections open at once, in all; one more is closed at accept.
+    /// Client connections open at once, in all. At the cap one more evicts the
+    /// oldest connection still reading a request head; when every one is
+    /// serving a request, it is closed at accept.
     pub max_connections: usize,
     /// What held requests with a body may make the proxy (and the kernel)
     /// buffer, in all: each reserves [`HELD_BODY_RESERVE`] bytes, and a

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::metrics::{ErrorKind, Metrics};
+use crate::slots::Slot;
 
 use super::admission::{Admission, RequestView};
 use super::chunked::ChunkedEnd;
@@ -332,7 +333,8 @@ enum Failure {
 }
 
 /// Serve the connection's requests while the fast path can; `buf` starts with
-/// a whole request head.
+/// a whole request head. Between requests, until the next head is in, the
+/// connection's `slot` is evictable: a new connection may take its place.
 pub async fn serve<S>(
     io: &mut S,
     buf: &mut Vec<u8>,
@@ -340,6 +342,7 @@ pub async fn serve<S>(
     conn: Downstream,
     pool: &Pool,
     drain: &mut Drain,
+    slot: &Slot,
 ) -> Handoff
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -348,8 +351,14 @@ where
         let deadline = Instant::now() + HEADER_READ_TIMEOUT;
         let plan = loop {
             match proxy.plan(buf, &conn) {
-                Planned::Go(plan) => break plan,
-                Planned::NotMine(admission) => return Handoff::Hyper(admission),
+                Planned::Go(plan) => {
+                    slot.keep();
+                    break plan;
+                }
+                Planned::NotMine(admission) => {
+                    slot.keep();
+                    return Handoff::Hyper(admission);
+                }
                 // hyper answers 431.
                 Planned::Partial if buf.len() > MAX_HEAD_BYTES => return Handoff::Hyper(None),
                 Planned::Partial => {
@@ -361,7 +370,7 @@ where
         };
         let close = plan.close;
         match forward(io, buf, plan, pool, &proxy.metrics).await {
-            Ok(true) if !close && !drain.draining() => {}
+            Ok(true) if !close && !drain.draining() => slot.evictable(),
             _ => {
                 let _ = io.shutdown().await;
                 return Handoff::Done;

@@ -47,7 +47,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Incoming};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::activity::{LeaseSink, Reporter, Sink};
@@ -197,8 +197,9 @@ pub struct Proxy {
     held: Arc<HoldLimits>,
     wake_page: WakePage,
     forwarder: Forwarder,
-    /// Client connections open now, bounded by `maxConnections`.
-    connections: Arc<Semaphore>,
+    /// Client connections open now, bounded by `maxConnections`; one still
+    /// reading a request head is evicted for a new one at the cap.
+    connections: Arc<crate::slots::Slots>,
     http1_fast_path: bool,
     metrics: Arc<Metrics>,
 }
@@ -306,7 +307,10 @@ pub async fn start(
             options.limits.max_held_body_bytes,
             options.metrics.clone(),
         ),
-        connections: Arc::new(Semaphore::new(options.limits.max_connections)),
+        connections: crate::slots::Slots::new(
+            options.limits.max_connections,
+            options.limits.max_connections,
+        ),
         limits: options.limits,
         wake_page: options.wake_page,
         forwarder: Forwarder::new(),
@@ -615,7 +619,7 @@ mod tests {
             held: HoldLimits::new(1, 1, usize::MAX, Arc::default()),
             wake_page: WakePage::Auto,
             forwarder: Forwarder::new(),
-            connections: Arc::new(Semaphore::new(1)),
+            connections: crate::slots::Slots::new(1, 1),
             http1_fast_path: true,
             metrics: Arc::default(),
         }
@@ -636,11 +640,16 @@ mod tests {
         let (_, drain) = drain::channel();
         let b = server::builder();
         let pool = pool::Pool::default();
+        let proxy = Arc::new(proxy());
+        let crate::slots::Admit::Free(slot) = proxy.connections.admit() else {
+            panic!("a free slot");
+        };
         let served = server::Served {
             builder: &b,
-            proxy: Arc::new(proxy()),
+            proxy: proxy.clone(),
             pool: &pool,
             drain,
+            slot: &slot,
         };
         let fut = server::connection(served, stream, "127.0.0.1:1".parse().unwrap(), false);
         let size = std::mem::size_of_val(&fut);

@@ -23,6 +23,8 @@ use super::h1::{self, Handoff};
 use super::pool::Pool;
 use super::prehold::{self, Head, Rewind, hung_up, read_head};
 use super::{Downstream, Proxy, Settled};
+use crate::metrics::ErrorKind;
+use crate::slots::{Admit, Slot};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -84,13 +86,21 @@ pub async fn serve(
                 continue;
             }
         };
-        // Past `maxConnections` a new connection is closed at once.
-        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
-            proxy
-                .metrics
-                .error(crate::metrics::ErrorKind::ProxyConnectionsFull);
-            drop(stream);
-            continue;
+        // At `maxConnections` a new connection evicts the oldest one still
+        // reading a request head (its first, or the next on a kept-alive
+        // connection); when every connection is serving a request, the new
+        // one is closed at once.
+        let slot = match proxy.connections.admit_fairly().await {
+            Admit::Free(slot) => slot,
+            Admit::Evicted(slot) => {
+                proxy.metrics.error(ErrorKind::ProxyConnectionEvicted);
+                slot
+            }
+            Admit::Full => {
+                proxy.metrics.error(ErrorKind::ProxyConnectionsFull);
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (builder, proxy, tls, drain, pool) = (
@@ -101,17 +111,27 @@ pub async fn serve(
             pool.clone(),
         );
         tokio::spawn(async move {
-            let _permit = permit;
             let served = Served {
                 builder: &builder,
                 proxy,
                 pool: &pool,
                 drain,
+                slot: &slot,
             };
-            match tls {
-                None => connection(served, stream, peer, false).await,
-                // Boxed: a plain connection's task need not have room for TLS state.
-                Some(acceptor) => Box::pin(tls_connection(served, acceptor, stream, peer)).await,
+            let serve = async {
+                match tls {
+                    None => connection(served, stream, peer, false).await,
+                    // Boxed: a plain connection's task need not have room for TLS state.
+                    Some(acceptor) => {
+                        Box::pin(tls_connection(served, acceptor, stream, peer)).await
+                    }
+                }
+            };
+            tokio::select! {
+                // First: once evicted, not another byte is served.
+                biased;
+                () = slot.evicted() => tracing::debug!(%peer, "connection evicted for a new one"),
+                () = serve => {}
             }
         });
     }
@@ -126,6 +146,8 @@ pub(super) struct Served<'a> {
     pub proxy: Arc<Proxy>,
     pub pool: &'a Pool,
     pub drain: Drain,
+    /// Evictable until a request head is in, and between requests.
+    pub slot: &'a Slot,
 }
 
 async fn tls_connection(
@@ -155,6 +177,7 @@ where
         proxy,
         pool,
         mut drain,
+        slot,
     } = served;
     let mut buf = Vec::with_capacity(1024);
     let head = tokio::select! {
@@ -162,6 +185,10 @@ where
         // A connection that has not sent a whole request yet is closed.
         () = drain.begun() => return,
     };
+    if let Ok(Some(_)) = head {
+        // A request (or HTTP/2) has come: serve it, however many crowd in.
+        slot.keep();
+    }
     let pre = match head {
         // Closed, or no whole head in time: hyper would have hung up too.
         Err(_) | Ok(None) => return,
@@ -175,6 +202,7 @@ where
                     Downstream::new(peer, https),
                     pool,
                     &mut drain,
+                    slot,
                 ));
                 match fast.await {
                     Handoff::Done => return,

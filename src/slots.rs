@@ -1,0 +1,261 @@
+//! Connection slots that a slowloris client cannot keep: a bounded table of
+//! open connections in which a connection that has not yet shown it is worth
+//! keeping (no credentials yet, or still reading a request head) is
+//! *evictable*. At the limit, a new connection evicts the evictable one that
+//! has been so the longest instead of being refused, so a client that sends a
+//! head promptly (and, for the audit webhook, its credentials) always gets
+//! in, however many slow ones crowd it; only when every slot is held by a
+//! connection doing real work is a new one refused.
+//!
+//! Used by the audit webhook (evictable until authenticated, for good) and the
+//! proxy (evictable while reading a request head, again between requests).
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// The table: at most `limit` connections, of which at most `max_evictable`
+/// evictable ones.
+#[derive(Debug)]
+pub struct Slots {
+    limit: usize,
+    max_evictable: usize,
+    inner: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// Connections counted against `limit` (an evicted one no longer is).
+    open: usize,
+    /// Evictable connections by the order they became so: oldest first.
+    evictable: BTreeMap<u64, Arc<Signal>>,
+    next: u64,
+}
+
+/// How a slot learns that it was evicted.
+#[derive(Debug, Default)]
+struct Signal {
+    evicted: AtomicBool,
+    notify: Notify,
+    /// Its key in `Table::evictable` while it is there, else 0 (keys start at 1).
+    key: AtomicU64,
+}
+
+/// What [`Slots::admit`] did.
+#[derive(Debug)]
+pub enum Admit {
+    /// A free slot.
+    Free(Slot),
+    /// A slot freed by evicting the oldest evictable connection.
+    Evicted(Slot),
+    /// Every slot is held by a connection that is not evictable.
+    Full,
+}
+
+impl Slots {
+    /// `max_evictable` above `limit` reads as `limit`; 0 reads as 1.
+    pub fn new(limit: usize, max_evictable: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            limit,
+            max_evictable: max_evictable.clamp(1, limit.max(1)),
+            inner: Mutex::default(),
+        })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection, evictable from the start.
+    pub fn admit(self: &Arc<Self>) -> Admit {
+        let mut t = self.table();
+        let evicted = if t.open < self.limit && t.evictable.len() < self.max_evictable {
+            false
+        } else if let Some((_, oldest)) = t.evictable.pop_first() {
+            oldest.key.store(0, Ordering::Relaxed);
+            oldest.evicted.store(true, Ordering::Release);
+            oldest.notify.notify_one();
+            t.open -= 1;
+            true
+        } else {
+            return Admit::Full;
+        };
+        t.open += 1;
+        let signal = Arc::new(Signal::default());
+        t.make_evictable(&signal);
+        let slot = Slot {
+            slots: self.clone(),
+            signal,
+        };
+        if evicted {
+            Admit::Evicted(slot)
+        } else {
+            Admit::Free(slot)
+        }
+    }
+
+    /// [`Slots::admit`], but when that would evict, first let every task of
+    /// this runtime that is ready run, and the I/O driver be polled: a
+    /// connection accepted a moment ago whose head has come then keeps its
+    /// slot before the choice is made, so an accept loop that takes many
+    /// connections in one go does not evict connections it has not let read.
+    pub async fn admit_fairly(self: &Arc<Self>) -> Admit {
+        let full = {
+            let t = self.table();
+            t.open >= self.limit || t.evictable.len() >= self.max_evictable
+        };
+        if full {
+            tokio::task::yield_now().await;
+        }
+        self.admit()
+    }
+
+    /// Connections counted now, and how many of them are evictable.
+    pub fn counts(&self) -> (usize, usize) {
+        let t = self.table();
+        (t.open, t.evictable.len())
+    }
+}
+
+impl Table {
+    fn make_evictable(&mut self, signal: &Arc<Signal>) {
+        self.next += 1;
+        signal.key.store(self.next, Ordering::Relaxed);
+        self.evictable.insert(self.next, signal.clone());
+    }
+
+    fn keep(&mut self, signal: &Signal) {
+        let key = signal.key.swap(0, Ordering::Relaxed);
+        if key != 0 {
+            self.evictable.remove(&key);
+        }
+    }
+}
+
+/// One connection's place; dropping it gives the place back.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+    signal: Arc<Signal>,
+}
+
+impl Slot {
+    /// The connection is doing real work (authenticated, or serving a
+    /// request): it cannot be evicted until [`Slot::evictable`].
+    pub fn keep(&self) {
+        if self.signal.key.load(Ordering::Relaxed) != 0 {
+            self.slots.table().keep(&self.signal);
+        }
+    }
+
+    /// The connection waits for a client that may never come (a keep-alive
+    /// connection between requests): it is the newest evictable one.
+    pub fn evictable(&self) {
+        let mut t = self.slots.table();
+        if !self.signal.evicted.load(Ordering::Acquire) {
+            t.keep(&self.signal);
+            t.make_evictable(&self.signal);
+        }
+    }
+
+    /// Resolves once the connection has been evicted: its owner drops it.
+    pub async fn evicted(&self) {
+        if !self.signal.evicted.load(Ordering::Acquire) {
+            // `notify_one` keeps a permit if nobody waits yet: nothing is missed.
+            self.signal.notify.notified().await;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.slots.table();
+        if !self.signal.evicted.load(Ordering::Acquire) {
+            t.keep(&self.signal);
+            t.open -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(a: Admit) -> Slot {
+        match a {
+            Admit::Free(s) | Admit::Evicted(s) => s,
+            Admit::Full => panic!("full"),
+        }
+    }
+
+    fn is_evicted(s: &Slot) -> bool {
+        s.signal.evicted.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn at_the_limit_a_new_connection_evicts_the_oldest_evictable_one() {
+        let slots = Slots::new(3, 3);
+        let a = slot(slots.admit());
+        let b = slot(slots.admit());
+        let c = slot(slots.admit());
+        a.keep();
+        let d = slots.admit();
+        assert!(matches!(d, Admit::Evicted(_)), "{d:?}");
+        assert!(!is_evicted(&a), "a kept connection stays");
+        assert!(
+            is_evicted(&b) && !is_evicted(&c),
+            "the oldest evictable goes"
+        );
+        assert_eq!(slots.counts(), (3, 2));
+        drop(b);
+        assert_eq!(
+            slots.counts(),
+            (3, 2),
+            "an evicted slot is not counted twice"
+        );
+    }
+
+    #[test]
+    fn becoming_evictable_again_makes_a_connection_the_newest() {
+        let slots = Slots::new(2, 2);
+        let a = slot(slots.admit());
+        let b = slot(slots.admit());
+        a.keep();
+        a.evictable();
+        let _c = slot(slots.admit());
+        assert!(is_evicted(&b) && !is_evicted(&a));
+    }
+
+    #[test]
+    fn evictable_connections_have_only_their_share_and_kept_ones_fill_the_rest() {
+        let slots = Slots::new(4, 2);
+        let a = slot(slots.admit());
+        let b = slot(slots.admit());
+        // The share is full: the next one evicts although slots are free.
+        let c = slot(slots.admit());
+        assert!(is_evicted(&a));
+        assert_eq!(slots.counts(), (2, 2));
+        b.keep();
+        c.keep();
+        let kept: Vec<_> = (0..2).map(|_| slot(slots.admit())).collect();
+        for k in &kept {
+            k.keep();
+        }
+        assert!(matches!(slots.admit(), Admit::Full), "every slot kept");
+        drop(kept);
+        assert!(matches!(slots.admit(), Admit::Free(_)));
+        assert_eq!(slots.counts(), (2, 0), "every slot given back");
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_hears_of_it_whenever_it_asks() {
+        let slots = Slots::new(1, 1);
+        let a = slot(slots.admit());
+        let _b = slot(slots.admit());
+        // Evicted before it waited: the permit is kept.
+        tokio::time::timeout(std::time::Duration::from_secs(1), a.evicted())
+            .await
+            .expect("evicted");
+    }
+}
