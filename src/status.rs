@@ -131,6 +131,7 @@ pub async fn run(only: Option<&str>) -> crate::Result<()> {
                 let observed = Observed {
                     state: recorded.state,
                     since: recorded.since,
+                    reason: recorded.reason,
                     action: own.action,
                     last_api: lease.api,
                     last_http: lease.http,

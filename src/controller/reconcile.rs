@@ -178,6 +178,7 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
         now,
         clamp_keep_awake,
     };
+    let reason = recorded.reason;
     let mut exec = Executor::new(ctx, ns, recorded, &config, now);
     let plan = match plan::before_deciding(&facts) {
         Some(plan) => plan,
@@ -187,6 +188,7 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
             let observed = Observed {
                 state: facts.state,
                 since: facts.since,
+                reason,
                 action: own.action,
                 last_api: seen.api,
                 last_http: seen.http,

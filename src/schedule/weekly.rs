@@ -241,6 +241,11 @@ fn parse_range(part: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ScheduleErr
 }
 
 impl AwakeHours {
+    /// The zone of each weekly window, in the order written.
+    pub(super) fn zones(&self) -> Vec<Tz> {
+        self.windows.iter().map(|w| w.tz).collect()
+    }
+
     pub fn phase_at(&self, t: DateTime<Utc>) -> Phase {
         let awake = self.ranges.iter().any(|(s, e)| *s <= t && t < *e)
             || self.windows.iter().any(|w| w.contains(t));
