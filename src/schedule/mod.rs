@@ -89,13 +89,20 @@ impl Schedule {
                 "empty awake-hours spec: use `always`, `never`, or windows such as \"Mon-Fri 07:30-20:30 Europe/Berlin\"",
             );
         }
-        if trimmed.eq_ignore_ascii_case("always") {
+        let hours = AwakeHours::parse(trimmed)?;
+        // `always` anywhere in the list wins (awake wins); a list of nothing
+        // but `never` is never awake.
+        let words: Vec<Option<bool>> = trimmed
+            .split(',')
+            .map(|e| weekly::keyword(e.trim()))
+            .collect();
+        if words.contains(&Some(true)) {
             return Ok(Schedule::Always);
         }
-        if trimmed.eq_ignore_ascii_case("never") {
+        if words.iter().all(|w| *w == Some(false)) {
             return Ok(Schedule::Never);
         }
-        AwakeHours::parse(trimmed).map(Schedule::AwakeHours)
+        Ok(Schedule::AwakeHours(hours))
     }
 
     /// A cron pair: asleep from each `sleep` firing until the next `wake` firing,

@@ -468,15 +468,15 @@ fn bad_input_gets_a_clear_error() {
         msg(Schedule::parse_awake_hours("Mon-Fry 07:00-19:00 UTC"))
             .contains("\"Fry\" is not a day")
     );
-    assert!(msg(Schedule::parse_awake_hours("Mon-Fri 07:00-07:00 UTC")).contains("same time"));
     assert!(msg(Schedule::parse_awake_hours("Mon-Fri 07:00-19:00 UTC,")).contains("empty entry"));
     let many = vec!["Mon-Fri 07:00-19:00 UTC"; 51].join(", ");
     assert!(msg(Schedule::parse_awake_hours(&many)).contains("more than the 50 allowed"));
     assert!(
         msg(Schedule::parse_awake_hours(
-            "always, Mon-Fri 07:00-19:00 UTC"
+            "always, Mon-Fry 07:00-19:00 UTC"
         ))
-        .contains("whole spec")
+        .contains("not a day"),
+        "entries next to `always` are checked too"
     );
     assert!(
         msg(Schedule::parse_awake_hours(
@@ -517,6 +517,52 @@ fn kube_downscaler_specs_parse() {
     ] {
         assert!(Schedule::parse_awake_hours(spec).is_ok(), "{spec}");
     }
+}
+
+#[test]
+fn go_kube_downscaler_spellings_mean_what_they_mean_there() {
+    // An absolute span with spaces around the dash.
+    let spaced = hours("2024-11-01T22:00:00Z - 2024-11-22T05:00:00Z");
+    let tight = hours("2024-11-01T22:00:00Z-2024-11-22T05:00:00Z");
+    let t = at("2024-11-10T00:00:00Z");
+    assert_eq!(
+        (spaced.next_change(t), spaced.last_change(t)),
+        (tight.next_change(t), tight.last_change(t))
+    );
+    assert_at(
+        &spaced,
+        "2024-11-01T21:59:59Z",
+        Phase::Asleep,
+        Some("2024-11-01T22:00:00Z"),
+    );
+    assert_at(
+        &spaced,
+        "2024-11-22T04:59:59Z",
+        Phase::Awake,
+        Some("2024-11-22T05:00:00Z"),
+    );
+    let both =
+        hours("Mon-Fri 08:00-18:00 UTC, 2024-12-24T00:00:00+01:00  -  2024-12-27T00:00:00+01:00");
+    assert_eq!(both.phase_at(at("2024-12-25T20:00:00Z")), Phase::Awake);
+    // A zero-length window is never awake; next to others it adds nothing.
+    let zero = hours("Mon-Fri 07:00-07:00 UTC");
+    assert_at(&zero, "2026-11-25T07:00:00Z", Phase::Asleep, None);
+    let with_zero = hours("Mon-Fri 07:00-07:00 UTC, Sat-Sun 10:00-12:00 UTC");
+    assert_eq!(
+        with_zero.next_change(at("2026-11-25T00:00:00Z")),
+        Some(at("2026-11-28T10:00:00Z"))
+    );
+    // always/true and never/false, also as list entries: awake wins.
+    assert_eq!(hours("true"), Schedule::Always);
+    assert_eq!(hours("FALSE"), Schedule::Never);
+    assert_eq!(hours("never, always"), Schedule::Always);
+    assert_eq!(hours("Mon-Fri 07:00-19:00 UTC, always"), Schedule::Always);
+    assert_eq!(hours("never, false"), Schedule::Never);
+    let never_and_hours = hours("never, Mon-Fri 07:00-19:00 UTC");
+    assert_eq!(
+        never_and_hours.phase_at(at("2026-11-25T12:00:00Z")),
+        Phase::Awake
+    );
 }
 
 #[test]
