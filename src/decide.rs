@@ -7,10 +7,14 @@
 //! 2. A namespace that is no longer opted in but still asleep is woken, so
 //!    opting out never strands workloads at zero.
 //! 3. Asleep: activity newer than the sleep wakes it if `wake-on` allows that
-//!    source; a schedule that turned awake after the sleep wakes it;
-//!    `keep-awake-until` in the future wakes it.
+//!    source; a schedule that turned awake after the sleep wakes it, and so does
+//!    an awake schedule when it slept for its schedule (a config reload, such as
+//!    a holiday removed, can end a sleep window early); `keep-awake-until` in
+//!    the future wakes it.
 //! 4. Awake: `keep-awake-until` in the future keeps it; a schedule sleep window
-//!    that began after the namespace last woke puts it to sleep; otherwise it
+//!    that began after the namespace last woke puts it to sleep, and so does any
+//!    sleep window when it woke for its schedule (a holiday added for today);
+//!    otherwise it
 //!    sleeps after `idle-after` without activity. The idle clock starts at the
 //!    newest of: last activity, last transition, and when this controller first
 //!    saw the namespace, so a controller start never sleeps a namespace at once.
@@ -42,6 +46,8 @@ pub struct Observed {
     pub state: State,
     /// When the recorded state began (`siesta.dev/state-since`).
     pub since: Option<DateTime<Utc>>,
+    /// Why it sleeps or woke (`siesta.dev/reason`).
+    pub reason: Option<Reason>,
     pub action: Option<Action>,
     /// Newest counted activity per source.
     pub last_api: Option<DateTime<Utc>>,
@@ -118,9 +124,10 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
         if keep_until.is_some() {
             return Decision::now(Verdict::Wake(Reason::Manual), clear_action);
         }
+        let for_schedule = seen.reason == Some(Reason::Schedule);
         if let Some(s) = &policy.schedule
             && s.phase_at(now) == Phase::Awake
-            && s.last_change(now).is_some_and(|t| t > since)
+            && (for_schedule || s.last_change(now).is_some_and(|t| t > since))
         {
             return Decision::now(Verdict::Wake(Reason::Schedule), clear_action);
         }
@@ -145,9 +152,11 @@ pub fn decide(policy: &Policy, seen: &Observed, now: DateTime<Utc>) -> Decision 
         // A window we have not slept in yet: its start is after our last transition.
         // A window without a known start (`never`) counts as begun before anything.
         let window_start = s.last_change(now);
-        let slept_in_window = seen
-            .since
-            .is_some_and(|since| window_start.is_none_or(|w| since >= w));
+        // A namespace the schedule woke follows it whenever it turns asleep.
+        let slept_in_window = seen.reason != Some(Reason::Schedule)
+            && seen
+                .since
+                .is_some_and(|since| window_start.is_none_or(|w| since >= w));
         if !slept_in_window {
             return Decision::now(Verdict::Sleep(Reason::Schedule), clear_action);
         }
@@ -205,6 +214,7 @@ mod tests {
         Observed {
             state: State::Awake,
             since: None,
+            reason: None,
             action: None,
             last_api: None,
             last_http: None,
@@ -216,6 +226,7 @@ mod tests {
         Observed {
             state: State::Asleep,
             since: Some(at),
+            reason: None,
             action: None,
             last_api: None,
             last_http: None,
@@ -433,6 +444,7 @@ mod tests {
         let seen = |state, since: &str, last_api: Option<&str>| Observed {
             state,
             since: Some(at(since)),
+            reason: None,
             action: None,
             last_api: last_api.map(at),
             last_http: None,
@@ -494,5 +506,64 @@ mod tests {
         );
         let d = decide(&policy, &slept, at("2026-11-24T08:00:00Z"));
         assert_eq!(d.verdict, Verdict::Wake(Reason::Schedule));
+    }
+
+    /// A config reload that adds today as a holiday, or removes it, moves a
+    /// namespace that follows its schedule at once; one woken by a person
+    /// during a sleep window is left alone.
+    #[test]
+    fn a_holiday_added_or_removed_by_a_reload_moves_a_namespace_that_follows_its_schedule() {
+        use crate::schedule::{HolidayMode, Holidays, WithHolidays, parse_dates};
+        let office = hours("Mon-Fri 08:00-18:00 UTC");
+        let holiday = Schedule::Holidays(Box::new(WithHolidays {
+            base: office.clone(),
+            holidays: Holidays::new(
+                chrono_tz::UTC,
+                HolidayMode::Asleep,
+                parse_dates("2026-11-24"),
+            ),
+        }));
+        let with = |schedule: &Schedule| Policy {
+            idle_after: IdleAfter::Off,
+            schedule: Some(schedule.clone()),
+            ..policy()
+        };
+        let noon = at("2026-11-24T12:00:00Z");
+        // Woken by the schedule at 08:00; at noon a reload makes today a holiday.
+        let woke = Observed {
+            since: Some(at("2026-11-24T08:00:00Z")),
+            reason: Some(Reason::Schedule),
+            ..awake_since(at("2026-11-23T00:00:00Z"))
+        };
+        assert_eq!(decide(&with(&office), &woke, noon).verdict, Verdict::Keep);
+        assert_eq!(
+            decide(&with(&holiday), &woke, noon).verdict,
+            Verdict::Sleep(Reason::Schedule)
+        );
+        // Woken by kubectl instead: the holiday leaves it to idle-after.
+        let by_hand = Observed {
+            reason: Some(Reason::Api),
+            ..woke.clone()
+        };
+        assert_eq!(
+            decide(&with(&holiday), &by_hand, noon).verdict,
+            Verdict::Keep
+        );
+        // Asleep for the holiday since 10:00; the holiday is removed at noon.
+        let slept = Observed {
+            reason: Some(Reason::Schedule),
+            ..asleep_since(at("2026-11-24T10:00:00Z"))
+        };
+        assert_eq!(decide(&with(&holiday), &slept, noon).verdict, Verdict::Keep);
+        assert_eq!(
+            decide(&with(&office), &slept, noon).verdict,
+            Verdict::Wake(Reason::Schedule)
+        );
+        // Put to sleep by hand: the schedule being awake does not wake it.
+        let manual = Observed {
+            reason: Some(Reason::Manual),
+            ..slept
+        };
+        assert_eq!(decide(&with(&office), &manual, noon).verdict, Verdict::Keep);
     }
 }

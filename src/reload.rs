@@ -1,14 +1,15 @@
-//! Files that are watched and re-read while Siesta runs: the admin config (and,
-//! through [`follow_file`], the proxy's routes file). The shell around the pure
-//! [`crate::config`]: reading, comparing and publishing happen here.
+//! Files that are watched and re-read while Siesta runs: the admin config with
+//! the holiday calendars it names (and, through [`follow_file`], the proxy's
+//! routes file). The shell around the pure [`crate::config`]: reading,
+//! comparing and publishing happen here.
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{AdminConfig, parse};
+use crate::config::{AdminConfig, ConfigErrors, load_with};
 use crate::metrics::{ErrorKind, Metrics, ReloadResult};
 
 /// How often [`watch()`] compares the file's content with the config in force.
@@ -16,9 +17,10 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 
 /// Load the admin config once (an invalid file is an error), then keep the
 /// returned receiver current: the returned future (spawn it) re-reads the file
-/// every [`RELOAD_CHECK`] and, when its content changed, validates it and
-/// either publishes it or rejects it, logging every error and keeping the
-/// previous config. Without a file, the defaults apply and never change.
+/// and the calendars it names every [`RELOAD_CHECK`] and, when a content
+/// changed, validates them and either publishes the new config or rejects it,
+/// logging every error and keeping the previous config. Without a file, the
+/// defaults apply and never change.
 pub async fn watch(
     path: Option<PathBuf>,
     metrics: Arc<Metrics>,
@@ -37,28 +39,22 @@ pub(crate) async fn watch_every(
     watch::Receiver<Arc<AdminConfig>>,
     impl Future<Output = ()> + Send + 'static,
 )> {
-    let (config, content) = match &path {
+    let (config, sources) = match &path {
         Some(path) => {
-            let content = std::fs::read(path).map_err(|e| {
-                crate::Error::Config(format!("{}: cannot read: {e}", path.display()))
-            })?;
-            let config = parse(
-                &path.display().to_string(),
-                &String::from_utf8_lossy(&content),
-            )
-            .map_err(|e| {
+            let (config, sources) = read_config(path);
+            let config = config.map_err(|e| {
                 metrics.config_reload(ReloadResult::Rejected);
                 crate::Error::Config(e.to_string())
             })?;
             metrics.config_reload(ReloadResult::Ok);
-            (config, content)
+            (config, sources)
         }
         None => (AdminConfig::default(), Vec::new()),
     };
     let (tx, rx) = watch::channel(Arc::new(config));
     let run = async move {
         match path {
-            Some(path) => reload_loop(path, content, tx, period, metrics).await,
+            Some(path) => reload_loop(path, sources, tx, period, metrics).await,
             None => {
                 let _keep_sender = tx;
                 std::future::pending::<()>().await;
@@ -68,16 +64,32 @@ pub(crate) async fn watch_every(
     Ok((rx, run))
 }
 
+/// The files one read of the config used (the config first, then each
+/// calendar), with what each held; `None`: it could not be read.
+type Sources = Vec<(PathBuf, Option<Vec<u8>>)>;
+
+/// Read the config and its calendars, remembering what was read.
+fn read_config(path: &Path) -> (Result<AdminConfig, ConfigErrors>, Sources) {
+    let mut sources = Sources::new();
+    let config = load_with(path, &mut |p| {
+        let read = std::fs::read(p);
+        sources.push((p.to_path_buf(), read.as_ref().ok().cloned()));
+        read
+    });
+    (config, sources)
+}
+
 async fn reload_loop(
     path: PathBuf,
-    last: Vec<u8>,
+    sources: Sources,
     tx: watch::Sender<Arc<AdminConfig>>,
     period: Duration,
     metrics: Arc<Metrics>,
 ) {
     let file = path.display().to_string();
-    follow_file(&path, last, period, "admin config", || !tx.is_closed(), |content| {
-        match parse(&file, &String::from_utf8_lossy(content)) {
+    follow_files(sources, period, "admin config", || !tx.is_closed(), |_| {
+        let (config, sources) = read_config(&path);
+        match config {
             Ok(config) => {
                 metrics.config_reload(ReloadResult::Ok);
                 tracing::info!(file, "admin config reloaded");
@@ -91,6 +103,7 @@ async fn reload_loop(
                 }
             }
         }
+        sources
     })
     .await;
 }
@@ -100,36 +113,59 @@ async fn reload_loop(
 /// cannot be read (a ConfigMap update swaps a symlink: it may vanish for a
 /// moment) is logged once and looked at again; what is in force stays.
 pub async fn follow_file(
-    path: &std::path::Path,
-    mut last: Vec<u8>,
+    path: &Path,
+    last: Vec<u8>,
     period: Duration,
     what: &str,
     open: impl Fn() -> bool,
     mut changed: impl FnMut(&[u8]),
 ) {
-    let file = path.display().to_string();
+    let sources = vec![(path.to_path_buf(), Some(last))];
+    follow_files(sources, period, what, open, |now| {
+        if let Some((_, Some(content))) = now.first() {
+            changed(content);
+        }
+        now.clone()
+    })
+    .await;
+}
+
+/// [`follow_file`] for a set of files: when any differs from `last`,
+/// `changed` gets them all as they are now and returns the set to watch from
+/// then on (a new config may name other calendars). A file that was read
+/// before and cannot be read now is logged once and the set looked at again.
+async fn follow_files(
+    mut last: Sources,
+    period: Duration,
+    what: &str,
+    open: impl Fn() -> bool,
+    mut changed: impl FnMut(&Sources) -> Sources,
+) {
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut unreadable = false;
     while open() {
         ticker.tick().await;
-        let content = match std::fs::read(path) {
-            Ok(c) => {
-                unreadable = false;
-                c
+        let now: Sources = last
+            .iter()
+            .map(|(path, _)| (path.clone(), std::fs::read(path).ok()))
+            .collect();
+        let vanished = last
+            .iter()
+            .zip(&now)
+            .find(|((_, was), (_, is))| was.is_some() && is.is_none());
+        if let Some((_, (path, _))) = vanished {
+            if !unreadable {
+                let file = path.display().to_string();
+                tracing::warn!(file, "cannot read the {what}; what is in force stays");
+                unreadable = true;
             }
-            Err(e) => {
-                if !unreadable {
-                    tracing::warn!(file, error = %e, "cannot read the {what}; what is in force stays");
-                    unreadable = true;
-                }
-                continue;
-            }
-        };
-        if content != last {
-            changed(&content);
-            last = content;
+            continue;
+        }
+        unreadable = false;
+        if now != last {
+            last = changed(&now);
         }
     }
 }
@@ -185,6 +221,50 @@ mod tests {
         assert!(!rx.has_changed().expect("sender alive"));
         assert_eq!(idle(&rx), IdleAfter::After(Duration::from_secs(1200)));
         assert!(rejected() > before);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_changed_calendar_is_reloaded_and_a_malformed_one_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("siesta.yaml");
+        let calendar = dir.path().join("holidays.ics");
+        let ics = |date: &str| {
+            format!(
+                "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:{date}\nEND:VEVENT\nEND:VCALENDAR\n"
+            )
+        };
+        std::fs::write(&calendar, ics("20261224")).expect("write");
+        std::fs::write(
+            &path,
+            "schedules:\n  office: {awakeHours: always, holidays: {calendars: [holidays.ics], timezone: UTC}}\n",
+        )
+        .expect("write");
+        let (mut rx, run) = watch_every(Some(path), Duration::from_millis(20), Arc::default())
+            .await
+            .expect("valid at start");
+        let task = tokio::spawn(run);
+        let first =
+            |rx: &watch::Receiver<Arc<AdminConfig>>| match rx.borrow().schedules.get("office") {
+                Some(crate::schedule::Schedule::Holidays(h)) => {
+                    h.holidays.spans().first().map(|s| s.0.to_string())
+                }
+                _ => None,
+            };
+        assert_eq!(first(&rx).as_deref(), Some("2026-12-24"));
+
+        std::fs::write(&calendar, ics("20261231")).expect("write");
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("reloaded")
+            .expect("sender alive");
+        assert_eq!(first(&rx).as_deref(), Some("2026-12-31"));
+
+        // A malformed calendar changes nothing.
+        std::fs::write(&calendar, "BEGIN:VCALENDAR\nBEGIN:VEVENT\n").expect("write");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!rx.has_changed().expect("sender alive"));
+        assert_eq!(first(&rx).as_deref(), Some("2026-12-31"));
         task.abort();
     }
 

@@ -169,6 +169,7 @@ pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::R
                 let observed = Observed {
                     state: recorded.state,
                     since: recorded.since,
+                    reason: recorded.reason,
                     action: own.action,
                     last_api: lease.api,
                     last_http: lease.http,

@@ -92,6 +92,7 @@ fn check_config_accepts_the_shipped_configs() {
         "config/siesta.yaml",
         "config/examples/minimal.yaml",
         "config/examples/office-hours.yaml",
+        "config/examples/holidays.yaml",
     ] {
         let o = siesta(&[
             "check-config",
@@ -136,4 +137,65 @@ fn check_config_lists_every_error_and_exits_1() {
         "{err}"
     );
     assert!(lines.iter().all(|l| l.contains("(line ")), "{err}");
+}
+
+#[test]
+fn schedule_and_check_config_show_holidays() {
+    let config = root().join("config/examples/holidays.yaml");
+    let config = config.to_str().expect("utf-8 path");
+    // Thursday 24 December is a holiday; Friday 25 and Saturday 26 come from
+    // the calendar; Monday 28 to Thursday 31 from the config; Friday 1
+    // January from the calendar again.
+    let o = siesta(&[
+        "schedule",
+        "office-hours",
+        "--config",
+        config,
+        "--at",
+        "2026-12-24T10:00:00+01:00",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "asleep\n2027-01-04T06:00:00Z\nholiday: asleep all day (Europe/Berlin)\nnext holidays (asleep, Europe/Berlin): 2026-12-24..2026-12-26, 2026-12-28..2027-01-01, 2027-03-08, 2027-05-01, 2027-10-03\n"
+    );
+    let o = siesta(&["check-config", config]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("  holidays of office-hours: asleep on "),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("  holidays of on-call: awake on "),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn check_config_locates_an_error_in_a_calendar_by_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.ics"),
+        "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\nRRULE:FREQ=YEARLY;BYSETPOS=1\nEND:VEVENT\nEND:VCALENDAR\n",
+    )
+    .expect("write");
+    let file = dir.path().join("siesta.yaml");
+    std::fs::write(
+        &file,
+        "schedules:\n  team:\n    awakeHours: always\n    holidays: {calendars: [bad.ics], timezone: UTC}\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let o = siesta(&["check-config", path]);
+    assert_eq!(o.status.code(), Some(1));
+    let calendar = dir.path().join("bad.ics");
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{path}: schedules.team.holidays.calendars[0]: {}:4: RRULE: BYSETPOS is not supported; Siesta reads FREQ=YEARLY, MONTHLY, WEEKLY or DAILY with INTERVAL, COUNT, UNTIL, BYDAY, BYMONTH, BYMONTHDAY and WKST (line 4, column 28)\n",
+            calendar.display()
+        )
+    );
 }

@@ -2,6 +2,7 @@
 //! problem with its path instead of stopping at the first.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_yaml_ng::Value;
@@ -10,7 +11,15 @@ use super::{
     AdminConfig, AuditIgnore, Defaults, LabelExpression, Operator, Policy, Prices, ProxyLimits,
 };
 use crate::annotations::{Enabled, IdleAfter, WakeOn, WakePage};
-use crate::schedule::{self, Schedule};
+use crate::schedule::{self, HolidayMode, Holidays, Schedule, WithHolidays};
+
+/// How a config reads the files it names (holiday calendars): relative paths
+/// are read from the config file's folder, through `read` (the disk, or the
+/// reloader's reader, which remembers what it read to watch it).
+pub(super) struct Files<'r> {
+    pub(super) base: PathBuf,
+    pub(super) read: &'r mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Seg {
@@ -247,7 +256,7 @@ fn any(_: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn check_config(p: &mut Problems, tree: &Value) -> AdminConfig {
+pub(super) fn check_config(p: &mut Problems, tree: &Value, files: &mut Files) -> AdminConfig {
     let top = Map::open(
         p,
         YamlPath::default(),
@@ -261,7 +270,7 @@ pub(super) fn check_config(p: &mut Problems, tree: &Value) -> AdminConfig {
             "prices",
         ],
     );
-    let schedules = check_schedules(p, &top);
+    let schedules = check_schedules(p, &top, files);
     // A schedule that is written but invalid has its own error already.
     let written = Map::open(
         &mut Problems::default(),
@@ -356,7 +365,7 @@ fn schedule_name(s: &str) -> Result<String, String> {
     }
 }
 
-fn check_schedules(p: &mut Problems, top: &Map) -> BTreeMap<String, Schedule> {
+fn check_schedules(p: &mut Problems, top: &Map, files: &mut Files) -> BTreeMap<String, Schedule> {
     let all = Map::open(p, top.at("schedules"), top.get("schedules"), &[]);
     let mut out = BTreeMap::new();
     for (name, v) in &all.entries {
@@ -369,9 +378,9 @@ fn check_schedules(p: &mut Problems, top: &Map) -> BTreeMap<String, Schedule> {
             p,
             at.clone(),
             Some(v),
-            &["awakeHours", "sleep", "wake", "timezone"],
+            &["awakeHours", "sleep", "wake", "timezone", "holidays"],
         );
-        if v.is_null() || m.entries.is_empty() {
+        if v.is_null() || m.entries.iter().all(|(k, _)| k == "holidays") {
             p.add(
                 &at,
                 "a schedule needs awakeHours, or sleep, wake and timezone",
@@ -408,11 +417,94 @@ fn check_schedules(p: &mut Problems, top: &Map) -> BTreeMap<String, Schedule> {
                 _ => None,
             }
         };
-        if let Some(s) = parsed {
+        let Some(base) = parsed else { continue };
+        let with = match m.get("holidays") {
+            None => Some(base),
+            Some(h) => check_holidays(p, m.at("holidays"), h, &base, files)
+                .map(|holidays| Schedule::Holidays(Box::new(WithHolidays { base, holidays }))),
+        };
+        if let Some(s) = with {
             out.insert(name.clone(), s);
         }
     }
     out
+}
+
+/// `holidays: {dates, calendars, timezone, mode}` of a schedule.
+fn check_holidays(
+    p: &mut Problems,
+    at: YamlPath,
+    v: &Value,
+    base: &Schedule,
+    files: &mut Files,
+) -> Option<Holidays> {
+    let before = p.0.len();
+    let m = Map::open(
+        p,
+        at.clone(),
+        Some(v),
+        &["dates", "calendars", "timezone", "mode"],
+    );
+    let mode = m.parse(p, "mode", HolidayMode::parse).unwrap_or_default();
+    let tz = if m.get("timezone").is_some() {
+        m.parse(p, "timezone", |s| schedule::parse_zone(s).map_err(|e| e.0))
+    } else {
+        let zones = base.zones();
+        let names: Vec<&str> = zones.iter().map(|z| z.name()).collect();
+        match zones[..] {
+            [one] => Some(one),
+            [] => {
+                p.add(&at, "the schedule names no time zone: say in which one holidays are whole days with `timezone`");
+                None
+            }
+            _ => {
+                p.add(&at, format!("the schedule names more than one time zone ({}): say in which one holidays are whole days with `timezone`", names.join(", ")));
+                None
+            }
+        }
+    };
+    let mut spans = Vec::new();
+    for d in m
+        .strings(p, "dates", |s| {
+            schedule::parse_dates(s).map(|_| ()).map_err(|e| e.0)
+        })
+        .unwrap_or_default()
+    {
+        spans.extend(schedule::parse_dates(&d).ok());
+    }
+    let calendars = m.strings(p, "calendars", any).unwrap_or_default();
+    if let (Some(Value::Sequence(items)), Some(tz)) = (m.get("calendars"), tz) {
+        for (i, item) in items.iter().enumerate() {
+            let Some(name) = item
+                .as_str()
+                .map(str::trim)
+                .filter(|n| calendars.iter().any(|c| c == n))
+            else {
+                continue;
+            };
+            let at = m.at("calendars").index(i);
+            let path = files.base.join(name);
+            let text = match (files.read)(&path).map(String::from_utf8) {
+                Ok(Ok(text)) => text,
+                Ok(Err(_)) => {
+                    p.add(&at, format!("{}: not UTF-8 text", path.display()));
+                    continue;
+                }
+                Err(e) => {
+                    p.add(&at, format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            match schedule::ical::read(&text, tz, schedule::HORIZON) {
+                Ok(days) => spans.extend(days.spans),
+                Err(e) => p.add(&at, format!("{}:{}: {}", path.display(), e.line, e.message)),
+            }
+        }
+    }
+    if p.0.len() > before {
+        return None;
+    }
+    Some(Holidays::new(tz?, mode, spans))
 }
 
 fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {

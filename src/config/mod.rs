@@ -316,11 +316,19 @@ impl std::error::Error for ConfigErrors {}
 // ---------------------------------------------------------------------------
 // Loading
 
-/// Read and validate an admin config file.
+/// Read and validate an admin config file and the calendars it names.
 pub fn load(path: &Path) -> Result<AdminConfig, ConfigErrors> {
+    load_with(path, &mut |p| std::fs::read(p))
+}
+
+/// [`load`], reading the config file and every calendar through `read`.
+pub fn load_with(
+    path: &Path,
+    read: &mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<AdminConfig, ConfigErrors> {
     let file = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(src) => parse(&file, &src),
+    match read(path) {
+        Ok(src) => parse_with(&file, &String::from_utf8_lossy(&src), read),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             file,
             path: String::new(),
@@ -331,8 +339,18 @@ pub fn load(path: &Path) -> Result<AdminConfig, ConfigErrors> {
     }
 }
 
-/// Validate the text of an admin config; `file` only labels the errors.
+/// Validate the text of an admin config; `file` labels the errors, and
+/// calendars with relative paths are read from its folder.
 pub fn parse(file: &str, src: &str) -> Result<AdminConfig, ConfigErrors> {
+    parse_with(file, src, &mut |p| std::fs::read(p))
+}
+
+/// [`parse`], reading calendars through `read`.
+pub fn parse_with(
+    file: &str,
+    src: &str,
+    read: &mut dyn FnMut(&Path) -> std::io::Result<Vec<u8>>,
+) -> Result<AdminConfig, ConfigErrors> {
     let tree: Value = match serde_yaml_ng::from_str(src) {
         Ok(v) => v,
         Err(e) => {
@@ -353,7 +371,14 @@ pub fn parse(file: &str, src: &str) -> Result<AdminConfig, ConfigErrors> {
         }
     };
     let mut problems = check::Problems::default();
-    let config = check::check_config(&mut problems, &tree);
+    let mut files = check::Files {
+        base: Path::new(file)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        read,
+    };
+    let config = check::check_config(&mut problems, &tree, &mut files);
     if problems.0.is_empty() {
         return Ok(config);
     }
@@ -383,7 +408,7 @@ pub fn check_config_cli(path: &Path) -> (bool, String) {
             let names =
                 |m: &mut dyn Iterator<Item = &String>| m.cloned().collect::<Vec<_>>().join(", ");
             let d = &c.defaults;
-            let summary = format!(
+            let mut summary = format!(
                 "{}: ok\n  schedules: {} ({})\n  policies: {} ({})\n  defaults: idle-after {}, wake-on {}, flush interval {}, schedule {}\n  prices: {} {}/CPU-hour, {} {}/GiB-hour\n",
                 path.display(),
                 c.schedules.len(),
@@ -407,10 +432,32 @@ pub fn check_config_cli(path: &Path) -> (bool, String) {
                 c.prices.memory_gib_hour,
                 c.prices.currency,
             );
+            for (name, schedule) in &c.schedules {
+                if let Schedule::Holidays(h) = schedule {
+                    summary.push_str(&holidays_line(name, &h.holidays));
+                }
+            }
             (true, summary)
         }
         Err(errors) => (false, format!("{errors}\n")),
     }
+}
+
+/// `  holidays of NAME: asleep on N days in ZONE, FIRST..LAST` for the summary.
+fn holidays_line(name: &str, h: &crate::schedule::Holidays) -> String {
+    let spans = h.spans();
+    let range = match (spans.first(), spans.last()) {
+        (Some((first, _)), Some((_, end))) => {
+            format!(", {first}..{}", end.pred_opt().unwrap_or(*end))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "  holidays of {name}: {} on {} days in {}{range}\n",
+        h.mode.phase(),
+        h.days(),
+        h.tz.name()
+    )
 }
 
 #[cfg(test)]
@@ -753,6 +800,94 @@ policies:
         assert_eq!(out.lines().count(), 2, "{out}");
         let (ok, out) = check_config_cli(&dir.path().join("missing.yaml"));
         assert!(!ok && out.contains("cannot read"), "{out}");
+    }
+
+    #[test]
+    fn holidays_come_from_dates_and_calendars_and_errors_are_located() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("public.ics"),
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20270101\nRRULE:FREQ=YEARLY\nEND:VEVENT\nEND:VCALENDAR\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("broken.ics"),
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;TZID=Mars/Olympus:20270101T000000\nEND:VEVENT\nEND:VCALENDAR\n",
+        )
+        .expect("write");
+        let file = dir.path().join("siesta.yaml");
+        let file = file.to_str().expect("utf-8");
+        let config = "\
+schedules:
+  office-hours:
+    awakeHours: \"Mon-Fri 07:00-19:00 Europe/Berlin\"
+    holidays:
+      dates: [\"2026-12-24\", \"2026-12-28..2026-12-31\"]
+      calendars: [public.ics]
+";
+        let c = parse(file, config).expect("valid");
+        let Some(Schedule::Holidays(h)) = c.schedules.get("office-hours") else {
+            panic!("no holidays: {c:?}")
+        };
+        assert_eq!(h.holidays.tz, chrono_tz::Europe::Berlin);
+        let thursday = chrono::DateTime::parse_from_rfc3339("2026-12-24T10:00:00+01:00")
+            .expect("instant")
+            .to_utc();
+        assert_eq!(
+            c.schedules["office-hours"].phase_at(thursday),
+            Phase::Asleep
+        );
+        // 2026-12-24, 2026-12-28..2027-01-01 (the calendar's New Year joins the
+        // range), then each New Year's Day to 2099.
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date");
+        assert_eq!(
+            h.holidays.spans()[..3],
+            [
+                (day("2026-12-24"), day("2026-12-25")),
+                (day("2026-12-28"), day("2027-01-02")),
+                (day("2028-01-01"), day("2028-01-02"))
+            ]
+        );
+        assert_eq!(h.holidays.days(), 1 + 5 + 72);
+
+        let bad = "\
+schedules:
+  two-zones:
+    awakeHours: \"Mon-Fri 07:00-19:00 Europe/Berlin, Mon-Fri 09:00-17:00 America/New_York\"
+    holidays: {dates: [\"2026-12-24\"]}
+  office:
+    awakeHours: \"Mon-Fri 07:00-19:00 Europe/Berlin\"
+    holidays:
+      dates: [\"2026-12-24\", \"24.12.2026\"]
+      calendars: [public.ics, broken.ics, missing.ics]
+      mode: closed
+      colour: red
+";
+        let errs: Vec<String> = match parse(file, bad) {
+            Ok(c) => panic!("accepted {c:?}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        };
+        let dir = dir.path().display();
+        for want in [
+            "schedules.two-zones.holidays: the schedule names more than one time zone (Europe/Berlin, America/New_York): say in which one holidays are whole days with `timezone` (line 4, column 15)".to_string(),
+            "schedules.office.holidays.dates[1]: \"24.12.2026\" is not a date YYYY-MM-DD".to_string(),
+            format!("schedules.office.holidays.calendars[1]: {dir}/broken.ics:3: DTSTART: unknown TZID \"Mars/Olympus\""),
+            format!("schedules.office.holidays.calendars[2]: cannot read {dir}/missing.ics"),
+            "schedules.office.holidays.mode: \"closed\" is not a holiday mode".to_string(),
+            "schedules.office.holidays.colour: unknown field `colour`".to_string(),
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(&want)),
+                "missing {want:?} in\n{}",
+                errs.join("\n")
+            );
+        }
+        assert_eq!(errs.len(), 6, "{}", errs.join("\n"));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("broken.ics:3") && e.contains("(line 9, column 31)")),
+            "{errs:?}"
+        );
     }
 
     proptest::proptest! {

@@ -196,6 +196,11 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
         facts.state = recorded.observed_state.unwrap_or_default();
         facts.since = recorded.observed_since;
     }
+    let reason = if observing {
+        recorded.observed_reason
+    } else {
+        recorded.reason
+    };
     let mut exec = Executor::new(ctx, ns, recorded, &config, now);
     let plan = match plan::before_deciding(&facts) {
         Some(plan) => plan,
@@ -205,6 +210,7 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
             let observed = Observed {
                 state: facts.state,
                 since: facts.since,
+                reason,
                 action: own.action,
                 last_api: seen.api,
                 last_http: seen.http,

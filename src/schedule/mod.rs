@@ -4,7 +4,9 @@
 //! - weekly awake hours in kube-downscaler's syntax (`Mon-Fri 07:30-20:30 Europe/Berlin`,
 //!   comma-separated, absolute ranges, `always`, `never`), in `weekly.rs`;
 //! - a cron pair (`sleep`, `wake`, `timezone`) read as Kubernetes CronJobs read
-//!   cron, in `cron.rs`.
+//!   cron, in `cron.rs`;
+//! - either with holidays laid over it (whole local days asleep or awake), in
+//!   `holidays.rs`, the days read from dates and RFC 5545 calendars (`ical.rs`).
 //!
 //! Phases change *at* an instant: at a window's start the namespace is awake, at
 //! its end asleep. Local times are mapped to instants in one place,
@@ -19,9 +21,13 @@ use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 mod cron;
+mod holidays;
+pub mod ical;
 mod weekly;
+mod windows_zones;
 
 pub use cron::{CronPair, CronSpec, parse_cron};
+pub use holidays::{HORIZON, HolidayMode, Holidays, WithHolidays, parse_dates};
 pub use weekly::AwakeHours;
 
 /// Whether a schedule wants the namespace awake or asleep.
@@ -70,6 +76,8 @@ pub enum Schedule {
     AwakeHours(AwakeHours),
     /// Asleep from each `sleep` firing until the next `wake` firing.
     Cron(Box<CronPair>),
+    /// Another schedule, overridden on holidays.
+    Holidays(Box<WithHolidays>),
 }
 
 impl Schedule {
@@ -81,13 +89,20 @@ impl Schedule {
                 "empty awake-hours spec: use `always`, `never`, or windows such as \"Mon-Fri 07:30-20:30 Europe/Berlin\"",
             );
         }
-        if trimmed.eq_ignore_ascii_case("always") {
+        let hours = AwakeHours::parse(trimmed)?;
+        // `always` anywhere in the list wins (awake wins); a list of nothing
+        // but `never` is never awake.
+        let words: Vec<Option<bool>> = trimmed
+            .split(',')
+            .map(|e| weekly::keyword(e.trim()))
+            .collect();
+        if words.contains(&Some(true)) {
             return Ok(Schedule::Always);
         }
-        if trimmed.eq_ignore_ascii_case("never") {
+        if words.iter().all(|w| *w == Some(false)) {
             return Ok(Schedule::Never);
         }
-        AwakeHours::parse(trimmed).map(Schedule::AwakeHours)
+        Ok(Schedule::AwakeHours(hours))
     }
 
     /// A cron pair: asleep from each `sleep` firing until the next `wake` firing,
@@ -106,6 +121,7 @@ impl Schedule {
             Schedule::Never => Phase::Asleep,
             Schedule::AwakeHours(a) => a.phase_at(now),
             Schedule::Cron(c) => c.phase_at(now),
+            Schedule::Holidays(h) => h.phase_at(now),
         }
     }
 
@@ -116,6 +132,7 @@ impl Schedule {
             Schedule::Always | Schedule::Never => None,
             Schedule::AwakeHours(a) => a.last_change(now),
             Schedule::Cron(c) => c.last_change(now),
+            Schedule::Holidays(h) => h.last_change(now),
         }
     }
 
@@ -125,7 +142,26 @@ impl Schedule {
             Schedule::Always | Schedule::Never => None,
             Schedule::AwakeHours(a) => a.next_change(now),
             Schedule::Cron(c) => c.next_change(now),
+            Schedule::Holidays(h) => h.next_change(now),
         }
+    }
+
+    /// The time zones the schedule names, each once, in the order written
+    /// (absolute ranges name none).
+    pub fn zones(&self) -> Vec<Tz> {
+        let mut out: Vec<Tz> = Vec::new();
+        let named = match self {
+            Schedule::Always | Schedule::Never => Vec::new(),
+            Schedule::AwakeHours(a) => a.zones(),
+            Schedule::Cron(c) => vec![c.tz],
+            Schedule::Holidays(h) => h.base.zones(),
+        };
+        for tz in named {
+            if !out.contains(&tz) {
+                out.push(tz);
+            }
+        }
+        out
     }
 }
 
@@ -142,6 +178,7 @@ impl fmt::Display for Schedule {
                 c.wake.text,
                 c.tz.name()
             ),
+            Schedule::Holidays(h) => write!(f, "{h}"),
         }
     }
 }
@@ -203,13 +240,45 @@ fn after_gap(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 impl Schedule {
     /// The phase at `at` and the next change (or `never`), as two lines: what
     /// `siesta schedule` prints.
+    /// With holidays, more lines follow: whether `at` is on one, and the
+    /// next few.
     pub fn describe(&self, at: DateTime<Utc>) -> String {
         let next = self
             .next_change(at)
             .map_or_else(|| "never".to_string(), crate::model::format_instant);
-        format!("{}\n{next}\n", self.phase_at(at))
+        let mut out = format!("{}\n{next}\n", self.phase_at(at));
+        if let Schedule::Holidays(h) = self {
+            let days = &h.holidays;
+            let zone = days.tz.name();
+            let mode = days.mode.phase();
+            if days.span_at(at).is_some() {
+                out.push_str(&format!("holiday: {mode} all day ({zone})\n"));
+            }
+            let today = at.with_timezone(&days.tz).date_naive();
+            let list: Vec<String> = days
+                .upcoming(today, 5)
+                .iter()
+                .map(|&(first, end)| {
+                    let last = end.pred_opt().unwrap_or(first);
+                    if last == first {
+                        first.to_string()
+                    } else {
+                        format!("{first}..{last}")
+                    }
+                })
+                .collect();
+            let list = if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            };
+            out.push_str(&format!("next holidays ({mode}, {zone}): {list}\n"));
+        }
+        out
     }
 }
 
+#[cfg(test)]
+mod holiday_tests;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use super::weekly::WEEKDAYS;
 use super::*;
 use proptest::prelude::*;
 
-fn at(s: &str) -> DateTime<Utc> {
+pub(super) fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("test instant")
         .with_timezone(&Utc)
@@ -20,7 +20,7 @@ fn cron(sleep: &str, wake: &str, tz: &str) -> Schedule {
 }
 
 #[track_caller]
-fn assert_at(s: &Schedule, t: &str, phase: Phase, next: Option<&str>) {
+pub(super) fn assert_at(s: &Schedule, t: &str, phase: Phase, next: Option<&str>) {
     let t = at(t);
     assert_eq!(s.phase_at(t), phase, "phase at {t}");
     assert_eq!(s.next_change(t), next.map(at), "next change after {t}");
@@ -468,15 +468,15 @@ fn bad_input_gets_a_clear_error() {
         msg(Schedule::parse_awake_hours("Mon-Fry 07:00-19:00 UTC"))
             .contains("\"Fry\" is not a day")
     );
-    assert!(msg(Schedule::parse_awake_hours("Mon-Fri 07:00-07:00 UTC")).contains("same time"));
     assert!(msg(Schedule::parse_awake_hours("Mon-Fri 07:00-19:00 UTC,")).contains("empty entry"));
     let many = vec!["Mon-Fri 07:00-19:00 UTC"; 51].join(", ");
     assert!(msg(Schedule::parse_awake_hours(&many)).contains("more than the 50 allowed"));
     assert!(
         msg(Schedule::parse_awake_hours(
-            "always, Mon-Fri 07:00-19:00 UTC"
+            "always, Mon-Fry 07:00-19:00 UTC"
         ))
-        .contains("whole spec")
+        .contains("not a day"),
+        "entries next to `always` are checked too"
     );
     assert!(
         msg(Schedule::parse_awake_hours(
@@ -517,6 +517,52 @@ fn kube_downscaler_specs_parse() {
     ] {
         assert!(Schedule::parse_awake_hours(spec).is_ok(), "{spec}");
     }
+}
+
+#[test]
+fn go_kube_downscaler_spellings_mean_what_they_mean_there() {
+    // An absolute span with spaces around the dash.
+    let spaced = hours("2024-11-01T22:00:00Z - 2024-11-22T05:00:00Z");
+    let tight = hours("2024-11-01T22:00:00Z-2024-11-22T05:00:00Z");
+    let t = at("2024-11-10T00:00:00Z");
+    assert_eq!(
+        (spaced.next_change(t), spaced.last_change(t)),
+        (tight.next_change(t), tight.last_change(t))
+    );
+    assert_at(
+        &spaced,
+        "2024-11-01T21:59:59Z",
+        Phase::Asleep,
+        Some("2024-11-01T22:00:00Z"),
+    );
+    assert_at(
+        &spaced,
+        "2024-11-22T04:59:59Z",
+        Phase::Awake,
+        Some("2024-11-22T05:00:00Z"),
+    );
+    let both =
+        hours("Mon-Fri 08:00-18:00 UTC, 2024-12-24T00:00:00+01:00  -  2024-12-27T00:00:00+01:00");
+    assert_eq!(both.phase_at(at("2024-12-25T20:00:00Z")), Phase::Awake);
+    // A zero-length window is never awake; next to others it adds nothing.
+    let zero = hours("Mon-Fri 07:00-07:00 UTC");
+    assert_at(&zero, "2026-11-25T07:00:00Z", Phase::Asleep, None);
+    let with_zero = hours("Mon-Fri 07:00-07:00 UTC, Sat-Sun 10:00-12:00 UTC");
+    assert_eq!(
+        with_zero.next_change(at("2026-11-25T00:00:00Z")),
+        Some(at("2026-11-28T10:00:00Z"))
+    );
+    // always/true and never/false, also as list entries: awake wins.
+    assert_eq!(hours("true"), Schedule::Always);
+    assert_eq!(hours("FALSE"), Schedule::Never);
+    assert_eq!(hours("never, always"), Schedule::Always);
+    assert_eq!(hours("Mon-Fri 07:00-19:00 UTC, always"), Schedule::Always);
+    assert_eq!(hours("never, false"), Schedule::Never);
+    let never_and_hours = hours("never, Mon-Fri 07:00-19:00 UTC");
+    assert_eq!(
+        never_and_hours.phase_at(at("2026-11-25T12:00:00Z")),
+        Phase::Awake
+    );
 }
 
 #[test]
@@ -611,28 +657,105 @@ fn before(t: DateTime<Utc>) -> DateTime<Utc> {
     t - TimeDelta::nanoseconds(1)
 }
 
+/// Any schedule with a few holidays within three weeks of `t`.
+fn with_holidays_near(t: DateTime<Utc>) -> impl Strategy<Value = Schedule> {
+    let base = prop_oneof![
+        awake_hours(),
+        cron_pair(),
+        Just(Schedule::Always),
+        Just(Schedule::Never)
+    ];
+    let span = (-21i64..21, 1u64..6);
+    (
+        base,
+        zone(),
+        any::<bool>(),
+        proptest::collection::vec(span, 0..5),
+    )
+        .prop_map(move |(base, zone, awake, spans)| {
+            let tz = parse_zone(zone).expect("test zone");
+            let day = t.with_timezone(&tz).date_naive();
+            let spans = spans.into_iter().filter_map(|(from, len)| {
+                let first = day.checked_add_signed(TimeDelta::days(from))?;
+                Some((first, first.checked_add_days(chrono::Days::new(len))?))
+            });
+            let mode = if awake {
+                HolidayMode::Awake
+            } else {
+                HolidayMode::Asleep
+            };
+            Schedule::Holidays(Box::new(WithHolidays {
+                base,
+                holidays: Holidays::new(tz, mode, spans),
+            }))
+        })
+}
+
+fn last_change_agrees(s: &Schedule, t: DateTime<Utc>) -> Result<(), TestCaseError> {
+    let now = s.phase_at(t);
+    if let Some(c) = s.last_change(t) {
+        prop_assert!(c <= t);
+        prop_assert_eq!(s.phase_at(c), now, "phase just after the last change {}", c);
+        prop_assert_ne!(
+            s.phase_at(before(c)),
+            now,
+            "phase just before the last change {}",
+            c
+        );
+    }
+    Ok(())
+}
+
+fn next_change_changes(s: &Schedule, t: DateTime<Utc>) -> Result<(), TestCaseError> {
+    let now = s.phase_at(t);
+    if let Some(n) = s.next_change(t) {
+        prop_assert!(n > t);
+        prop_assert_ne!(s.phase_at(n), now, "phase at the next change {}", n);
+        prop_assert_eq!(
+            s.phase_at(before(n)),
+            now,
+            "phase just before the next change {}",
+            n
+        );
+        // And nothing changed in between: the last change seen from just before it is not after t.
+        prop_assert!(s.last_change(before(n)).is_none_or(|c| c <= t));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn the_phase_agrees_with_the_last_change(s in any_schedule(), t in instant()) {
-        let now = s.phase_at(t);
-        if let Some(c) = s.last_change(t) {
-            prop_assert!(c <= t);
-            prop_assert_eq!(s.phase_at(c), now, "phase just after the last change {}", c);
-            prop_assert_ne!(s.phase_at(before(c)), now, "phase just before the last change {}", c);
-        }
+        last_change_agrees(&s, t)?;
     }
 
     #[test]
     fn the_next_change_changes_the_phase(s in any_schedule(), t in instant()) {
-        let now = s.phase_at(t);
-        if let Some(n) = s.next_change(t) {
-            prop_assert!(n > t);
-            prop_assert_ne!(s.phase_at(n), now, "phase at the next change {}", n);
-            prop_assert_eq!(s.phase_at(before(n)), now, "phase just before the next change {}", n);
-            // And nothing changed in between: the last change seen from just before it is not after t.
-            prop_assert!(s.last_change(before(n)).is_none_or(|c| c <= t));
+        next_change_changes(&s, t)?;
+    }
+
+    #[test]
+    fn holidays_hold_all_day_and_changes_stay_consistent(
+        (s, t) in instant().prop_flat_map(|t| (with_holidays_near(t), Just(t)))
+    ) {
+        last_change_agrees(&s, t)?;
+        next_change_changes(&s, t)?;
+        let Schedule::Holidays(h) = &s else { unreachable!("generated with holidays") };
+        let day = t.with_timezone(&h.holidays.tz).date_naive();
+        let on_holiday = h.holidays.spans().iter().any(|(a, b)| *a <= day && day < *b);
+        // Away from midnight, the local date says whether it is a holiday.
+        let local = t.with_timezone(&h.holidays.tz).time();
+        if local > chrono::NaiveTime::from_hms_opt(2, 0, 0).unwrap_or_default()
+            && local < chrono::NaiveTime::from_hms_opt(22, 0, 0).unwrap_or_default()
+        {
+            prop_assert_eq!(h.holidays.span_at(t).is_some(), on_holiday);
+        }
+        if h.holidays.span_at(t).is_some() {
+            prop_assert_eq!(s.phase_at(t), h.holidays.mode.phase());
+        } else {
+            prop_assert_eq!(s.phase_at(t), h.base.phase_at(t));
         }
     }
 

@@ -43,15 +43,15 @@ impl AwakeHours {
                     "awake-hours {trimmed:?}: empty entry between commas"
                 ));
             }
-            if part.eq_ignore_ascii_case("always") || part.eq_ignore_ascii_case("never") {
-                return err(format!(
-                    "awake-hours {trimmed:?}: `{part}` must be the whole spec, not one entry of a list"
-                ));
+            // GoKubeDownscaler's entries: `always` (`true`) and `never`
+            // (`false`); the caller makes the first win over the whole list.
+            if keyword(part).is_some() {
+                continue;
             }
             if part.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 ranges.push(parse_range(part)?);
-            } else {
-                windows.push(Window::parse(part)?);
+            } else if let Some(w) = Window::parse(part)? {
+                windows.push(w);
             }
         }
         ranges.sort();
@@ -60,6 +60,18 @@ impl AwakeHours {
             windows,
             ranges,
         })
+    }
+}
+
+/// `always`/`true` is `Some(true)`, `never`/`false` `Some(false)`, any case.
+pub(super) fn keyword(entry: &str) -> Option<bool> {
+    let is = |words: [&str; 2]| words.iter().any(|w| entry.eq_ignore_ascii_case(w));
+    if is(["always", "true"]) {
+        Some(true)
+    } else if is(["never", "false"]) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -79,7 +91,9 @@ pub(super) const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat"
 const FORMAT_HINT: &str = "expected DAYS HH:MM-HH:MM ZONE such as \"Mon-Fri 07:30-20:30 Europe/Berlin\", or an absolute range such as \"2026-12-24T00:00:00+01:00-2026-12-27T00:00:00+01:00\"";
 
 impl Window {
-    fn parse(part: &str) -> Result<Window, ScheduleError> {
+    /// `None` for a window that starts and ends at the same time: it is never
+    /// awake, as in kube-downscaler and GoKubeDownscaler.
+    fn parse(part: &str) -> Result<Option<Window>, ScheduleError> {
         let tokens: Vec<&str> = part.split_whitespace().collect();
         let [days, times, zone] = tokens[..] else {
             if tokens.len() == 2 && tokens[1].contains(':') {
@@ -94,18 +108,13 @@ impl Window {
         let start =
             parse_clock(start, false).map_err(|e| ScheduleError(format!("{part:?}: {e}")))?;
         let end = parse_clock(end, true).map_err(|e| ScheduleError(format!("{part:?}: {e}")))?;
-        if start == end {
-            return err(format!(
-                "{part:?}: the window starts and ends at the same time"
-            ));
-        }
         let tz = parse_zone(zone).map_err(|e| ScheduleError(format!("{part:?}: {e}")))?;
-        Ok(Window {
+        Ok((start != end).then_some(Window {
             days,
             start,
             end,
             tz,
-        })
+        }))
     }
 
     /// The occurrence starting on local `date`, as instants, if the window runs
@@ -223,7 +232,12 @@ fn parse_range(part: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ScheduleErr
         part.get(..split).ok_or_else(bad)?,
         part.get(split..).ok_or_else(bad)?,
     );
-    let second = rest.strip_prefix('-').ok_or_else(bad)?;
+    // GoKubeDownscaler allows spaces around the dash.
+    let second = rest
+        .trim_start()
+        .strip_prefix('-')
+        .ok_or_else(bad)?
+        .trim_start();
     let instant = |s: &str| {
         DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
@@ -241,6 +255,11 @@ fn parse_range(part: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ScheduleErr
 }
 
 impl AwakeHours {
+    /// The zone of each weekly window, in the order written.
+    pub(super) fn zones(&self) -> Vec<Tz> {
+        self.windows.iter().map(|w| w.tz).collect()
+    }
+
     pub fn phase_at(&self, t: DateTime<Utc>) -> Phase {
         let awake = self.ranges.iter().any(|(s, e)| *s <= t && t < *e)
             || self.windows.iter().any(|w| w.contains(t));
