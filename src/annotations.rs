@@ -31,6 +31,11 @@ pub const LAST_ACTIVITY: &str = "siesta.dev/last-activity";
 pub const ORIGINAL_REPLICAS: &str = "siesta.dev/original-replicas";
 pub const ORIGINAL_SUSPEND: &str = "siesta.dev/original-suspend";
 pub const SAVED: &str = "siesta.dev/saved";
+/// On a workload: its wake group (an integer; lower wakes first).
+pub const WAKE_ORDER: &str = "siesta.dev/wake-order";
+/// On a waking namespace (written by the controller): the wake group being
+/// restored and since when, `ORDER INSTANT`; removed when it is awake.
+pub const WAKE_GROUP: &str = "siesta.dev/wake-group";
 
 /// The longest activity description written to an annotation.
 pub const MAX_DESCRIPTION: usize = 120;
