@@ -617,6 +617,56 @@ mod tests {
         assert_eq!((next.apply, next.group, next.given_up), (vec![1], None, 1));
     }
 
+    proptest::proptest! {
+        /// Driving a wake to its end the way the controller does (each pass
+        /// applies what `next_wake` says; restored workloads turn ready some
+        /// passes later, in any order) restores every workload exactly once,
+        /// never a group before all lower ones are ready, and ends.
+        #[test]
+        fn an_ordered_wake_restores_every_group_once_in_order(
+            groups in proptest::collection::vec((-2i32..3, proptest::bool::ANY, 0u8..4), 1..12),
+        ) {
+            let now = at("2026-12-01T10:00:00Z");
+            let mut items: Vec<Item> = groups
+                .iter()
+                .map(|&(order, cron, _)| member(if cron { "CronJob" } else { "Deployment" }, order, true, false))
+                .collect();
+            // How many passes each restored workload takes to turn ready.
+            let mut ready_in: Vec<Option<u8>> = vec![None; items.len()];
+            let mut restored_order = Vec::new();
+            let mut started = None;
+            for _ in 0..200 {
+                let next = next_wake(&items, started, now, MINUTE, false);
+                for &i in &next.apply {
+                    // Every lower group is restored and ready.
+                    proptest::prop_assert!(items.iter().all(|o| o.order >= items[i].order || (o.running > 0 && o.ready)));
+                    proptest::prop_assert_eq!(wake_step(&items[i]), Step::Restore { to: 2 });
+                    items[i].running = 2;
+                    items[i].record = None;
+                    items[i].ready = items[i].kind == "CronJob";
+                    ready_in[i] = Some(groups[i].2);
+                    restored_order.push(items[i].order);
+                }
+                if let Some(g) = next.group && started.map(|s: WakeGroup| s.order) != Some(g) {
+                    started = Some(WakeGroup { order: g, since: now });
+                }
+                if next == WakeNext::default() {
+                    break;
+                }
+                for (i, r) in ready_in.iter_mut().enumerate() {
+                    match r {
+                        Some(0) => items[i].ready = true,
+                        Some(n) => *n -= 1,
+                        None => {}
+                    }
+                }
+            }
+            proptest::prop_assert!(items.iter().all(|i| i.record.is_none() && i.ready), "{items:?}");
+            proptest::prop_assert_eq!(restored_order.len(), items.len());
+            proptest::prop_assert!(restored_order.windows(2).all(|w| w[0] <= w[1]), "{restored_order:?}");
+        }
+    }
+
     #[test]
     fn wake_group_round_trips_and_bad_orders_fall_back_to_the_default() {
         let g = WakeGroup {
