@@ -42,6 +42,11 @@ pub const OBSERVED_SINCE: &str = "siesta.dev/observed-since";
 pub const OBSERVED_REASON: &str = "siesta.dev/observed-reason";
 pub const OBSERVED: &str = "siesta.dev/observed";
 pub const OBSERVED_SAVED: &str = "siesta.dev/observed-saved";
+/// On a workload: its wake group (an integer; lower wakes first).
+pub const WAKE_ORDER: &str = "siesta.dev/wake-order";
+/// On a waking namespace (written by the controller): the wake group being
+/// restored and since when, `ORDER INSTANT`; removed when it is awake.
+pub const WAKE_GROUP: &str = "siesta.dev/wake-group";
 
 /// The longest activity description written to an annotation.
 pub const MAX_DESCRIPTION: usize = 120;

@@ -147,22 +147,23 @@ async fn follow_files(
     let mut unreadable = false;
     while open() {
         ticker.tick().await;
-        let now: Sources = last
-            .iter()
-            .map(|(path, _)| (path.clone(), std::fs::read(path).ok()))
-            .collect();
-        let vanished = last
-            .iter()
-            .zip(&now)
-            .find(|((_, was), (_, is))| was.is_some() && is.is_none());
-        if let Some((_, (path, _))) = vanished {
+        let reads: Vec<_> = last.iter().map(|(path, _)| std::fs::read(path)).collect();
+        let vanished = last.iter().zip(&reads).find_map(|((path, was), is)| {
+            Some((path, is.as_ref().err().filter(|_| was.is_some())?))
+        });
+        if let Some((path, e)) = vanished {
             if !unreadable {
                 let file = path.display().to_string();
-                tracing::warn!(file, "cannot read the {what}; what is in force stays");
+                tracing::warn!(file, error = %e, "cannot read the {what}; what is in force stays");
                 unreadable = true;
             }
             continue;
         }
+        let now: Sources = last
+            .iter()
+            .zip(reads)
+            .map(|((path, _), read)| (path.clone(), read.ok()))
+            .collect();
         unreadable = false;
         if now != last {
             last = changed(&now);

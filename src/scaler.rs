@@ -5,6 +5,15 @@
 //! restarted finishes the job: there is no instant where an original count
 //! exists nowhere.
 //!
+//! Wake order: workloads wake in groups by `siesta.dev/wake-order` (lower
+//! first; without it StatefulSets are 0, Deployments 1, the rest 2). A wake
+//! pass restores the first group that still has records, and only once every
+//! group before it is ready (or its wait timed out): [`next_wake`]. Which
+//! groups are done is read from the workloads themselves (their records and
+//! readiness), and which group is being waited for, and since when, from the
+//! namespace (`siesta.dev/wake-group`), so a restarted controller goes on
+//! where the last one stopped. Sleep patches groups in the reverse order.
+//!
 //! Someone else's change wins: a recorded workload found running during sleep
 //! (a person or a GitOps agent scaled it up) is released: its record is
 //! replaced by `siesta.dev/released`, an Event says so, and Siesta leaves it
@@ -21,7 +30,9 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::annotations::{EXCLUDE, ORIGINAL_REPLICAS, ORIGINAL_SUSPEND, parse_bool};
+use chrono::{DateTime, Utc};
+
+use crate::annotations::{EXCLUDE, ORIGINAL_REPLICAS, ORIGINAL_SUSPEND, WAKE_ORDER, parse_bool};
 use crate::gitops::{Agent, DISABLED, ORIGINAL_RECONCILE};
 
 /// Marks a workload someone else took over while its namespace slept.
@@ -54,6 +65,136 @@ pub struct Item {
     pub original_pause: Option<String>,
     /// The field manager that last set the replica count (or `suspend`).
     pub scaled_by: Option<String>,
+    /// Its wake group: `siesta.dev/wake-order`, else the kind's default.
+    pub order: i32,
+    /// A `siesta.dev/wake-order` that is not an integer (the default applies).
+    pub bad_order: Option<String>,
+}
+
+/// The wake group of a kind without `siesta.dev/wake-order`: StatefulSets
+/// (databases, queues) before Deployments before the rest.
+pub fn default_order(kind: &str) -> i32 {
+    match kind {
+        "StatefulSet" => 0,
+        "Deployment" => 1,
+        _ => 2,
+    }
+}
+
+/// The wake group being restored, as recorded on the namespace
+/// (`siesta.dev/wake-group`: `ORDER INSTANT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WakeGroup {
+    pub order: i32,
+    pub since: DateTime<Utc>,
+}
+
+impl WakeGroup {
+    pub fn parse(s: &str) -> Option<WakeGroup> {
+        let (order, since) = s.trim().split_once(' ')?;
+        Some(WakeGroup {
+            order: order.parse().ok()?,
+            since: crate::model::parse_instant(since).ok()?,
+        })
+    }
+
+    pub fn format(&self) -> String {
+        format!(
+            "{} {}",
+            self.order,
+            crate::model::format_instant(self.since)
+        )
+    }
+}
+
+/// What a wake pass does next.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WakeNext {
+    /// The items (indices) whose wake steps to apply now: one group, or with
+    /// `all_at_once` every one left.
+    pub apply: Vec<usize>,
+    /// The group restored now, or restored before and waited for; `None`
+    /// when every group is restored and ready or given up on.
+    pub group: Option<i32>,
+    /// Managed workloads of that group running but not ready.
+    pub not_ready: u32,
+    /// Not ready in groups whose wait timed out (the wake went on without them).
+    pub given_up: u32,
+}
+
+fn waits_for(item: &Item) -> bool {
+    !item.excluded && !item.owned && item.running > 0 && !item.ready
+}
+
+/// The next step of an ordered wake. Groups go in ascending order: the first
+/// with a workload to restore is restored once those before it are ready; a
+/// group waited for longer than `timeout` since it was restored (`started`)
+/// is given up on, and so is any group before the one `started` names.
+pub fn next_wake(
+    items: &[Item],
+    started: Option<WakeGroup>,
+    now: DateTime<Utc>,
+    timeout: std::time::Duration,
+    all_at_once: bool,
+) -> WakeNext {
+    let pending = |i: &Item| wake_step(i) != Step::Nothing;
+    if all_at_once {
+        return WakeNext {
+            apply: (0..items.len()).filter(|&i| pending(&items[i])).collect(),
+            group: None,
+            not_ready: 0,
+            given_up: items.iter().filter(|i| waits_for(i)).count() as u32,
+        };
+    }
+    let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let orders: std::collections::BTreeSet<i32> =
+        items.iter().filter(|i| !i.owned).map(|i| i.order).collect();
+    let mut given_up = 0;
+    for order in orders {
+        let members =
+            || (0..items.len()).filter(move |&i| items[i].order == order && !items[i].owned);
+        let not_ready = members().filter(|&i| waits_for(&items[i])).count() as u32;
+        let apply: Vec<usize> = members().filter(|&i| pending(&items[i])).collect();
+        if !apply.is_empty() {
+            return WakeNext {
+                apply,
+                group: Some(order),
+                not_ready,
+                given_up,
+            };
+        }
+        if not_ready > 0 {
+            let timed_out = started
+                .is_some_and(|s| s.order > order || (s.order == order && now - s.since >= timeout));
+            if !timed_out {
+                return WakeNext {
+                    apply: Vec::new(),
+                    group: Some(order),
+                    not_ready,
+                    given_up,
+                };
+            }
+            given_up += not_ready;
+        }
+    }
+    WakeNext {
+        given_up,
+        ..WakeNext::default()
+    }
+}
+
+/// The items (indices) in the order a sleep pass patches them: groups in
+/// descending order (the app stops before its database); each inner list may
+/// go at once.
+pub fn sleep_groups(items: &[Item]) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<std::cmp::Reverse<i32>, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        groups
+            .entry(std::cmp::Reverse(item.order))
+            .or_default()
+            .push(i);
+    }
+    groups.into_values().collect()
 }
 
 /// What a pass would change on one workload.
@@ -223,7 +364,15 @@ pub trait Workload:
             .collect();
         let empty = BTreeMap::new();
         let agent = crate::gitops::detect(meta.labels.as_ref().unwrap_or(&empty), &ann, &managers);
+        let written = ann
+            .get(WAKE_ORDER)
+            .map(|v| v.trim().parse::<i32>().map_err(|_| v.clone()));
         Item {
+            order: match &written {
+                Some(Ok(n)) => *n,
+                _ => default_order(Self::NAME),
+            },
+            bad_order: written.and_then(Result::err),
             kind: Self::NAME,
             name: self.name_any(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
@@ -350,8 +499,15 @@ pub struct Report {
     pub undone_by_argo_cd: Vec<String>,
     /// Unreadable records left for a person.
     pub unreadable: Vec<(ObjectReference, String)>,
-    /// Managed workloads that are running but not all ready (wake pass).
+    /// Managed workloads that are running but not all ready, in the wake
+    /// group waited for (wake pass).
     pub not_ready: u32,
+    /// The wake group restored or waited for; `None` once every group is done.
+    pub wake_group: Option<i32>,
+    /// Not ready in wake groups whose wait timed out.
+    pub given_up: u32,
+    /// Workloads whose `siesta.dev/wake-order` is not an integer, with it.
+    pub bad_orders: Vec<(ObjectReference, String)>,
     /// Replicas held at zero after the pass, by kind (CronJobs: suspended count).
     pub asleep: BTreeMap<&'static str, i64>,
     /// Sum over sleeping workloads of original replicas x pod requests.
@@ -386,6 +542,9 @@ impl Report {
             all.undone_by_argo_cd.extend(p.undone_by_argo_cd);
             all.unreadable.extend(p.unreadable);
             all.not_ready += p.not_ready;
+            all.wake_group = all.wake_group.or(p.wake_group);
+            all.given_up += p.given_up;
+            all.bad_orders.extend(p.bad_orders);
             all.cpu_cores += p.cpu_cores;
             all.memory_bytes += p.memory_bytes;
             all.without_requests += p.without_requests;
@@ -463,7 +622,193 @@ mod tests {
             pause_value: None,
             original_pause: None,
             scaled_by: None,
+            order: default_order(kind),
+            bad_order: None,
         }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        crate::model::parse_instant(s).expect("test instant")
+    }
+
+    /// A workload of a group: asleep with a record, or restored and `ready`.
+    fn member(kind: &'static str, order: i32, asleep: bool, ready: bool) -> Item {
+        Item {
+            order,
+            ready,
+            ..item(kind, if asleep { 0 } else { 2 }, asleep.then_some(2))
+        }
+    }
+
+    const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    #[test]
+    fn the_default_order_is_statefulsets_then_deployments_then_the_rest() {
+        let items = [
+            member("Deployment", default_order("Deployment"), true, false),
+            member("CronJob", default_order("CronJob"), true, true),
+            member("StatefulSet", default_order("StatefulSet"), true, false),
+        ];
+        let now = at("2026-12-01T10:00:00Z");
+        let next = next_wake(&items, None, now, MINUTE, false);
+        assert_eq!((next.apply, next.group), (vec![2], Some(0)));
+        assert_eq!(sleep_groups(&items), vec![vec![1], vec![0], vec![2]]);
+    }
+
+    #[test]
+    fn each_group_waits_for_the_one_before_to_be_ready() {
+        let now = at("2026-12-01T10:00:00Z");
+        let started = Some(WakeGroup {
+            order: 0,
+            since: now,
+        });
+        // Group 0 restored, not ready yet: nothing else happens.
+        let items = [
+            member("StatefulSet", 0, false, false),
+            member("Deployment", 1, true, false),
+            member("Deployment", 1, true, false),
+        ];
+        let next = next_wake(&items, started, now, MINUTE, false);
+        assert_eq!(
+            next,
+            WakeNext {
+                apply: vec![],
+                group: Some(0),
+                not_ready: 1,
+                given_up: 0
+            }
+        );
+        // Ready: group 1 is restored, both at once.
+        let items = [
+            member("StatefulSet", 0, false, true),
+            items[1].clone(),
+            items[2].clone(),
+        ];
+        let next = next_wake(&items, started, now, MINUTE, false);
+        assert_eq!((next.apply, next.group), (vec![1, 2], Some(1)));
+        // Everything restored and ready: done.
+        let items = [
+            member("StatefulSet", 0, false, true),
+            member("Deployment", 1, false, true),
+        ];
+        assert_eq!(
+            next_wake(&items, started, now, MINUTE, false),
+            WakeNext::default()
+        );
+    }
+
+    #[test]
+    fn a_group_that_never_gets_ready_is_given_up_on_after_the_timeout() {
+        let since = at("2026-12-01T10:00:00Z");
+        let stuck = [
+            member("StatefulSet", -5, false, false),
+            member("Deployment", 7, true, false),
+        ];
+        let started = Some(WakeGroup { order: -5, since });
+        let before = since + chrono::Duration::seconds(59);
+        assert_eq!(
+            next_wake(&stuck, started, before, MINUTE, false).group,
+            Some(-5)
+        );
+        let after = since + chrono::Duration::seconds(60);
+        let next = next_wake(&stuck, started, after, MINUTE, false);
+        assert_eq!(
+            (next.apply, next.group, next.given_up),
+            (vec![1], Some(7), 1)
+        );
+        // Once a later group started, the stuck one is not waited for again.
+        let later = Some(WakeGroup {
+            order: 7,
+            since: after,
+        });
+        let restored = [stuck[0].clone(), member("Deployment", 7, false, true)];
+        let next = next_wake(&restored, later, after, MINUTE, false);
+        assert_eq!((next.group, next.given_up), (None, 1));
+    }
+
+    #[test]
+    fn a_restart_resumes_from_what_the_workloads_and_the_namespace_say() {
+        // Killed after group 0 was restored and its record removed, before
+        // the namespace said so: group 0 is waited for, nothing is restored twice.
+        let now = at("2026-12-01T10:00:00Z");
+        let items = [
+            member("StatefulSet", 0, false, false),
+            member("Deployment", 1, true, false),
+        ];
+        let next = next_wake(&items, None, now, MINUTE, false);
+        assert_eq!(
+            (next.apply, next.group, next.not_ready),
+            (vec![], Some(0), 1)
+        );
+        // Past the whole wake's timeout: everything left at once.
+        let next = next_wake(&items, None, now, MINUTE, true);
+        assert_eq!((next.apply, next.group, next.given_up), (vec![1], None, 1));
+    }
+
+    proptest::proptest! {
+        /// Driving a wake to its end the way the controller does (each pass
+        /// applies what `next_wake` says; restored workloads turn ready some
+        /// passes later, in any order) restores every workload exactly once,
+        /// never a group before all lower ones are ready, and ends.
+        #[test]
+        fn an_ordered_wake_restores_every_group_once_in_order(
+            groups in proptest::collection::vec((-2i32..3, proptest::bool::ANY, 0u8..4), 1..12),
+        ) {
+            let now = at("2026-12-01T10:00:00Z");
+            let mut items: Vec<Item> = groups
+                .iter()
+                .map(|&(order, cron, _)| member(if cron { "CronJob" } else { "Deployment" }, order, true, false))
+                .collect();
+            // How many passes each restored workload takes to turn ready.
+            let mut ready_in: Vec<Option<u8>> = vec![None; items.len()];
+            let mut restored_order = Vec::new();
+            let mut started = None;
+            for _ in 0..200 {
+                let next = next_wake(&items, started, now, MINUTE, false);
+                for &i in &next.apply {
+                    // Every lower group is restored and ready.
+                    proptest::prop_assert!(items.iter().all(|o| o.order >= items[i].order || (o.running > 0 && o.ready)));
+                    proptest::prop_assert_eq!(wake_step(&items[i]), Step::Restore { to: 2 });
+                    items[i].running = 2;
+                    items[i].record = None;
+                    items[i].ready = items[i].kind == "CronJob";
+                    ready_in[i] = Some(groups[i].2);
+                    restored_order.push(items[i].order);
+                }
+                if let Some(g) = next.group && started.map(|s: WakeGroup| s.order) != Some(g) {
+                    started = Some(WakeGroup { order: g, since: now });
+                }
+                if next == WakeNext::default() {
+                    break;
+                }
+                for (i, r) in ready_in.iter_mut().enumerate() {
+                    match r {
+                        Some(0) => items[i].ready = true,
+                        Some(n) => *n -= 1,
+                        None => {}
+                    }
+                }
+            }
+            proptest::prop_assert!(items.iter().all(|i| i.record.is_none() && i.ready), "{items:?}");
+            proptest::prop_assert_eq!(restored_order.len(), items.len());
+            proptest::prop_assert!(restored_order.windows(2).all(|w| w[0] <= w[1]), "{restored_order:?}");
+        }
+    }
+
+    #[test]
+    fn wake_group_round_trips_and_bad_orders_fall_back_to_the_default() {
+        let g = WakeGroup {
+            order: -3,
+            since: at("2026-12-01T10:00:00Z"),
+        };
+        assert_eq!(WakeGroup::parse(&g.format()), Some(g));
+        assert_eq!(WakeGroup::parse("first 2026-12-01T10:00:00Z"), None);
+        let mut d = k8s_openapi::api::apps::v1::Deployment::default();
+        d.metadata.annotations = Some([(WAKE_ORDER.to_string(), "first".to_string())].into());
+        let it = d.item();
+        assert_eq!((it.order, it.bad_order.as_deref()), (1, Some("first")));
+        d.metadata.annotations = Some([(WAKE_ORDER.to_string(), " -2 ".to_string())].into());
+        assert_eq!((d.item().order, d.item().bad_order), (-2, None));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::activity::Reporter;
 use crate::annotations::{
     self, ACTION, LAST_ACTIVITY, OBSERVED, OBSERVED_REASON, OBSERVED_SAVED, OBSERVED_SINCE,
     OBSERVED_STATE, ObservedTotals, Overrides, REASON, Recorded, SAVED, STATE, STATE_SINCE, Saved,
+    WAKE_GROUP,
 };
 use crate::config::AdminConfig;
 use crate::controller::events::{Kind as EventType, Publisher};
@@ -28,10 +29,13 @@ use crate::metrics::namespaced::Account;
 use crate::metrics::{ErrorKind, Metrics, ReconcileFailure};
 use crate::model::{Source, State, format_instant};
 use crate::plan::{self, Announcement, Effect, Facts, Next, Plan};
-use crate::scaler::{self, Pass};
+use crate::scaler::{self, Pass, WakeGroup};
 
 /// How long a namespace may stay `waking` before it is declared awake anyway.
 pub const WAKE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one wake group (`siesta.dev/wake-order`) is waited for before
+/// the next one is restored anyway.
+pub const WAKE_GROUP_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often a waking namespace is looked at besides workload events. Every
 /// status change of its workloads (a pod turning ready) already triggers a
 /// reconcile through the workload watches, so this is only a safety net:
@@ -329,6 +333,8 @@ impl<'a> Executor<'a> {
                     LAST_ACTIVITY: self.activity(reason),
                     ACTION: null,
                     annotations::REQUESTED_BY: null,
+                    // A new transition starts its wake order from the beginning.
+                    WAKE_GROUP: null,
                 });
                 // A wake writes the sleep's savings in the same request, so
                 // the totals survive whatever happens to this process next.
@@ -394,7 +400,30 @@ impl<'a> Executor<'a> {
                 }
             }
             Effect::Pass(pass) => {
-                self.report = crate::workloads::run(&ctx.client, name, pass).await?;
+                let ann = self.ns.annotations();
+                let started = ann.get(WAKE_GROUP).and_then(|v| WakeGroup::parse(v));
+                let waking_since = ann
+                    .get(STATE_SINCE)
+                    .and_then(|v| crate::model::parse_instant(v).ok())
+                    .unwrap_or(now);
+                let mut progress = crate::workloads::Progress {
+                    started,
+                    all_at_once: (now - waking_since).to_std().unwrap_or_default() >= WAKE_TIMEOUT,
+                    group_timeout: WAKE_GROUP_TIMEOUT,
+                    now,
+                };
+                self.report = crate::workloads::run(&ctx.client, name, pass, &mut progress).await?;
+                // Which group is being woken, and since when, is recorded on
+                // the namespace: a restarted controller waits for the same one.
+                if pass == Pass::Wake
+                    && progress.started != started
+                    && let Some(group) = progress.started
+                {
+                    let write = json!({ WAKE_GROUP: group.format() });
+                    if let Some(written) = patch_if_unchanged(&ctx.client, &self.ns, write).await? {
+                        self.ns = written;
+                    }
+                }
                 self.after_pass(pass).await;
             }
             Effect::SaveFrom(since) => {
@@ -604,12 +633,17 @@ impl<'a> Executor<'a> {
         let (ctx, name) = (self.ctx, self.name.as_str());
         let now = Utc::now();
         let waited = (now - since).to_std().unwrap_or_default();
-        let not_ready = self.report.not_ready;
-        if not_ready > 0 && waited < WAKE_TIMEOUT {
-            tracing::debug!(namespace = %name, not_ready, "waking: restored workloads not all ready");
+        let (not_ready, group) = (self.report.not_ready, self.report.wake_group);
+        if (not_ready > 0 || group.is_some()) && waited < WAKE_TIMEOUT {
+            tracing::debug!(namespace = %name, not_ready, group, "waking: restored workloads not all ready");
             return Ok(Action::requeue(WAKING_RECHECK));
         }
-        let write = json!({ STATE: State::Awake.as_str(), STATE_SINCE: format_instant(now) });
+        let not_ready = not_ready + self.report.given_up;
+        let write = json!({
+            STATE: State::Awake.as_str(),
+            STATE_SINCE: format_instant(now),
+            WAKE_GROUP: null,
+        });
         if patch_if_unchanged(&ctx.client, &self.ns, write)
             .await?
             .is_none()
@@ -684,6 +718,20 @@ impl<'a> Executor<'a> {
             tracing::warn!(namespace = %name, workload = %what, "someone else changed a sleeping workload; their change wins");
             ctx.event(reference, EventType::Warning, "ChangedWhileAsleep", note)
                 .await;
+        }
+        for (reference, value) in &report.bad_orders {
+            let what = describe(reference);
+            tracing::warn!(namespace = %name, workload = %what, value, "siesta.dev/wake-order is not an integer; the kind's default applies");
+            ctx.event(
+                reference,
+                EventType::Warning,
+                "InvalidAnnotation",
+                format!(
+                    "siesta.dev/wake-order {value:?} is not an integer; this {} wakes with the default order of its kind",
+                    reference.kind.as_deref().unwrap_or("workload")
+                ),
+            )
+            .await;
         }
         for (reference, value) in &report.unreadable {
             m.error(ErrorKind::Scale);

@@ -200,6 +200,18 @@ impl Scripted {
         self.store.lock().unwrap().put(path, object);
     }
 
+    /// The namespace, opted in and waking for these many seconds.
+    fn put_waking_since(&self, seconds: i64) {
+        let since = crate::model::format_instant(Utc::now() - chrono::Duration::seconds(seconds));
+        self.put(
+            NS,
+            namespace(
+                json!({"siesta.dev/enabled": "true", "siesta.dev/state": "waking",
+                             "siesta.dev/state-since": since}),
+            ),
+        );
+    }
+
     fn fail(&self, fault: impl Fn(&Seen) -> Option<(u16, Value)> + Send + 'static) {
         self.store.lock().unwrap().faults.push(Box::new(fault));
     }
@@ -443,14 +455,7 @@ async fn keeping_an_asleep_namespace_puts_a_new_workload_to_sleep_and_nothing_el
 #[tokio::test]
 async fn a_waking_namespace_whose_workloads_are_ready_is_marked_awake() {
     let api = Scripted::new();
-    let since = crate::model::format_instant(Utc::now() - chrono::Duration::seconds(20));
-    api.put(
-        NS,
-        namespace(
-            json!({"siesta.dev/enabled": "true", "siesta.dev/state": "waking",
-                         "siesta.dev/state-since": since}),
-        ),
-    );
+    api.put_waking_since(20);
     api.put(WEB, deployment("web", 3, 3, json!({})));
     let action = api.reconcile().await.expect("reconciled");
     assert_eq!(action, Action::await_change());
@@ -669,4 +674,64 @@ async fn argo_cd_undoing_a_sleep_is_named_with_the_fix_in_the_event() {
         .count();
     assert_eq!(again, 1);
     assert_eq!(api.object(WEB)["spec"]["replicas"], 2);
+}
+
+#[tokio::test]
+async fn an_ordered_wake_restores_one_group_at_a_time_and_records_which_on_the_namespace() {
+    let api = Scripted::new();
+    api.put_waking_since(20);
+    let db = "/apis/apps/v1/namespaces/team-a/deployments/db";
+    let asleep = |order: Option<&str>| {
+        let mut a = json!({"siesta.dev/original-replicas": "2"});
+        if let Some(o) = order {
+            a["siesta.dev/wake-order"] = json!(o);
+        }
+        a
+    };
+    api.put(db, deployment("db", 0, 0, asleep(Some("0"))));
+    api.put(WEB, deployment("web", 0, 0, asleep(None)));
+    let group = |api: &Scripted| {
+        api.object(NS)["metadata"]["annotations"]
+            .get("siesta.dev/wake-group")
+            .and_then(Value::as_str)
+            .map(|g| g.split(' ').next().unwrap_or("").to_string())
+    };
+
+    // Group 0 first: db restored, web (a Deployment: group 1) left asleep.
+    assert_eq!(
+        api.reconcile().await.expect("reconciled"),
+        Action::requeue(Duration::from_secs(30))
+    );
+    assert_eq!(api.object(db)["spec"]["replicas"], 2);
+    assert_eq!(api.object(WEB)["spec"]["replicas"], 0);
+    assert_eq!(group(&api).as_deref(), Some("0"));
+    // Looked at again (a restarted controller reads the same): db is not
+    // ready, so web still waits and nothing is written again.
+    let before = api.writes().len();
+    api.reconcile().await.expect("reconciled");
+    assert_eq!(api.object(WEB)["spec"]["replicas"], 0);
+    assert_eq!(api.writes().len(), before, "{:#?}", &api.writes()[before..]);
+
+    // db ready: group 1 goes.
+    let mut ready = api.object(db);
+    ready["status"]["readyReplicas"] = json!(2);
+    api.put(db, ready);
+    api.reconcile().await.expect("reconciled");
+    assert_eq!(api.object(WEB)["spec"]["replicas"], 2);
+    assert_eq!(group(&api).as_deref(), Some("1"));
+
+    // web ready: awake, and the group record goes with the state write.
+    let mut ready = api.object(WEB);
+    ready["status"]["readyReplicas"] = json!(2);
+    api.put(WEB, ready);
+    assert_eq!(
+        api.reconcile().await.expect("reconciled"),
+        Action::await_change()
+    );
+    assert_eq!(
+        api.object(NS)["metadata"]["annotations"]["siesta.dev/state"],
+        "awake"
+    );
+    assert_eq!(group(&api), None);
+    assert!(api.metric("siesta_wake_duration_seconds_count{namespace=\"team-a\"}") == Some(1.0));
 }
