@@ -13,6 +13,10 @@
 #   held   requests held for 10 sleeping namespaces (needs the local cluster):
 #          RSS of a fresh Siesta and kernel socket memory per held request,
 #          HTTP/1.1 and HTTP/2, without and with bodies (benches/hold.py)
+#   upload forwarded request bodies (BENCH_UPLOADS of BENCH_UPLOAD_MIB MiB)
+#          through a fresh Siesta to benches/sink.py, which reads each whole:
+#          HTTP/1.1, one HTTP/2 stream at a time, and 8 streams on one
+#          connection (h2load -d); what the HTTP/2 windows allow
 # The load parts run as phases (each BENCH_SECS, default 5 s, after a 2 s
 # warm-up) in ROUNDS rounds (default 9). The phases run back to back in each
 # round, in the opposite order the next round, so that a slower or faster
@@ -40,7 +44,7 @@ h2_conns=${BENCH_H2_CONNS:-8}     # h2load -c; times -m: as many requests in fli
 h2_streams=${BENCH_H2_STREAMS:-8} # h2load -m
 held=${BENCH_HELD:-10000}
 body=${BENCH_HELD_BODY:-65536}
-parts=" ${BENCH_PARTS:-http1 https h2 held} "
+parts=" ${BENCH_PARTS:-http1 https h2 held upload} "
 workers=${SIESTA_THREADS:-1}
 target=${CARGO_TARGET_DIR:-target}
 siesta=${SIESTA_BIN:-$target/release/siesta}
@@ -49,7 +53,7 @@ nginx=$(command -v nginx || echo /usr/sbin/nginx)
 haproxy=$(command -v haproxy || echo /usr/sbin/haproxy)
 want() { [[ $parts == *" $1 "* ]]; }
 need=("$nginx" "$haproxy" wrk python3 curl openssl)
-want h2 && need+=(h2load)
+{ want h2 || want upload; } && need+=(h2load)
 for tool in "${need[@]}"; do command -v "$tool" >/dev/null || { echo "missing $tool (tests/deps.sh installs it)" >&2; exit 1; }; done
 dir=$(mktemp -d /tmp/siesta-proxy-bench.XXXXXX)
 pids=()
@@ -66,7 +70,7 @@ fi
 
 # --- the processes ----------------------------------------------------------
 
-declare -A conf=([DIR]=$dir [WORKERS]=$workers [BACKEND_PORT]=$(port))
+declare -A conf=([DIR]=$dir [WORKERS]=$workers [BACKEND_PORT]=$(port) [SINK_PORT]=$(port))
 declare -A http_port tls_port h2c_port # each proxy's: HTTP/1.1, HTTPS, h2c
 render() { # render TEMPLATE OUT: every @NAME@ replaced by conf[NAME]
   local text k
@@ -89,6 +93,7 @@ write_routes() { # routes.yaml: plain, counted (an awake namespace) and held0-9 
     echo "  - {host: plain.bench.test, upstream: $b}"
     echo "  - {host: counted.bench.test, upstream: $b, namespace: proxy-bench-awake}"
     for i in $(seq 0 9); do echo "  - {host: held$i.bench.test, upstream: $b, namespace: proxy-bench-held-$i}"; done
+    echo "  - {host: upload.bench.test, upstream: 'http://127.0.0.1:${conf[SINK_PORT]}'}"
   } >"$dir/routes.yaml"
 }
 
@@ -382,6 +387,30 @@ held_part() { # every held measurement, each on a fresh Siesta
   held_phase "HTTP/2, $s streams/conn, body" h2 "$s" "$body"
 }
 
+# --- uploads -----------------------------------------------------------------------
+
+upload_part() { # forwarded bodies through a fresh Siesta to benches/sink.py: MiB/s by protocol
+  local mib=${BENCH_UPLOAD_MIB:-8} n=${BENCH_UPLOADS:-24} sink=${conf[SINK_PORT]} port admin proxy how out
+  LIFETIME=600 "${on_load[@]}" python3 benches/sink.py "$sink" & pids+=($!)
+  local sink_pid=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$sink") 2>/dev/null && break; sleep 0.1; done
+  head -c $((mib * 1048576)) /dev/zero >"$dir/upload.bin"
+  port=$(port); admin=$(port)
+  start_siesta "$port" "$admin"; proxy=$started
+  echo "-- uploads ($n bodies of $mib MiB each, one after another or 8 at once, through Siesta to a backend that reads each whole)"
+  for how in "--h1 -c1 -m1" "-c1 -m1" "-c1 -m8"; do
+    out=$("${on_load[@]}" timeout 300 h2load -t1 $how -n "$n" -d "$dir/upload.bin" -H ':authority: upload.bench.test' "http://127.0.0.1:$port/" 2>&1) || true
+    awk -v how="$how" -v mib="$mib" -v n="$n" '
+      /^finished in/ { secs = $3 + 0; if ($3 ~ /ms,$/) secs /= 1000; else if ($3 ~ /us,$/) secs /= 1000000 }
+      /^status codes:/ { ok = $3 + 0 }
+      END { label = how ~ /--h1/ ? "HTTP/1.1" : (how ~ /-m8/ ? "HTTP/2, 8 streams on 1 connection" : "HTTP/2, 1 stream at a time")
+            if (ok != n || secs <= 0) { printf "%-36s failed (%d of %d answered 2xx)\n", label ":", ok, n; exit }
+            printf "%-36s %.0f MiB/s (%d x %d MiB in %.2f s)\n", label ":", n * mib / secs, n, mib, secs }' <<<"$out"
+  done
+  stop "$proxy"
+  stop "$sink_pid"
+}
+
 # --- main ------------------------------------------------------------------------
 
 make_cert
@@ -433,4 +462,5 @@ want h2 && report_group "HTTP/2 by prior knowledge (h2load -c$h2_conns -m$h2_str
 if want held; then
   if $cluster; then held_part; else echo "-- held: skipped (no local cluster: tests/cluster/cluster.sh up)"; fi
 fi
+want upload && upload_part
 if $cluster; then for ns in $(held_ns); do kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done; fi

@@ -11,9 +11,9 @@
 //! proxy (evictable while reading a request head, again between requests).
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 /// The table: at most `limit` connections, of which at most `max_evictable`
 /// evictable ones.
@@ -33,11 +33,12 @@ struct Table {
     next: u64,
 }
 
-/// How a slot learns that it was evicted.
+/// How a slot's connection is ended when it is evicted: its task is
+/// aborted (no waiter in the task, so an open connection costs only this).
 #[derive(Debug, Default)]
 struct Signal {
     evicted: AtomicBool,
-    notify: Notify,
+    task: OnceLock<AbortHandle>,
     /// Its key in `Table::evictable` while it is there, else 0 (keys start at 1).
     key: AtomicU64,
 }
@@ -75,7 +76,9 @@ impl Slots {
         } else if let Some((_, oldest)) = t.evictable.pop_first() {
             oldest.key.store(0, Ordering::Relaxed);
             oldest.evicted.store(true, Ordering::Release);
-            oldest.notify.notify_one();
+            if let Some(task) = oldest.task.get() {
+                task.abort();
+            }
             t.open -= 1;
             true
         } else {
@@ -159,11 +162,30 @@ impl Slot {
         }
     }
 
-    /// Resolves once the connection has been evicted: its owner drops it.
-    pub async fn evicted(&self) {
-        if !self.signal.evicted.load(Ordering::Acquire) {
-            // `notify_one` keeps a permit if nobody waits yet: nothing is missed.
-            self.signal.notify.notified().await;
+    /// What names the task serving the connection once it is spawned (the
+    /// slot itself moves into the task).
+    pub fn on_evict(&self) -> OnEvict {
+        OnEvict {
+            slots: self.slots.clone(),
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+/// See [`Slot::on_evict`].
+#[derive(Debug)]
+pub struct OnEvict {
+    slots: Arc<Slots>,
+    signal: Arc<Signal>,
+}
+
+impl OnEvict {
+    /// Abort `task` if the slot is evicted (at once, if it already was).
+    pub fn abort(self, task: AbortHandle) {
+        let _t = self.slots.table();
+        let task = self.signal.task.get_or_init(|| task);
+        if self.signal.evicted.load(Ordering::Acquire) {
+            task.abort();
         }
     }
 }
@@ -249,13 +271,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_evicted_connection_hears_of_it_whenever_it_asks() {
+    async fn an_evicted_connections_task_is_aborted_whenever_it_was_named() {
         let slots = Slots::new(1, 1);
-        let a = slot(slots.admit());
-        let _b = slot(slots.admit());
-        // Evicted before it waited: the permit is kept.
-        tokio::time::timeout(std::time::Duration::from_secs(1), a.evicted())
-            .await
-            .expect("evicted");
+        let a = Arc::new(slot(slots.admit()));
+        let task = tokio::spawn({
+            let a = a.clone();
+            async move {
+                let _a = a;
+                std::future::pending::<()>().await
+            }
+        });
+        a.on_evict().abort(task.abort_handle());
+        drop(a);
+        let b = slot(slots.admit());
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            slots.counts(),
+            (1, 1),
+            "the aborted task's slot is not counted"
+        );
+        // Evicted before its task is named: aborted as soon as it is.
+        let _c = slot(slots.admit());
+        let late = tokio::spawn(std::future::pending::<()>());
+        b.on_evict().abort(late.abort_handle());
+        assert!(late.await.unwrap_err().is_cancelled());
     }
 }

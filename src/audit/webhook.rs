@@ -302,38 +302,31 @@ impl Webhook {
                 }
             };
             let (tls, metrics) = (self.tls.clone(), metrics.clone());
-            tokio::spawn(async move {
+            let on_evict = slot.on_evict();
+            let task = tokio::spawn(async move {
                 let _held = peer_slot;
                 let _ = stream.set_nodelay(true);
-                let served = async {
-                    match tls {
-                        Some(tls) => {
-                            match tokio::time::timeout_at(first_head_by, tls.accept(stream)).await {
-                                Ok(Ok(stream)) => {
-                                    let verified = stream
-                                        .get_ref()
-                                        .1
-                                        .peer_certificates()
-                                        .is_some_and(|c| !c.is_empty());
-                                    // A verified certificate authenticates at the handshake.
-                                    if verified {
-                                        slot.keep();
-                                    }
-                                    let handler = handler(verified);
-                                    connection(TokioIo::new(stream), handler, first_head_by).await
+                let result = match tls {
+                    Some(tls) => {
+                        match tokio::time::timeout_at(first_head_by, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let verified = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .is_some_and(|c| !c.is_empty());
+                                // A verified certificate authenticates at the handshake.
+                                if verified {
+                                    slot.keep();
                                 }
-                                Ok(Err(e)) => Err(Ended::Failed(format!("tls handshake: {e}"))),
-                                Err(_) => Err(Ended::NoHead),
+                                let handler = handler(verified);
+                                connection(TokioIo::new(stream), handler, first_head_by).await
                             }
-                        }
-                        None => {
-                            connection(TokioIo::new(stream), handler(false), first_head_by).await
+                            Ok(Err(e)) => Err(Ended::Failed(format!("tls handshake: {e}"))),
+                            Err(_) => Err(Ended::NoHead),
                         }
                     }
-                };
-                let result = tokio::select! {
-                    result = served => result,
-                    () = slot.evicted() => Err(Ended::Failed("evicted for a new connection".into())),
+                    None => connection(TokioIo::new(stream), handler(false), first_head_by).await,
                 };
                 match result {
                     Ok(()) => {}
@@ -346,6 +339,8 @@ impl Webhook {
                     }
                 }
             });
+            // Evicted, the task is aborted and the connection closed.
+            on_evict.abort(task.abort_handle());
         }
     }
 }
