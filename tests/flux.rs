@@ -89,3 +89,87 @@ async fn a_kustomization_applies_workloads_from_git_and_then_a_new_image() {
 
     remove_namespace(&c, &ns).await;
 }
+
+/// What Siesta has to live with: Flux puts back `replicas` that someone else
+/// scaled down at its next interval, unless the object in the cluster carries
+/// `kustomize.toolkit.fluxcd.io/reconcile: disabled`; once that goes, the next
+/// interval applies Git again, including a commit made meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn flux_undoes_a_scale_to_zero_unless_the_object_says_reconcile_disabled() {
+    const DISABLED: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+    let c = client().await;
+    let ns = namespace(&c, "flux-drift", GROUP, &[]).await;
+    let repo = GitRepo::create("flux-drift");
+    let first = repo.commit(&files(&manifests("registry.invalid/app:1")), "web and db");
+    flux_sync(&ns, "app", &repo, "./app");
+    flux_applied(&c, &ns, "app", &first, Duration::from_secs(90)).await;
+    let deployments = Api::<Deployment>::namespaced(c.clone(), &ns);
+
+    // Scaled to zero by another field manager: Flux restores 2 within an interval or two.
+    scale::<Deployment>(&c, &ns, "web", 0).await;
+    let start = tokio::time::Instant::now();
+    eventually(
+        "Flux restores web to 2",
+        Duration::from_secs(30),
+        || async { replicas_of::<Deployment>(&c, &ns, "web").await == Some(2) },
+    )
+    .await;
+    eprintln!("[flux] a scale to 0 undone after {:?}", start.elapsed());
+
+    // With reconcile: disabled on the live object, 0 stays through 4 reconciles,
+    // and a commit changing the image is not applied to it either.
+    deployments
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {DISABLED: "disabled"}},
+                "spec": {"replicas": 0},
+            })),
+        )
+        .await
+        .unwrap();
+    let second = repo.commit(&files(&manifests("registry.invalid/app:2")), "app:2");
+    let before = flux_reconciles(&ns, "app");
+    eventually("4 more reconciles", Duration::from_secs(60), || async {
+        flux_reconciles(&ns, "app") >= before + 4
+    })
+    .await;
+    assert_eq!(replicas_of::<Deployment>(&c, &ns, "web").await, Some(0));
+    let (web, db) = images(&c, &ns).await;
+    assert_eq!(web.as_deref(), Some("registry.invalid/app:1"), "skipped");
+    assert_eq!(db.as_deref(), Some("registry.invalid/app:2"), "applied");
+    assert!(
+        flux_revision(&c, &ns, "app")
+            .await
+            .is_some_and(|r| r.ends_with(&second))
+    );
+
+    // The annotation removed: the next interval applies Git, count and image.
+    deployments
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {DISABLED: null}},
+            })),
+        )
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    eventually(
+        "Flux applies web at 2 replicas with app:2",
+        Duration::from_secs(30),
+        || async {
+            replicas_of::<Deployment>(&c, &ns, "web").await == Some(2)
+                && images(&c, &ns).await.0.as_deref() == Some("registry.invalid/app:2")
+        },
+    )
+    .await;
+    eprintln!(
+        "[flux] Git applied {:?} after reconcile: disabled went",
+        start.elapsed()
+    );
+
+    remove_namespace(&c, &ns).await;
+}

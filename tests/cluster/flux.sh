@@ -7,7 +7,7 @@
 #
 #   tests/cluster/flux.sh up     after cluster.sh up: build if needed, install the CRDs,
 #                                start the Git server and both controllers, wait until ready (idempotent)
-#   tests/cluster/flux.sh env    print the shell exports (SIESTA_GIT_URL, SIESTA_GIT_DIR)
+#   tests/cluster/flux.sh env    print the shell exports (SIESTA_GIT_URL, SIESTA_GIT_DIR, SIESTA_FLUX_LOGS)
 #   tests/cluster/flux.sh down   stop every process it started, remove its state (cluster.sh down does it too)
 #   tests/cluster/flux.sh status say whether it runs
 #
@@ -15,6 +15,8 @@
 # $SIESTA_GIT_DIR/NAME.git), cloned, fetched and pushed at $SIESTA_GIT_URL/NAME.git.
 # A GitRepository (source.toolkit.fluxcd.io/v1) with that URL and a Kustomization
 # (kustomize.toolkit.fluxcd.io/v1) in any namespace work as in a real cluster.
+# $SIESTA_FLUX_LOGS/kustomize-controller.log has a JSON line "Reconciliation
+# finished ..." per reconcile of each Kustomization.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.env"
@@ -150,6 +152,7 @@ case "${1:-}" in
     [ -f "$dir/git.addr" ] || { log "not up: run tests/cluster/flux.sh up"; exit 1; }
     echo "export SIESTA_GIT_URL=$(git_url)"
     echo "export SIESTA_GIT_DIR=$dir/repos"
+    echo "export SIESTA_FLUX_LOGS=$dir/logs"
     ;;
   status) if [ -f "$dir/git.addr" ] && healthy; then echo "up ($dir)"; else echo "down"; exit 1; fi ;;
   *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;

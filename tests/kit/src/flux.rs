@@ -175,6 +175,25 @@ pub async fn flux_revision(client: &kube::Client, ns: &str, name: &str) -> Optio
         .map(str::to_string)
 }
 
+/// How many reconciles of the Kustomization `ns/name` kustomize-controller has
+/// finished, from its log (SIESTA_FLUX_LOGS/kustomize-controller.log, one JSON
+/// line "Reconciliation finished in ..., next run in 5s" each).
+pub fn flux_reconciles(ns: &str, name: &str) -> usize {
+    let log = PathBuf::from(env("SIESTA_FLUX_LOGS")).join("kustomize-controller.log");
+    std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Reconciliation finished"))
+                && l["Kustomization"]["namespace"] == ns
+                && l["Kustomization"]["name"] == name
+        })
+        .count()
+}
+
 /// Wait until the Kustomization has applied `commit` and is Ready; returns how
 /// long that took. Fails the test with the Kustomization's status after `within`.
 pub async fn flux_applied(
