@@ -26,8 +26,8 @@ dir=$cluster_dir/flux
 k8s_bin=$cache/k8s-$K8S_VERSION
 # 127.0.0.1 ports: the artifact server (kustomize-controller fetches source-controller's
 # tarballs there), then each controller's health and metrics endpoints. The Git server
-# takes a free port and writes it to $dir/git.addr.
-base=${SIESTA_FLUX_PORT_BASE:-19090}
+# takes a free port and writes it to $dir/git.addr. (19090 is docs/render-demo.sh's Prometheus.)
+base=${SIESTA_FLUX_PORT_BASE:-19290}
 storage_addr=127.0.0.1:$base
 sc_health=127.0.0.1:$((base + 1)) sc_metrics=127.0.0.1:$((base + 2))
 kc_health=127.0.0.1:$((base + 3)) kc_metrics=127.0.0.1:$((base + 4))
@@ -116,8 +116,9 @@ up() {
     return 0
   fi
   [ -d "$dir" ] && stop_all
-  local sc kc git
-  { read -r sc; read -r kc; read -r git; } < <("$here/build.sh" flux)
+  local built sc kc git
+  built=$("$here/build.sh" flux)
+  sc=$(sed -n 1p <<<"$built") kc=$(sed -n 2p <<<"$built") git=$(sed -n 3p <<<"$built")
   mkdir -p "$dir/logs" "$dir/pids" "$dir/repos" "$dir/artifacts"
 
   log "installing the CRDs of source-controller $FLUX_SOURCE_CONTROLLER_VERSION and kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION"
