@@ -1,11 +1,12 @@
 # Siesta: the two commands are `make run` (the main job) and `make test` (what CI runs).
 SHELL := /bin/bash
 CLUSTER := tests/cluster/cluster.sh
+FLUX := tests/cluster/flux.sh
 CARGO ?= cargo
 
 .PHONY: run test deps build cluster-up cluster-down lint unit integration bench promtool-check clean
 
-## deps: Debian packages and the local control plane (built once, cached outside the repo)
+## deps: Debian packages, the local control plane and Flux (built once, cached outside the repo)
 deps:
 	@tests/deps.sh
 
@@ -29,10 +30,10 @@ lint:
 unit:
 	$(CARGO) test --locked --workspace --lib --bins
 
-## integration: real control plane; tests start their own controller and proxy processes
+## integration: real control plane and Flux (tests/cluster/flux.sh); tests start their own controller and proxy processes
 integration:
 	$(CLUSTER) up
-	set -o pipefail; trap '$(CLUSTER) down' EXIT; eval "$$($(CLUSTER) env)"; $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads 4 \
+	set -o pipefail; trap '$(CLUSTER) down' EXIT; $(FLUX) up || exit 1; eval "$$($(CLUSTER) env)"; eval "$$($(FLUX) env)"; $(CARGO) test --locked --no-fail-fast --test '*' -- --test-threads 4 \
 	  && echo '[test] tests/proxy.rs and tests/proxy_attacks.rs again, every request through hyper (SIESTA_HTTP1_FAST_PATH=false)' \
 	  && SIESTA_HTTP1_FAST_PATH=false $(CARGO) test --locked --no-fail-fast --test proxy --test proxy_attacks -- --test-threads 4
 

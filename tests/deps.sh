@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install what `make run`, `make test` and `make bench` need on a fresh machine:
-# Debian packages (only the missing ones), then the control plane from Go modules.
+# Debian packages (only the missing ones), then the control plane and Flux from Go modules.
 set -euo pipefail
 need=()
-for pair in openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk haproxy:haproxy h2load:nghttp2-client chromium:chromium chromedriver:chromium-driver; do
+for pair in git:git openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk haproxy:haproxy h2load:nghttp2-client chromium:chromium chromedriver:chromium-driver; do
   cmd=${pair%%:*} pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
@@ -18,6 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ -s /run/haproxy.pid ] && $sudo_ kill "$(cat /run/haproxy.pid)" 2>/dev/null || true
   pkill -f 'nginx: master' 2>/dev/null || true
 fi
-command -v go >/dev/null || { echo "[deps] Go is required to build the control plane" >&2; exit 1; }
+command -v go >/dev/null || { echo "[deps] Go is required to build the control plane and Flux" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "[deps] cargo (Rust) is required" >&2; exit 1; }
 "$(dirname "$0")/cluster/build.sh" >/dev/null
+"$(dirname "$0")/cluster/build.sh" flux >/dev/null

@@ -7,6 +7,14 @@
 # Each directory is complete only once its .done marker exists; a missing part is
 # rebuilt, a present one costs nothing. Prints the three directories.
 #
+#   tests/cluster/build.sh flux   Flux for tests/cluster/flux.sh instead, printing its directories:
+#   $SIESTA_CACHE/flux-source-controller-<v>/     source-controller, crds/*.yaml, role.yaml
+#   $SIESTA_CACHE/flux-kustomize-controller-<v>/  kustomize-controller, crds/*.yaml, role.yaml
+#   $SIESTA_CACHE/git-http-<sha>/                 git-http (git http-backend over HTTP, git-http/main.go)
+# Each build's time is written to build-seconds in its directory and logged.
+# Go's own caches (GOMODCACHE, GOCACHE: ~/go/pkg/mod, ~/.cache/go-build by
+# default) hold the downloaded modules and compiled packages, outside the repository.
+#
 # `go install k8s.io/kubernetes/cmd/...@v` is refused because k8s.io/kubernetes
 # has replace directives (its staging modules). So we generate a tiny module that
 # requires it and pins each staging module it requires at v0.0.0 to the matching
@@ -35,10 +43,19 @@ gen_module() {
     echo
     # local replaces upstream (k8s.io/api => ./staging/src/k8s.io/api) become
     # version replaces, but only for modules upstream actually requires.
+    # Other replaces (github.com/opencontainers/go-digest => ... v1.0.1-...,
+    # single or in a replace block) are copied as they are: upstream builds with them.
     awk -v sv="$staging_ver" '
       /^require *\(/ {inreq=1; next} inreq && /^\)/ {inreq=0}
+      /^replace *\(/ {inrep=1; next} inrep && /^\)/ {inrep=0}
       inreq && NF>=2 {req[$1]=1}
-      /=> *\.\.?\// { for (i=1;i<=NF;i++) if ($i=="=>") { m=$(i-1); if (m in req) print "replace " m " => " m " " sv } }
+      /^require [^(]/ {req[$2]=1}
+      /=> *\.\.?\// { for (i=1;i<=NF;i++) if ($i=="=>") { m=$(i-1); loc[++l]=m } next }
+      (inrep || /^replace /) && /=>/ { line=$0; sub(/^replace */, "", line); sub(/^[ \t]+/, "", line); sub(/ *\/\/.*/, "", line); other[++n]=line }
+      END {
+        for (i=1;i<=l;i++) if (loc[i] in req) print "replace " loc[i] " => " loc[i] " " sv
+        for (i=1;i<=n;i++) print "replace " other[i]
+      }
     ' "$upstream"
   } >"$dir/go.mod"
 }
@@ -56,6 +73,55 @@ build() {
     (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out/" "$p")
   done
 }
+
+# flux_controller NAME VERSION: github.com/fluxcd/NAME@VERSION into $cache/flux-NAME-VERSION,
+# with the CRDs (config/crd/bases) and ClusterRole (config/rbac/role.yaml) of that
+# module version beside the binary.
+flux_controller() {
+  local name=$1 ver=$2
+  local out=$cache/flux-$name-$ver
+  if [ ! -e "$out/.done" ]; then
+    log "building Flux $name $ver into $out (cold: 10 to 15 minutes on 2 cores)"
+    local t0=$SECONDS src=$cache/src/flux-$name-$ver
+    # The module's own api/ (a local replace) is published at the same version.
+    gen_module "$src" "github.com/fluxcd/$name" "$ver" "$ver"
+    build "$src" "$out" "-s -w" "github.com/fluxcd/$name"
+    mkdir -p "$out/crds"
+    local moddir
+    moddir=$(cd "$src" && go env GOMODCACHE)/github.com/fluxcd/$name@$ver
+    cp "$moddir"/config/crd/bases/*.yaml "$out/crds/"
+    cp "$moddir"/config/rbac/role.yaml "$out/role.yaml"
+    chmod u+w "$out"/crds/*.yaml "$out/role.yaml"
+    echo $((SECONDS - t0)) >"$out/build-seconds"
+    log "built $name $ver in $((SECONDS - t0)) s"
+    touch "$out/.done"
+  fi
+  echo "$out"
+}
+
+flux_parts() {
+  flux_controller source-controller "$FLUX_SOURCE_CONTROLLER_VERSION"
+  flux_controller kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
+  # The Git server: standard library only, keyed by its source.
+  local sum out
+  sum=$(sha256sum "$here/git-http/main.go" | cut -c1-12)
+  out=$cache/git-http-$sum
+  if [ ! -e "$out/.done" ]; then
+    log "building git-http into $out"
+    local t0=$SECONDS
+    mkdir -p "$out"
+    (cd "$here/git-http" && go build -trimpath -ldflags "-s -w" -o "$out/git-http" main.go)
+    echo $((SECONDS - t0)) >"$out/build-seconds"
+    touch "$out/.done"
+  fi
+  echo "$out"
+}
+
+case "${1:-cluster}" in
+  cluster) ;;
+  flux) flux_parts; exit 0 ;;
+  *) echo "usage: $0 [cluster|flux]" >&2; exit 2 ;;
+esac
 
 k8s_dir=$cache/k8s-$K8S_VERSION
 if [ ! -e "$k8s_dir/.done" ]; then

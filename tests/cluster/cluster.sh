@@ -5,7 +5,7 @@
 #
 #   tests/cluster/cluster.sh up     build if needed, start, wait until ready (idempotent)
 #   tests/cluster/cluster.sh env    print the shell exports (KUBECONFIG, PATH)
-#   tests/cluster/cluster.sh down   stop every process it started, remove its state
+#   tests/cluster/cluster.sh down   stop every process it started (and Flux's, tests/cluster/flux.sh), remove its state
 #   tests/cluster/cluster.sh status say whether it runs
 #   tests/cluster/cluster.sh restart-apiserver [SECS]  kill the apiserver, wait, start it again (fault tests)
 #
@@ -24,6 +24,8 @@ api_port=${SIESTA_APISERVER_PORT:-16443}
 etcd_port=${SIESTA_ETCD_PORT:-12379}
 audit_webhook=${SIESTA_AUDIT_WEBHOOK:-http://127.0.0.1:8443/audit}
 nodes=${SIESTA_FAKE_NODES:-3}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 log() { printf '[cluster] %s\n' "$*" >&2; }
 
 kubectl() { "$k8s_bin/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
@@ -32,25 +34,6 @@ healthy() {
   [ -f "$dir/kubeconfig" ] && curl -sf --max-time 2 --cacert "$dir/pki/ca.crt" \
     -H "Authorization: Bearer $(cat "$dir/admin.token" 2>/dev/null)" \
     "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1
-}
-
-start() { # start NAME CMD...: a detached process with its own log and pid file
-  local name=$1; shift
-  setsid "$@" >"$dir/logs/$name.log" 2>&1 < /dev/null &
-  echo $! >"$dir/pids/$name"
-}
-
-wait_for() { # wait_for SECONDS WHAT CMD...
-  local secs=$1 what=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $end ]; then
-      log "timed out after ${secs}s waiting for $what; logs in $dir/logs"
-      tail -n 20 "$dir"/logs/*.log >&2 || true
-      return 1
-    fi
-    sleep 0.5
-  done
 }
 
 pki() {
@@ -190,19 +173,9 @@ N
 }
 
 down_quiet() {
-  local f pid
-  for f in "$dir"/pids/*; do
-    [ -e "$f" ] || continue
-    pid=$(cat "$f")
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  done
-  for f in "$dir"/pids/*; do
-    [ -e "$f" ] || continue
-    pid=$(cat "$f")
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$dir"
+  # Flux (tests/cluster/flux.sh) keeps its state and processes in $dir/flux.
+  if [ -d "$dir/flux" ]; then "$here/flux.sh" down 2>/dev/null || true; fi
+  stop_all
 }
 
 case "${1:-}" in

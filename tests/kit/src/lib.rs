@@ -11,6 +11,8 @@
 //! - `process`: `siesta` subprocesses that die with the test.
 //! - `net`: loopback ports, HTTP clients and backends, answers' statuses.
 //! - `proxy`: how this run drives the proxy under test.
+//! - `flux`: Flux on the local cluster (tests/cluster/flux.sh): Git
+//!   repositories on its Git server, GitRepository and Kustomization.
 //! - [`prom`]: promtool, prometheus and the PromQL of the dashboard and rules.
 //!
 //! Everything but [`prom`] is at the crate root: `use siesta_test_kit::*;`.
@@ -18,6 +20,7 @@
 //! it in: `const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");`.
 mod cluster;
 mod fixtures;
+mod flux;
 mod namespaces;
 mod net;
 mod process;
@@ -28,6 +31,7 @@ mod wait;
 
 pub use cluster::*;
 pub use fixtures::*;
+pub use flux::*;
 pub use namespaces::*;
 pub use net::*;
 pub use process::*;
