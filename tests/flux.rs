@@ -11,23 +11,6 @@ use siesta_test_kit::*;
 
 const GROUP: &str = "flux";
 
-fn set_image(template: &mut PodTemplateSpec, image: &str) {
-    template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
-}
-
-/// The Deployment `web` (2 replicas) and the StatefulSet `db` (1), both running `image`.
-fn manifests(image: &str) -> Vec<(&'static str, String)> {
-    let mut web = workload("web").replicas(2).deployment();
-    set_image(&mut web.spec.as_mut().unwrap().template, image);
-    let mut db = workload("db").statefulset();
-    set_image(&mut db.spec.as_mut().unwrap().template, image);
-    vec![("app/web.yaml", yaml(&web)), ("app/db.yaml", yaml(&db))]
-}
-
-fn files<'a>(m: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    m.iter().map(|(p, c)| (*p, c.as_str())).collect()
-}
-
 fn image_of(template: &PodTemplateSpec) -> Option<String> {
     template.spec.as_ref()?.containers[0].image.clone()
 }
@@ -52,7 +35,10 @@ async fn a_kustomization_applies_workloads_from_git_and_then_a_new_image() {
     let c = client().await;
     let ns = namespace(&c, "flux-smoke", GROUP, &[]).await;
     let repo = GitRepo::create("flux-smoke");
-    let first = repo.commit(&files(&manifests("registry.invalid/app:1")), "web and db");
+    let first = repo.commit(
+        &as_files(&app_manifests("registry.invalid/app:1")),
+        "web and db",
+    );
     flux_sync(&ns, "app", &repo, "./app");
 
     let took = flux_applied(&c, &ns, "app", &first, Duration::from_secs(90)).await;
@@ -80,7 +66,7 @@ async fn a_kustomization_applies_workloads_from_git_and_then_a_new_image() {
     let image1 = Some("registry.invalid/app:1".to_string());
     assert_eq!(images(&c, &ns).await, (image1.clone(), image1));
 
-    let second = repo.commit(&files(&manifests("registry.invalid/app:2")), "app:2");
+    let second = repo.commit(&as_files(&app_manifests("registry.invalid/app:2")), "app:2");
     let took = flux_applied(&c, &ns, "app", &second, Duration::from_secs(60)).await;
     eprintln!("[flux] the image commit applied {took:?} after the push");
     let image2 = Some("registry.invalid/app:2".to_string());
@@ -100,7 +86,10 @@ async fn flux_undoes_a_scale_to_zero_unless_the_object_says_reconcile_disabled()
     let c = client().await;
     let ns = namespace(&c, "flux-drift", GROUP, &[]).await;
     let repo = GitRepo::create("flux-drift");
-    let first = repo.commit(&files(&manifests("registry.invalid/app:1")), "web and db");
+    let first = repo.commit(
+        &as_files(&app_manifests("registry.invalid/app:1")),
+        "web and db",
+    );
     flux_sync(&ns, "app", &repo, "./app");
     flux_applied(&c, &ns, "app", &first, Duration::from_secs(90)).await;
     let deployments = Api::<Deployment>::namespaced(c.clone(), &ns);
@@ -129,7 +118,7 @@ async fn flux_undoes_a_scale_to_zero_unless_the_object_says_reconcile_disabled()
         )
         .await
         .unwrap();
-    let second = repo.commit(&files(&manifests("registry.invalid/app:2")), "app:2");
+    let second = repo.commit(&as_files(&app_manifests("registry.invalid/app:2")), "app:2");
     let before = flux_reconciles(&ns, "app");
     eventually("4 more reconciles", Duration::from_secs(60), || async {
         flux_reconciles(&ns, "app") >= before + 4

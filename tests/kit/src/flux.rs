@@ -223,3 +223,21 @@ pub async fn flux_applied(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The two workloads the Flux tests keep in Git: `web` (a Deployment of 2)
+/// and `db` (a StatefulSet of 1), both running `image`, under `app/`.
+pub fn app_manifests(image: &str) -> Vec<(&'static str, String)> {
+    let set_image = |t: &mut k8s_openapi::api::core::v1::PodTemplateSpec| {
+        t.spec.as_mut().expect("a pod spec").containers[0].image = Some(image.into());
+    };
+    let mut web = crate::workload("web").replicas(2).deployment();
+    set_image(&mut web.spec.as_mut().expect("a spec").template);
+    let mut db = crate::workload("db").statefulset();
+    set_image(&mut db.spec.as_mut().expect("a spec").template);
+    vec![("app/web.yaml", yaml(&web)), ("app/db.yaml", yaml(&db))]
+}
+
+/// Manifests as the `(path, content)` pairs [`GitRepo::commit`] takes.
+pub fn as_files<'a>(m: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    m.iter().map(|(p, c)| (*p, c.as_str())).collect()
+}
