@@ -82,14 +82,21 @@ async fn a_flux_managed_namespace_stays_asleep_through_reconciles_and_wakes_to_g
 
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
     state_is(&c, &ns, "asleep", Duration::from_secs(30)).await;
+    // The state is written first, then the pass, then the Event.
+    let announced = |c: kube::Client, ns: String| async move {
+        events_for(&c, &ns, &ns).await.iter().any(|(reason, note)| {
+            reason == "Sleeping"
+                && note.contains("paused on 2")
+                && note.contains(&format!("Flux Kustomization {ns}/app"))
+        })
+    };
+    eventually(
+        "the Sleeping Event names Flux",
+        Duration::from_secs(30),
+        || announced(c.clone(), ns.clone()),
+    )
+    .await;
     assert_eq!(counts(&c, &ns).await, (Some(0), Some(0)));
-    let sleeping = events_for(&c, &ns, &ns).await;
-    assert!(
-        sleeping.iter().any(|(reason, note)| reason == "Sleeping"
-            && note.contains("paused on 2")
-            && note.contains(&format!("Flux Kustomization {ns}/app"))),
-        "{sleeping:?}"
-    );
 
     // A commit while asleep, then at least 5 of Flux's reconciliations.
     let second = repo.commit(&as_files(&app_manifests("registry.invalid/app:2")), "app:2");
