@@ -26,6 +26,11 @@ pub const ACTION: &str = "siesta.dev/action";
 /// (a SelfSubjectReview), written with the action and removed with it.
 pub const REQUESTED_BY: &str = "siesta.dev/requested-by";
 pub const EXCLUDE: &str = "siesta.dev/exclude";
+/// `"true"`: never mark this namespace abandoned.
+pub const KEEP: &str = "siesta.dev/keep";
+/// Written by the controller: asleep without counted activity for the
+/// policy's `abandonAfter`, since this instant.
+pub const ABANDONED_SINCE: &str = "siesta.dev/abandoned-since";
 
 pub const STATE: &str = "siesta.dev/state";
 pub const STATE_SINCE: &str = "siesta.dev/state-since";
@@ -264,6 +269,8 @@ pub struct Recorded {
     pub observed_reason: Option<Reason>,
     pub observed: Option<ObservedTotals>,
     pub observed_saved: Option<Saved>,
+    /// Marked abandoned since (`siesta.dev/abandoned-since`).
+    pub abandoned_since: Option<DateTime<Utc>>,
 }
 
 impl Recorded {
@@ -296,6 +303,9 @@ impl Recorded {
             observed_saved: annotations
                 .get(OBSERVED_SAVED)
                 .and_then(|s| Saved::parse(s)),
+            abandoned_since: annotations
+                .get(ABANDONED_SINCE)
+                .and_then(|s| parse_instant(s).ok()),
         }
     }
 }

@@ -169,6 +169,12 @@ impl Metrics {
         );
         b.namespaced(Family::SavedCost, "siesta_saved_cost_total", "Money saved while sleeping, at the admin's prices per CPU-hour and GiB-hour, in the currency label's unit.", &["namespace", "currency"]);
         b.namespaced(
+            Family::Abandoned,
+            "siesta_namespace_abandoned",
+            "1 while the namespace is marked abandoned (asleep without counted activity for its policy's abandonAfter), else 0.",
+            ns,
+        );
+        b.namespaced(
             Family::ObservedAsleep,
             "siesta_observed_asleep",
             "Observe mode: 1 while the namespace would be asleep, else 0 (nothing is changed).",
@@ -507,6 +513,7 @@ mod tests {
         n.workloads_without_requests("a", 0);
         n.conflict("a");
         n.observed_state("a", State::Asleep);
+        n.abandoned("a", false);
         n.saved_total(Account::Potential, "a", 1.0, 1.0, 1.0, "USD");
         m.audit_events.with_label_values(&["counted"]).inc();
         m.proxy_requests.with_label_values(&["a", "2xx"]).inc();

@@ -82,6 +82,12 @@ pub enum Effect {
     /// The namespace left observe mode: remove the would-be state (the
     /// would-be totals stay, for `siesta report`) and its gauge.
     StopObserving,
+    /// Asleep without counted activity for the policy's `abandonAfter`:
+    /// write `siesta.dev/abandoned-since`, a Warning Event `Abandoned`, the
+    /// gauge at 1.
+    MarkAbandoned(DateTime<Utc>),
+    /// Activity or `siesta.dev/keep` since: remove the mark, the gauge at 0.
+    ClearAbandoned,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +159,46 @@ pub fn before_deciding(facts: &Facts) -> Option<Plan> {
         return Some(Plan::with(effects, Next::AwaitChange));
     }
     None
+}
+
+/// What an asleep namespace's abandonment rests on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Abandonment {
+    /// The policy's `abandonAfter`; `None`: never abandoned.
+    pub after: Option<std::time::Duration>,
+    /// `siesta.dev/keep: "true"`.
+    pub keep: bool,
+    /// Asleep since (`None`: not asleep).
+    pub asleep_since: Option<DateTime<Utc>>,
+    pub last_activity: Option<DateTime<Utc>>,
+    /// The mark as recorded.
+    pub marked: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+/// The abandonment effect, if any, and when it would next change: a
+/// namespace asleep for `after` since the later of its sleep and its last
+/// counted activity is abandoned from that instant; activity, `keep` or a
+/// wake clears the mark.
+pub fn abandonment(a: &Abandonment) -> (Option<Effect>, Option<DateTime<Utc>>) {
+    let due = match (a.after, a.asleep_since, a.keep) {
+        (Some(after), Some(since), false) => {
+            let quiet_from = a.last_activity.map_or(since, |t| t.max(since));
+            chrono::Duration::from_std(after)
+                .ok()
+                .and_then(|d| quiet_from.checked_add_signed(d))
+        }
+        _ => None,
+    };
+    match (due, a.marked) {
+        (Some(at), None) if a.now >= at => (Some(Effect::MarkAbandoned(at)), None),
+        (Some(at), None) => (None, Some(at)),
+        // Marked from an older quiet stretch, or not due any more: clear.
+        (Some(at), Some(m)) if m < at || a.now < at => (Some(Effect::ClearAbandoned), Some(at)),
+        (Some(_), Some(_)) => (None, None),
+        (None, Some(_)) => (Some(Effect::ClearAbandoned), None),
+        (None, None) => (None, None),
+    }
 }
 
 /// The plan for a decision in observe mode, where `facts.state` and
@@ -498,5 +544,53 @@ mod tests {
         };
         let p = before_deciding(&off).expect("nothing to decide");
         assert!(p.effects.contains(&StopObserving));
+    }
+
+    fn quiet(hours_asleep: i64, marked: Option<DateTime<Utc>>) -> Abandonment {
+        let now = t("2026-12-02T12:00:00Z");
+        Abandonment {
+            after: Some(std::time::Duration::from_secs(24 * 3600)),
+            keep: false,
+            asleep_since: Some(now - chrono::Duration::hours(hours_asleep)),
+            last_activity: None,
+            marked,
+            now,
+        }
+    }
+
+    #[test]
+    fn a_namespace_asleep_without_activity_for_abandon_after_is_marked_once() {
+        let (e, next) = abandonment(&quiet(10, None));
+        assert_eq!((e, next), (None, Some(t("2026-12-03T02:00:00Z"))));
+        let (e, _) = abandonment(&quiet(30, None));
+        assert_eq!(e, Some(MarkAbandoned(t("2026-12-02T06:00:00Z"))));
+        // Marked at that instant: nothing more to do.
+        let a = quiet(30, Some(t("2026-12-02T06:00:00Z")));
+        assert_eq!(abandonment(&a), (None, None));
+    }
+
+    #[test]
+    fn activity_keep_or_a_wake_clears_the_mark() {
+        let marked = Some(t("2026-12-02T06:00:00Z"));
+        let active = Abandonment {
+            last_activity: Some(t("2026-12-02T11:00:00Z")),
+            ..quiet(30, marked)
+        };
+        assert_eq!(abandonment(&active).0, Some(ClearAbandoned));
+        let kept = Abandonment {
+            keep: true,
+            ..quiet(30, marked)
+        };
+        assert_eq!(abandonment(&kept).0, Some(ClearAbandoned));
+        let awake = Abandonment {
+            asleep_since: None,
+            ..quiet(30, marked)
+        };
+        assert_eq!(abandonment(&awake).0, Some(ClearAbandoned));
+        let no_policy = Abandonment {
+            after: None,
+            ..quiet(30, None)
+        };
+        assert_eq!(abandonment(&no_policy), (None, None));
     }
 }

@@ -229,6 +229,10 @@ pub async fn run(target: &crate::client::Target, only: Option<&str>) -> crate::R
             namespace: name,
             state: match potential {
                 Some((observed, _)) => format!("observe ({})", observed.as_str()),
+                None if recorded.abandoned_since.is_some() => format!(
+                    "{} (abandoned)",
+                    ann.get(STATE).map_or("asleep", String::as_str)
+                ),
                 None => ann.get(STATE).cloned().unwrap_or_else(|| "awake".into()),
             },
             since: potential

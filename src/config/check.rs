@@ -536,6 +536,7 @@ fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {
                 "schedule",
                 "wakeOn",
                 "wakePage",
+                "abandonAfter",
             ],
         );
         let name = m
@@ -570,6 +571,7 @@ fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {
             schedule: m.parse(p, "schedule", schedule_name),
             wake_on: m.parse(p, "wakeOn", WakeOn::parse),
             wake_page: m.parse(p, "wakePage", WakePage::parse),
+            abandon_after: m.parse(p, "abandonAfter", crate::duration::parse),
         });
     }
     out

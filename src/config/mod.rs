@@ -63,6 +63,9 @@ pub struct Policy {
     pub schedule: Option<String>,
     pub wake_on: Option<WakeOn>,
     pub wake_page: Option<WakePage>,
+    /// Asleep this long without counted activity: marked abandoned. Only
+    /// from a policy, never from an annotation.
+    pub abandon_after: Option<Duration>,
 }
 
 impl Policy {
@@ -198,6 +201,12 @@ pub struct AdminConfig {
 }
 
 impl AdminConfig {
+    /// How long a namespace with these labels may sleep without counted
+    /// activity before it is marked abandoned (its policy's `abandonAfter`).
+    pub fn abandon_after(&self, labels: &BTreeMap<String, String>) -> Option<Duration> {
+        self.policy_for(labels).and_then(|p| p.abandon_after)
+    }
+
     /// The first policy matching these namespace labels.
     pub fn policy_for(&self, labels: &BTreeMap<String, String>) -> Option<&Policy> {
         self.policies.iter().find(|p| p.matches(labels))

@@ -205,6 +205,7 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
     } else {
         recorded.reason
     };
+    let marked = recorded.abandoned_since;
     let mut exec = Executor::new(ctx, ns, recorded, &config, now);
     let plan = match plan::before_deciding(&facts) {
         Some(plan) => plan,
@@ -232,7 +233,28 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
             if observing {
                 plan::observe(&facts, &decision)
             } else {
-                plan::plan(&facts, &decision)
+                let mut plan = plan::plan(&facts, &decision);
+                if decision.verdict == decide::Verdict::Keep {
+                    let (effect, due) = plan::abandonment(&plan::Abandonment {
+                        after: config.abandon_after(labels),
+                        keep: ann
+                            .get(annotations::KEEP)
+                            .is_some_and(|v| annotations::parse_bool(v) == Ok(true)),
+                        asleep_since: (facts.state == State::Asleep)
+                            .then_some(facts.since)
+                            .flatten(),
+                        last_activity: observed.last_activity(),
+                        marked,
+                        now,
+                    });
+                    plan.effects.extend(effect);
+                    plan.next = match (plan.next, due) {
+                        (Next::At(a), Some(b)) => Next::At(a.min(b)),
+                        (Next::AwaitChange, Some(b)) => Next::At(b),
+                        (next, None) => next,
+                    };
+                }
+                plan
             }
         }
     };
@@ -333,6 +355,7 @@ impl<'a> Executor<'a> {
                     LAST_ACTIVITY: self.activity(reason),
                     ACTION: null,
                     annotations::REQUESTED_BY: null,
+                    annotations::ABANDONED_SINCE: null,
                     // A new transition starts its wake order from the beginning.
                     WAKE_GROUP: null,
                 });
@@ -351,7 +374,12 @@ impl<'a> Executor<'a> {
                     );
                 }
                 match patch_if_unchanged(&ctx.client, &self.ns, write).await? {
-                    Some(written) => self.ns = written,
+                    Some(written) => {
+                        self.ns = written;
+                        if self.recorded.abandoned_since.take().is_some() {
+                            m.namespace.abandoned(name, false);
+                        }
+                    }
                     None => {
                         tracing::debug!(namespace = %name, "transition not written: the namespace changed since it was read");
                         return Ok(Some(Action::requeue(CONFLICT_RECHECK)));
@@ -372,6 +400,10 @@ impl<'a> Executor<'a> {
             Effect::CountWake(reason) => m.namespace.woke(name, reason),
             Effect::PublishState(state) => {
                 m.namespace_state(name, state);
+                // A restarted controller shows the mark at once.
+                if self.recorded.abandoned_since.is_some() && state == State::Asleep {
+                    m.namespace.abandoned(name, true);
+                }
                 // Labels that lag their annotations (written before labels
                 // were, or removed by someone) are brought in step.
                 let meta = &self.ns.metadata;
@@ -584,6 +616,37 @@ impl<'a> Executor<'a> {
                 ctx.potential.stop(name);
                 m.namespace.stop_observing(name);
                 tracing::info!(namespace = %name, "left observe mode; its would-be totals stay on the namespace");
+            }
+            Effect::MarkAbandoned(at) => {
+                let since = format_instant(at);
+                patch_namespace(
+                    &ctx.client,
+                    name,
+                    json!({ annotations::ABANDONED_SINCE: since }),
+                )
+                .await?;
+                m.namespace.abandoned(name, true);
+                tracing::warn!(namespace = %name, since, "asleep without counted activity for the policy's abandonAfter: marked abandoned");
+                ctx.event(
+                    &self.ns_ref,
+                    EventType::Warning,
+                    "Abandoned",
+                    format!(
+                        "asleep with no counted activity since {since} (the policy's abandonAfter): marked abandoned; any counted activity or {}: \"true\" clears the mark",
+                        annotations::KEEP
+                    ),
+                )
+                .await;
+            }
+            Effect::ClearAbandoned => {
+                patch_namespace(
+                    &ctx.client,
+                    name,
+                    json!({ annotations::ABANDONED_SINCE: null }),
+                )
+                .await?;
+                m.namespace.abandoned(name, false);
+                tracing::info!(namespace = %name, "no longer abandoned");
             }
         }
         Ok(None)

@@ -50,6 +50,7 @@ pub enum Family {
     PotentialCpu,
     PotentialMemory,
     PotentialCost,
+    Abandoned,
 }
 
 /// One namespace's series; `None` is a series that does not exist.
@@ -71,6 +72,7 @@ struct Series {
     observed_sleeps: [Option<u64>; SLEEP_REASONS.len()],
     observed_wakes: [Option<u64>; WAKE_TRIGGERS.len()],
     potential: Totals,
+    abandoned: Option<i64>,
 }
 
 /// Which savings: those of real sleeps (`siesta_saved_*`), or what observe
@@ -230,6 +232,11 @@ impl NamespaceSeries {
         });
     }
 
+    /// `siesta_namespace_abandoned`: 1 while marked abandoned.
+    pub fn abandoned(&self, namespace: &str, abandoned: bool) {
+        self.with(namespace, |s| s.abandoned = Some(i64::from(abandoned)));
+    }
+
     /// Observe mode's would-be state: `siesta_observed_asleep` 1 or 0, and
     /// its counters at 0 from then on (see [`NamespaceSeries::state`]).
     pub fn observed_state(&self, namespace: &str, state: State) {
@@ -359,7 +366,8 @@ impl Family {
             | Family::LastActivity
             | Family::ReplicasAsleep
             | Family::WithoutRequests
-            | Family::ObservedAsleep => proto::MetricType::GAUGE,
+            | Family::ObservedAsleep
+            | Family::Abandoned => proto::MetricType::GAUGE,
             Family::WakeDuration => proto::MetricType::HISTOGRAM,
             Family::Sleeps
             | Family::Wakes
@@ -390,6 +398,7 @@ impl Family {
             Family::PotentialCpu => out.extend(s.potential.cpu.map(|v| counter(&only, v))),
             Family::PotentialMemory => out.extend(s.potential.memory.map(|v| counter(&only, v))),
             Family::ObservedAsleep => out.extend(int(s.observed_asleep).map(|v| gauge(&only, v))),
+            Family::Abandoned => out.extend(int(s.abandoned).map(|v| gauge(&only, v))),
             Family::WakeDuration => {
                 out.extend(s.wake_duration.as_deref().map(|h| histogram(&only, h)))
             }
