@@ -28,6 +28,8 @@ pub const REQUESTED_BY: &str = "siesta.dev/requested-by";
 pub const EXCLUDE: &str = "siesta.dev/exclude";
 /// `"true"`: never mark this namespace abandoned.
 pub const KEEP: &str = "siesta.dev/keep";
+/// Namespaces woken with this one: `"team-db, team-cache"`.
+pub const WAKE_WITH: &str = "siesta.dev/wake-with";
 /// Written by the controller: asleep without counted activity for the
 /// policy's `abandonAfter`, since this instant.
 pub const ABANDONED_SINCE: &str = "siesta.dev/abandoned-since";
@@ -162,6 +164,23 @@ impl Enabled {
     }
 }
 
+/// A comma-separated list of namespace names (RFC 1123 labels), at least one.
+pub fn parse_namespaces(s: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = s.split(',').map(|n| n.trim().to_string()).collect();
+    for n in &names {
+        let ok = !n.is_empty()
+            && n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if !ok {
+            return Err(format!("{n:?} is not a namespace name"));
+        }
+    }
+    Ok(names)
+}
+
 /// A strict boolean: `"true"` or `"false"`, nothing else, so that a typo is
 /// reported instead of silently meaning false.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
@@ -198,6 +217,7 @@ pub struct Overrides {
     pub wake_page: Option<WakePage>,
     pub keep_awake_until: Option<DateTime<Utc>>,
     pub action: Option<Action>,
+    pub wake_with: Option<Vec<String>>,
 }
 
 impl Overrides {
@@ -231,6 +251,7 @@ impl Overrides {
         let wake_page = get(WAKE_PAGE);
         let keep = get(KEEP_AWAKE_UNTIL);
         let action = get(ACTION);
+        let wake_with = get(WAKE_WITH);
         let o = Overrides {
             enabled: field(&mut errors, enabled, Enabled::parse),
             idle_after: field(&mut errors, idle, IdleAfter::parse),
@@ -249,6 +270,7 @@ impl Overrides {
             wake_page: field(&mut errors, wake_page, WakePage::parse),
             keep_awake_until: field(&mut errors, keep, parse_instant),
             action: field(&mut errors, action, Action::parse),
+            wake_with: field(&mut errors, wake_with, parse_namespaces),
         };
         (o, errors)
     }

@@ -88,6 +88,10 @@ pub enum Effect {
     MarkAbandoned(DateTime<Utc>),
     /// Activity or `siesta.dev/keep` since: remove the mark, the gauge at 0.
     ClearAbandoned,
+    /// Wake the namespaces of `siesta.dev/wake-with` that are asleep (a
+    /// `siesta.dev/action: wake` on each); again while waking, so a restart
+    /// between the transition and these writes loses none.
+    WakeWith,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +163,46 @@ pub fn before_deciding(facts: &Facts) -> Option<Plan> {
         return Some(Plan::with(effects, Next::AwaitChange));
     }
     None
+}
+
+/// What a namespace's `siesta.dev/wake-with` targets look like: for each
+/// namespace reached, whether it exists and opted in, and its own targets.
+pub type WakeGraph = std::collections::BTreeMap<String, Option<(bool, Vec<String>)>>;
+
+/// Why `me`'s `wake-with` cannot be followed, if it cannot: a target that
+/// does not exist or did not opt in, or a cycle back to a namespace already
+/// on the path.
+pub fn wake_with_problem(me: &str, targets: &[String], graph: &WakeGraph) -> Option<String> {
+    fn walk(
+        at: &str,
+        targets: &[String],
+        graph: &WakeGraph,
+        path: &mut Vec<String>,
+    ) -> Option<String> {
+        for t in targets {
+            if path.iter().any(|p| p == t) {
+                path.push(t.clone());
+                return Some(format!("a cycle: {}", path.join(" -> ")));
+            }
+            match graph.get(t) {
+                None | Some(None) => {
+                    return Some(format!("{at} names {t:?}, which does not exist"));
+                }
+                Some(Some((false, _))) => {
+                    return Some(format!("{at} names {t:?}, which has not opted in"));
+                }
+                Some(Some((true, next))) => {
+                    path.push(t.clone());
+                    if let Some(p) = walk(t, next, graph, path) {
+                        return Some(p);
+                    }
+                    path.pop();
+                }
+            }
+        }
+        None
+    }
+    walk(me, targets, graph, &mut vec![me.to_string()])
 }
 
 /// What an asleep namespace's abandonment rests on.
@@ -278,6 +322,7 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
                 },
                 CountWake(reason),
                 PublishState(State::Waking),
+                WakeWith,
                 StopSaving,
                 Pass(crate::scaler::Pass::Wake),
                 Announce(Announcement::Waking(reason)),
@@ -306,6 +351,7 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
                 ]),
                 State::Waking => effects.extend([
                     StillAsRead,
+                    WakeWith,
                     Pass(crate::scaler::Pass::Wake),
                     FinishWaking { since },
                 ]),
@@ -592,5 +638,23 @@ mod tests {
             ..quiet(30, None)
         };
         assert_eq!(abandonment(&no_policy), (None, None));
+    }
+
+    #[test]
+    fn wake_with_follows_opted_in_targets_and_refuses_cycles_and_strangers() {
+        let v = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut g = WakeGraph::new();
+        g.insert("db".into(), Some((true, v(&["cache"]))));
+        g.insert("cache".into(), Some((true, vec![])));
+        g.insert("other".into(), Some((false, vec![])));
+        g.insert("gone".into(), None);
+        assert_eq!(wake_with_problem("app", &v(&["db", "cache"]), &g), None);
+        let p = wake_with_problem("app", &v(&["other"]), &g).unwrap();
+        assert!(p.contains("not opted in"), "{p}");
+        let p = wake_with_problem("app", &v(&["gone"]), &g).unwrap();
+        assert!(p.contains("does not exist"), "{p}");
+        g.insert("cache".into(), Some((true, v(&["app"]))));
+        let p = wake_with_problem("app", &v(&["db"]), &g).unwrap();
+        assert_eq!(p, "a cycle: app -> db -> cache -> app");
     }
 }

@@ -166,6 +166,16 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
     if let Some(p) = problem {
         problems.push(format!("annotation {}: {p}", annotations::SCHEDULE));
     }
+    let wake_with = own.wake_with.clone().unwrap_or_default();
+    if !wake_with.is_empty()
+        && let Some(p) = plan::wake_with_problem(
+            &name,
+            &wake_with,
+            &wake_graph(&ctx.client, &config, &wake_with).await?,
+        )
+    {
+        problems.push(format!("annotation {}: {p}", annotations::WAKE_WITH));
+    }
     let now = Utc::now();
     // Nobody pins a namespace awake for a year: beyond the admin's maximum,
     // keep-awake-until is brought back (and rewritten, with an Event).
@@ -207,6 +217,7 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
     };
     let marked = recorded.abandoned_since;
     let mut exec = Executor::new(ctx, ns, recorded, &config, now);
+    exec.wake_with = wake_with;
     let plan = match plan::before_deciding(&facts) {
         Some(plan) => plan,
         None => {
@@ -261,6 +272,36 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
     exec.run(plan).await
 }
 
+/// The namespaces reachable through `siesta.dev/wake-with` from `targets`
+/// (at most 64): whether each exists and opted in, and its own targets.
+async fn wake_graph(
+    client: &kube::Client,
+    config: &AdminConfig,
+    targets: &[String],
+) -> Result<plan::WakeGraph, ReconcileError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut graph = plan::WakeGraph::new();
+    let mut todo: Vec<String> = targets.to_vec();
+    while let Some(n) = todo.pop() {
+        if graph.contains_key(&n) || graph.len() >= 64 {
+            continue;
+        }
+        let Some(meta) = api.get_metadata_opt(&n).await? else {
+            graph.insert(n, None);
+            continue;
+        };
+        let empty = BTreeMap::new();
+        let (own, _) = Overrides::parse(meta.annotations());
+        let (policy, _) = config.resolve(meta.metadata.labels.as_ref().unwrap_or(&empty), &own);
+        let opted_in =
+            (policy.enabled && !policy.observe) || meta.annotations().contains_key(STATE);
+        let next = own.wake_with.unwrap_or_default();
+        todo.extend(next.iter().cloned());
+        graph.insert(n, Some((opted_in, next)));
+    }
+    Ok(graph)
+}
+
 /// Carries one plan out. Holds what the effects so far learned: the namespace
 /// as last written, and the last pass's report.
 struct Executor<'a> {
@@ -277,6 +318,8 @@ struct Executor<'a> {
     potential_rate: (f64, f64),
     /// Who asked for `siesta.dev/action`, as the CLI wrote it.
     requested_by: Option<String>,
+    /// `siesta.dev/wake-with`, checked.
+    wake_with: Vec<String>,
     now: DateTime<Utc>,
 }
 
@@ -304,6 +347,7 @@ impl<'a> Executor<'a> {
                 .annotations()
                 .get(annotations::REQUESTED_BY)
                 .map(|u| annotations::truncate(u, annotations::MAX_DESCRIPTION)),
+            wake_with: Vec::new(),
             now,
         }
     }
@@ -637,6 +681,20 @@ impl<'a> Executor<'a> {
                     ),
                 )
                 .await;
+            }
+            Effect::WakeWith => {
+                let api: Api<Namespace> = Api::all(ctx.client.clone());
+                for target in &self.wake_with {
+                    let Some(t) = api.get_metadata_opt(target).await? else {
+                        continue;
+                    };
+                    let state = Recorded::parse(t.annotations()).state;
+                    if state == State::Asleep && !t.annotations().contains_key(ACTION) {
+                        let wake = json!({ ACTION: "wake", annotations::REQUESTED_BY: format!("wake-with {name}") });
+                        patch_namespace(&ctx.client, target, wake).await?;
+                        tracing::info!(namespace = %name, target, "waking with it (siesta.dev/wake-with)");
+                    }
+                }
             }
             Effect::ClearAbandoned => {
                 patch_namespace(
