@@ -596,7 +596,7 @@ pub fn account_potential(item: &Item, report: &mut Report) {
     *report.asleep.entry(item.kind).or_default() += i64::from(item.running);
     report.cpu_cores += item.requests.0 * f64::from(item.running);
     report.memory_bytes += item.requests.1 * f64::from(item.running);
-    if item.requests == (0.0, 0.0) {
+    if item.requests == (0.0, 0.0) && item.kind != "CronJob" {
         report.without_requests += 1;
     }
 }

@@ -35,13 +35,7 @@ pub async fn run(
     pass: Pass,
     progress: &mut Progress,
 ) -> kube::Result<Report> {
-    let (d, s, r, c) = futures::try_join!(
-        list::<Deployment>(client, namespace),
-        list::<StatefulSet>(client, namespace),
-        list::<ReplicaSet>(client, namespace),
-        list::<CronJob>(client, namespace),
-    )?;
-    let mut items: Vec<Item> = [d, s, r, c].into_iter().flatten().collect();
+    let mut items = list_all(client, namespace).await?;
     let mut report = Report::default();
     match pass {
         Pass::Sleep => {
@@ -213,10 +207,9 @@ async fn apply_kind<K: Workload>(
 /// Read a namespace's workloads without changing anything (for `siesta status`).
 pub async fn inspect(client: &kube::Client, namespace: &str) -> kube::Result<Report> {
     let mut report = Report::default();
-    inspect_kind::<Deployment>(client, namespace, &mut report).await?;
-    inspect_kind::<StatefulSet>(client, namespace, &mut report).await?;
-    inspect_kind::<ReplicaSet>(client, namespace, &mut report).await?;
-    inspect_kind::<CronJob>(client, namespace, &mut report).await?;
+    for item in list_all(client, namespace).await? {
+        account(&item, &mut report);
+    }
     Ok(report)
 }
 
@@ -224,31 +217,20 @@ pub async fn inspect(client: &kube::Client, namespace: &str) -> kube::Result<Rep
 /// (observe mode's potential savings): requests of the running replicas of
 /// every workload a sleep pass would scale to zero.
 pub async fn potential(client: &kube::Client, namespace: &str) -> kube::Result<Report> {
-    let (d, s) = futures::try_join!(
-        potential_kind::<Deployment>(client, namespace),
-        potential_kind::<StatefulSet>(client, namespace),
-    )?;
-    let r = potential_kind::<ReplicaSet>(client, namespace).await?;
-    Ok(Report::merge([d, s, r]))
-}
-
-async fn potential_kind<K: Workload>(client: &kube::Client, ns: &str) -> kube::Result<Report> {
     let mut report = Report::default();
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    for obj in api.list(&ListParams::default()).await? {
-        account_potential(&obj.item(), &mut report);
+    for item in list_all(client, namespace).await? {
+        account_potential(&item, &mut report);
     }
     Ok(report)
 }
 
-async fn inspect_kind<K: Workload>(
-    client: &kube::Client,
-    ns: &str,
-    report: &mut Report,
-) -> kube::Result<()> {
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    for obj in api.list(&ListParams::default()).await? {
-        account(&obj.item(), report);
-    }
-    Ok(())
+/// Every managed kind's workloads of a namespace, the four kinds at once.
+async fn list_all(client: &kube::Client, namespace: &str) -> kube::Result<Vec<Item>> {
+    let (d, s, r, c) = futures::try_join!(
+        list::<Deployment>(client, namespace),
+        list::<StatefulSet>(client, namespace),
+        list::<ReplicaSet>(client, namespace),
+        list::<CronJob>(client, namespace),
+    )?;
+    Ok([d, s, r, c].into_iter().flatten().collect())
 }

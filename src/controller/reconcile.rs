@@ -406,7 +406,7 @@ impl<'a> Executor<'a> {
                 // A wake writes the sleep's savings in the same request, so
                 // the totals survive whatever happens to this process next.
                 if to == State::Waking
-                    && let Some(totals) = self.totals()
+                    && let Some(totals) = self.totals_of(Account::Saved)
                 {
                     write[SAVED] = json!(
                         Saved {
@@ -460,19 +460,12 @@ impl<'a> Executor<'a> {
                     })
                     .collect();
                 if !lagging.is_empty() {
-                    let api: Api<Namespace> = Api::all(ctx.client.clone());
-                    let pp = PatchParams {
-                        field_manager: Some(crate::FIELD_MANAGER.into()),
-                        ..Default::default()
-                    };
-                    let patch = json!({ "metadata": { "labels": lagging } });
-                    api.patch(name, &pp, &Patch::Merge(patch)).await?;
+                    let labels = json!({ "metadata": { "labels": lagging } });
+                    merge_namespace(&ctx.client, name, labels).await?;
                 }
                 // A restarted controller shows the totals at once, from the namespace.
-                if ctx.savings.rate(name).is_none()
-                    && let Some(totals) = self.totals()
-                {
-                    savings::publish(m, Account::Saved, name, &totals, &self.config.prices);
+                if ctx.savings.rate(name).is_none() {
+                    self.publish(Account::Saved);
                 }
             }
             Effect::Pass(pass) => {
@@ -504,24 +497,9 @@ impl<'a> Executor<'a> {
             }
             Effect::SaveFrom(since) => {
                 let rate = (self.report.cpu_cores, self.report.memory_bytes);
-                let prices = &self.config.prices;
-                let checkpoint =
-                    ctx.savings
-                        .start(name, since, rate, self.recorded.saved, now, prices);
-                if let Some(c) = checkpoint {
-                    patch_namespace(&ctx.client, name, json!({ SAVED: c.format() })).await?;
-                    self.recorded.saved = Some(c);
-                }
-                if let Some(totals) = self.totals() {
-                    savings::publish(m, Account::Saved, name, &totals, prices);
-                }
+                self.accrue(Account::Saved, since, rate).await?;
             }
-            Effect::StopSaving => {
-                if let Some(totals) = self.totals() {
-                    savings::publish(m, Account::Saved, name, &totals, &self.config.prices);
-                }
-                ctx.savings.stop(name);
-            }
+            Effect::StopSaving => self.stop_accruing(Account::Saved),
             Effect::ClampKeepAwake(to) => {
                 let to = format_instant(to);
                 patch_namespace(
@@ -592,7 +570,7 @@ impl<'a> Executor<'a> {
                         totals.asleep_seconds = totals.asleep_until(r.observed_since, now);
                     }
                     // The would-be sleep's potential savings, in the same request.
-                    if let Some(p) = self.potential_totals() {
+                    if let Some(p) = self.totals_of(Account::Potential) {
                         write[OBSERVED_SAVED] = json!(
                             Saved {
                                 cpu_rate: 0.0,
@@ -617,39 +595,17 @@ impl<'a> Executor<'a> {
             Effect::CountObservedWake(trigger) => m.namespace.observed_wake(name, trigger),
             Effect::PublishObserved(state) => {
                 m.namespace.observed_state(name, state);
-                if ctx.potential.rate(name).is_none()
-                    && let Some(totals) = self.potential_totals()
-                {
-                    savings::publish(m, Account::Potential, name, &totals, &self.config.prices);
+                if ctx.potential.rate(name).is_none() {
+                    self.publish(Account::Potential);
                 }
             }
             Effect::PotentialFrom(since) => {
                 let report = crate::workloads::potential(&ctx.client, name).await?;
                 self.potential_rate = (report.cpu_cores, report.memory_bytes);
-                let prices = &self.config.prices;
-                let checkpoint = ctx.potential.start(
-                    name,
-                    since,
-                    self.potential_rate,
-                    self.recorded.observed_saved,
-                    now,
-                    prices,
-                );
-                if let Some(c) = checkpoint {
-                    patch_namespace(&ctx.client, name, json!({ OBSERVED_SAVED: c.format() }))
-                        .await?;
-                    self.recorded.observed_saved = Some(c);
-                }
-                if let Some(totals) = self.potential_totals() {
-                    savings::publish(m, Account::Potential, name, &totals, prices);
-                }
+                self.accrue(Account::Potential, since, self.potential_rate)
+                    .await?;
             }
-            Effect::StopPotential => {
-                if let Some(totals) = self.potential_totals() {
-                    savings::publish(m, Account::Potential, name, &totals, &self.config.prices);
-                }
-                ctx.potential.stop(name);
-            }
+            Effect::StopPotential => self.stop_accruing(Account::Potential),
             Effect::StopObserving => {
                 patch_namespace(
                     &ctx.client,
@@ -724,30 +680,67 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Observe mode's potential savings now, like [`Executor::totals`].
-    fn potential_totals(&self) -> Option<Saved> {
+    /// The savings totals now, real or potential: this process's account,
+    /// else the namespace's record.
+    fn totals_of(&self, account: Account) -> Option<Saved> {
         let r = &self.recorded;
-        let since = (r.observed_state == Some(State::Asleep))
-            .then_some(r.observed_since)
-            .flatten();
-        self.ctx.potential.totals(
-            &self.name,
-            since,
-            r.observed_saved,
-            self.now,
-            &self.config.prices,
-        )
+        let (savings, since, recorded) = match account {
+            Account::Saved => (&self.ctx.savings, r.since, r.saved),
+            Account::Potential => (
+                &self.ctx.potential,
+                (r.observed_state == Some(State::Asleep))
+                    .then_some(r.observed_since)
+                    .flatten(),
+                r.observed_saved,
+            ),
+        };
+        savings.totals(&self.name, since, recorded, self.now, &self.config.prices)
     }
 
-    /// The savings totals now: this process's account, else the namespace's record.
-    fn totals(&self) -> Option<Saved> {
-        self.ctx.savings.totals(
-            &self.name,
-            self.recorded.since,
-            self.recorded.saved,
-            self.now,
-            &self.config.prices,
-        )
+    /// Savings of `account` accrue from `since` at `rate`; a new rate is
+    /// checkpointed on the namespace (`siesta.dev/saved`, or
+    /// `siesta.dev/observed-saved`) so every process computes the same totals.
+    async fn accrue(
+        &mut self,
+        account: Account,
+        since: DateTime<Utc>,
+        rate: (f64, f64),
+    ) -> Result<(), ReconcileError> {
+        let (ctx, prices) = (self.ctx, &self.config.prices);
+        let (savings, recorded, key) = match account {
+            Account::Saved => (&ctx.savings, self.recorded.saved, SAVED),
+            Account::Potential => (&ctx.potential, self.recorded.observed_saved, OBSERVED_SAVED),
+        };
+        if let Some(c) = savings.start(&self.name, since, rate, recorded, self.now, prices) {
+            patch_namespace(&ctx.client, &self.name, json!({ key: c.format() })).await?;
+            match account {
+                Account::Saved => self.recorded.saved = Some(c),
+                Account::Potential => self.recorded.observed_saved = Some(c),
+            }
+        }
+        self.publish(account);
+        Ok(())
+    }
+
+    /// Savings of `account` stop accruing; the counters keep their totals.
+    fn stop_accruing(&mut self, account: Account) {
+        self.publish(account);
+        match account {
+            Account::Saved => self.ctx.savings.stop(&self.name),
+            Account::Potential => self.ctx.potential.stop(&self.name),
+        }
+    }
+
+    fn publish(&self, account: Account) {
+        if let Some(totals) = self.totals_of(account) {
+            savings::publish(
+                &self.ctx.metrics,
+                account,
+                &self.name,
+                &totals,
+                &self.config.prices,
+            );
+        }
     }
 
     async fn finish_waking(&mut self, since: DateTime<Utc>) -> Result<Action, ReconcileError> {
@@ -963,13 +956,21 @@ async fn patch_namespace(
     name: &str,
     annotations: serde_json::Value,
 ) -> Result<(), ReconcileError> {
+    merge_namespace(client, name, metadata_patch(&annotations)).await
+}
+
+/// One merge patch of a namespace, as Siesta's field manager.
+async fn merge_namespace(
+    client: &kube::Client,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<(), ReconcileError> {
     let api: Api<Namespace> = Api::all(client.clone());
     let pp = PatchParams {
         field_manager: Some(crate::FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch(name, &pp, &Patch::Merge(metadata_patch(&annotations)))
-        .await?;
+    api.patch(name, &pp, &Patch::Merge(patch)).await?;
     Ok(())
 }
 
