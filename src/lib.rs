@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod proxy;
+pub mod redirect;
 pub mod reload;
 pub mod report;
 pub mod resources;

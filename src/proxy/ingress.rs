@@ -24,7 +24,10 @@ use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
 
 /// The Ingress class this proxy serves.
 pub const CLASS: &str = "siesta";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// The manager of the EndpointSlices Kubernetes derives from a Service's selector.
+pub const ENDPOINTSLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
 /// Bursts of watch events within this window make one rebuild.
 const REBUILD_DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -204,21 +207,7 @@ impl ClusterRoutes {
                     &b.metadata.name,
                 ))
         });
-        let mut slices_by_service: HashMap<(String, String), Vec<Arc<EndpointSlice>>> =
-            HashMap::new();
-        for s in self.slices.state() {
-            let (Some(ns), Some(svc)) = (
-                s.metadata.namespace.clone(),
-                s.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    .cloned(),
-            ) else {
-                continue;
-            };
-            slices_by_service.entry((ns, svc)).or_default().push(s);
-        }
+        let slices_by_service = self.slices_by_service();
         let mut table = RouteTable::default();
         let mut defaults = Vec::new();
         for ing in &ingresses {
@@ -259,45 +248,66 @@ impl ClusterRoutes {
         table
     }
 
-    fn resolve(
-        &self,
-        ns: &str,
-        backend: &IngressBackend,
-        slices: &HashMap<(String, String), Vec<Arc<EndpointSlice>>>,
-    ) -> Backend {
+    fn resolve(&self, ns: &str, backend: &IngressBackend, slices: &SlicesByService) -> Backend {
         let Some(sb) = backend.service.as_ref() else {
             return Backend::Service(ServiceTarget::default());
         };
-        let wanted_number = sb.port.as_ref().and_then(|p| p.number);
-        let wanted_name = sb.port.as_ref().and_then(|p| p.name.as_deref());
-        let Some(svc) = self.services.get(&ObjectRef::new(&sb.name).within(ns)) else {
-            return Backend::Service(ServiceTarget::new(sb.name.clone(), vec![], None, false));
+        let port = match sb.port.as_ref() {
+            Some(p) => match (p.number, p.name.as_deref()) {
+                (Some(n), _) => PortRef::Number(n),
+                (None, Some(name)) => PortRef::Name(name),
+                (None, None) => PortRef::Number(0),
+            },
+            None => PortRef::Number(0),
+        };
+        self.resolve_port(ns, &sb.name, port, slices)
+    }
+
+    /// A Service port (`port` as a backend names it) as ready endpoints, or
+    /// an ExternalName's address. Used by every route source (Ingress,
+    /// HTTPRoute, redirect listeners).
+    pub fn resolve_port(
+        &self,
+        ns: &str,
+        service: &str,
+        wanted: PortRef<'_>,
+        slices: &SlicesByService,
+    ) -> Backend {
+        let Some(svc) = self.services.get(&ObjectRef::new(service).within(ns)) else {
+            return Backend::Service(ServiceTarget::new(service.into(), vec![], None, false));
         };
         let spec = svc.spec.clone().unwrap_or_default();
-        let port = spec.ports.iter().flatten().find(|p| {
-            wanted_number.is_some_and(|n| p.port == n)
-                || wanted_name.is_some_and(|n| p.name.as_deref() == Some(n))
+        let port = spec.ports.iter().flatten().find(|p| match wanted {
+            PortRef::Number(n) => p.port == n,
+            PortRef::Name(n) => p.name.as_deref().unwrap_or("") == n,
         });
         let h2c = port
             .and_then(|p| p.app_protocol.as_deref())
             .is_some_and(|a| matches!(a, "kubernetes.io/h2c" | "h2c" | "grpc"));
         if spec.type_.as_deref() == Some("ExternalName") {
-            let number = wanted_number.or(port.map(|p| p.port)).unwrap_or(80);
+            let number = match wanted {
+                PortRef::Number(n) if n != 0 => Some(n),
+                _ => None,
+            }
+            .or(port.map(|p| p.port))
+            .unwrap_or(80);
             let external = spec
                 .external_name
                 .as_deref()
                 .and_then(|host| format!("{host}:{number}").parse().ok());
-            return Backend::Service(ServiceTarget::new(sb.name.clone(), vec![], external, h2c));
+            return Backend::Service(ServiceTarget::new(service.into(), vec![], external, h2c));
         }
         let Some(port) = port else {
-            return Backend::Service(ServiceTarget::new(sb.name.clone(), vec![], None, h2c));
+            return Backend::Service(ServiceTarget::new(service.into(), vec![], None, h2c));
         };
         let port_name = port.name.as_deref().unwrap_or("");
+        let selected = spec.selector.as_ref().is_some_and(|s| !s.is_empty());
         let mut endpoints = BTreeSet::new();
         for slice in slices
-            .get(&(ns.to_string(), sb.name.clone()))
+            .get(&(ns.to_string(), service.to_string()))
             .into_iter()
             .flatten()
+            .filter(|s| trusted_slice(s, selected))
         {
             let Some(target) = slice
                 .ports
@@ -321,10 +331,58 @@ impl ClusterRoutes {
             }
         }
         Backend::Service(ServiceTarget::new(
-            sb.name.clone(),
+            service.into(),
             endpoints.into_iter().collect(),
             None,
             h2c,
         ))
+    }
+
+    /// Every EndpointSlice by (namespace, service-name label).
+    pub fn slices_by_service(&self) -> SlicesByService {
+        let mut by: SlicesByService = HashMap::new();
+        for s in self.slices.state() {
+            let (Some(ns), Some(svc)) = (
+                s.metadata.namespace.clone(),
+                s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .cloned(),
+            ) else {
+                continue;
+            };
+            by.entry((ns, svc)).or_default().push(s);
+        }
+        by
+    }
+}
+
+/// EndpointSlices by (namespace, Service name).
+pub type SlicesByService = HashMap<(String, String), Vec<Arc<EndpointSlice>>>;
+
+/// How a route names a Service port: by number or by name.
+#[derive(Clone, Copy, Debug)]
+pub enum PortRef<'a> {
+    Number(i32),
+    Name(&'a str),
+}
+
+/// Who may tell the proxy where a Service's pods are. For a Service with a
+/// selector only Kubernetes' EndpointSlice controller: never Siesta's own
+/// redirect slices (that would loop back to the proxy), and never a slice a
+/// namespace user wrote to steer the proxy. A Service without a selector has
+/// only hand-written or mirrored slices: any but Siesta's.
+pub fn trusted_slice(slice: &EndpointSlice, service_has_selector: bool) -> bool {
+    let managed_by = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str);
+    if service_has_selector {
+        managed_by == Some(ENDPOINTSLICE_CONTROLLER)
+    } else {
+        managed_by != Some(crate::redirect::MANAGER)
     }
 }
