@@ -17,6 +17,7 @@ const CORE: &[&str] = &[
     "scaler",
     "gitops",
     "plan",
+    "redirect",
 ];
 
 /// What the core must not use: an async runtime, the API client, metrics.

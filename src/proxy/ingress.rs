@@ -24,10 +24,7 @@ use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
 
 /// The Ingress class this proxy serves.
 pub const CLASS: &str = "siesta";
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
-/// The manager of the EndpointSlices Kubernetes derives from a Service's selector.
-pub const ENDPOINTSLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
+use crate::redirect::{ENDPOINTSLICE_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 /// Bursts of watch events within this window make one rebuild.
 const REBUILD_DEBOUNCE: Duration = Duration::from_millis(20);
 

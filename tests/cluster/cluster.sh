@@ -24,6 +24,17 @@ api_port=${SIESTA_APISERVER_PORT:-16443}
 etcd_port=${SIESTA_ETCD_PORT:-12379}
 audit_webhook=${SIESTA_AUDIT_WEBHOOK:-http://127.0.0.1:8443/audit}
 nodes=${SIESTA_FAKE_NODES:-3}
+# The test pod network: KWOK gives pods addresses of $pod_cidr; they live in
+# the network namespace $netns (which accepts every address of the range),
+# joined to the host by a veth pair whose host side is $host_ip. Tests run
+# their backends there, on the pods' own addresses; host processes (the
+# proxy) listen on $host_ip to be reachable from pods. The namespace has no
+# other route: no traffic leaves the machine.
+pod_cidr=${SIESTA_POD_CIDR:-10.244.0.0/16}
+netns=${SIESTA_TEST_NETNS:-siesta-pods}
+link_net=10.243.255.0/30
+host_ip=10.243.255.1
+netns_ip=10.243.255.2
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 log() { printf '[cluster] %s\n' "$*" >&2; }
@@ -92,10 +103,12 @@ start_apiserver() {
 up() {
   if healthy; then
     log "already up ($dir)"
+    ip netns list | grep -qw "$netns" || pod_network_up
     return 0
   fi
   [ -d "$dir" ] && down_quiet
   "$here/build.sh" >/dev/null
+  pod_network_up
   mkdir -p "$dir/logs" "$dir/pids" "$dir/etcd"
   pki
   # Static tokens: the admin (a person, in system:masters) and one per component.
@@ -149,7 +162,7 @@ W
     --kube-api-qps 500 --kube-api-burst 1000
   start kwok "$kwok_bin/kwok" --kubeconfig "$dir/kwok.kubeconfig" --config "$kwok_bin/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --server-address 127.0.0.1:0 --cidr 10.244.0.1/16 --node-ip 10.250.0.1 --node-lease-duration-seconds 40
+    --server-address 127.0.0.1:0 --cidr "${pod_cidr%.0/*}.1/${pod_cidr#*/}" --node-ip 10.250.0.1 --node-lease-duration-seconds 40
 
   local i
   for i in $(seq 1 "$nodes"); do
@@ -172,10 +185,45 @@ N
   log "up: $("$k8s_bin/kubectl" version --kubeconfig "$dir/kubeconfig" -o json | jq -r .serverVersion.gitVersion), $nodes fake nodes, state in $dir"
 }
 
+# Routes of the machine (other than the default route and ours) that overlap $1.
+overlapping_routes() {
+  { ip -4 route show to match "$1"; ip -4 route show root "$1"; } | grep -v '^default' | grep -v "dev $netns-h" || true
+}
+
+pod_network_up() {
+  if ip netns list | grep -qw "$netns"; then pod_network_down; fi
+  local net
+  for net in "$pod_cidr" "$link_net"; do
+    if [ -n "$(overlapping_routes "$net")" ]; then
+      log "the test pod network $net overlaps a route of this machine: $(overlapping_routes "$net" | head -1); set SIESTA_POD_CIDR"
+      exit 1
+    fi
+  done
+  ip netns add "$netns"
+  ip link add "$netns-h" type veth peer name "$netns-p"
+  ip link set "$netns-p" netns "$netns"
+  ip addr add "$host_ip/30" dev "$netns-h"
+  ip link set "$netns-h" up
+  ip route add "$pod_cidr" via "$netns_ip" dev "$netns-h" src "$host_ip"
+  ip netns exec "$netns" ip link set lo up
+  ip netns exec "$netns" ip link set "$netns-p" name eth0
+  ip netns exec "$netns" ip addr add "$netns_ip/30" dev eth0
+  ip netns exec "$netns" ip link set eth0 up
+  # Every address of the pod range is local in the namespace (AnyIP).
+  ip netns exec "$netns" ip route add local "$pod_cidr" dev lo
+  log "pod network $pod_cidr in network namespace $netns, host side $host_ip"
+}
+
+pod_network_down() {
+  ip link del "$netns-h" 2>/dev/null || true
+  ip netns del "$netns" 2>/dev/null || true
+}
+
 down_quiet() {
   # Flux (tests/cluster/flux.sh) keeps its state and processes in $dir/flux.
   if [ -d "$dir/flux" ]; then "$here/flux.sh" down 2>/dev/null || true; fi
   stop_all
+  pod_network_down
 }
 
 case "${1:-}" in
@@ -185,6 +233,8 @@ case "${1:-}" in
     echo "export KUBECONFIG=$dir/kubeconfig"
     echo "export PATH=$k8s_bin:\$PATH"
     echo "export SIESTA_AUDIT_LOG_FILE=$dir/audit.log"
+    echo "export SIESTA_TEST_NETNS=$netns"
+    echo "export SIESTA_TEST_HOST_IP=$host_ip"
     ;;
   restart-apiserver) # stop the apiserver (SIGKILL), start it again: for fault tests
     pid=$(cat "$dir/pids/kube-apiserver")
