@@ -40,6 +40,35 @@ pub const NAME_PREFIX: &str = "siesta-redirect-";
 /// range (32768-60999) and away from the local cluster's ports.
 pub const DEFAULT_PORTS: RangeInclusive<u16> = 20000..=27999;
 
+/// A port range flag: `FIRST-LAST`, inclusive, ports above 0.
+pub fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?}: want FIRST-LAST, e.g. 20000-27999");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+/// A `namespace/name` flag.
+pub fn parse_service(s: &str) -> Result<Option<(String, String)>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(Some((ns.into(), name.into())))
+        }
+        _ => Err(format!(
+            "{s:?}: want NAMESPACE/NAME (or empty to turn redirects off)"
+        )),
+    }
+}
+
 /// What the plan reads of one namespace.
 #[derive(Clone, Debug)]
 pub struct NamespaceView {
@@ -489,6 +518,27 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn flags_parse_or_say_what_they_want() {
+        assert_eq!(parse_ports("20000-27999"), Ok(20000..=27999));
+        for bad in ["", "20000", "0-10", "9-8", "1-70000", "a-b"] {
+            assert!(
+                parse_ports(bad).unwrap_err().contains("FIRST-LAST"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_service("siesta-system/siesta-proxy"),
+            Ok(Some(("siesta-system".into(), "siesta-proxy".into())))
+        );
+        assert_eq!(parse_service(""), Ok(None));
+        assert!(
+            parse_service("x").is_err()
+                && parse_service("a/b/c").is_err()
+                && parse_service("/b").is_err()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod events;
 pub mod leader;
 pub mod reconcile;
+pub mod redirect;
 pub mod savings;
 #[cfg(test)]
 mod scripted;
@@ -274,6 +275,13 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
         ),
     );
 
+    let redirects = redirect::start(
+        &client,
+        &mut tasks,
+        settings.redirect.clone(),
+        metrics.clone(),
+    );
+
     let (stop_trigger, stop) = crate::supervisor::stop_signal();
     let leading = lead(
         client.clone(),
@@ -281,7 +289,10 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
         states.clone(),
         triggers,
         ctx,
-        settings.concurrency,
+        Term {
+            concurrency: settings.concurrency,
+            redirects,
+        },
         stop,
     );
     tokio::pin!(leading);
@@ -427,9 +438,10 @@ async fn lead(
     states: reflector::Store<Namespace>,
     triggers: Triggers,
     ctx: Arc<reconcile::Context>,
-    concurrency: u16,
+    term_with: Term,
     stop: crate::supervisor::Stop,
 ) {
+    let concurrency = term_with.concurrency;
     #[derive(Clone, Copy, PartialEq)]
     enum End {
         LostLease,
@@ -443,6 +455,11 @@ async fn lead(
             _ = stopped.clone() => return,
         }
         let (ns_rx, trigger_rx) = triggers.lead();
+        // Redirect passes for this term only; aborted at its end.
+        let redirecting = term_with.redirects.clone().map(|r| {
+            let hold_timeout = ctx.config.borrow().proxy.hold_timeout;
+            tokio::spawn(r.run(states.clone(), hold_timeout))
+        });
         // Everything known so far gets one reconcile, alongside changes,
         // timers and triggers. Paced by finished reconciles: fed at once,
         // 10,000 namespaces would sit in kube-runtime's scheduler together,
@@ -505,6 +522,9 @@ async fn lead(
             _ = lost => tracing::warn!("lost the leader lease: passes in flight dropped"),
         }
         triggers.stand_by();
+        if let Some(task) = redirecting {
+            task.abort();
+        }
         if end.await == End::Stop {
             leader::release(&client, &election).await;
             tracing::info!("stopped leading; leader lease released");
@@ -512,6 +532,12 @@ async fn lead(
         }
         tracing::warn!("lost the leader lease; standing by");
     }
+}
+
+/// What each term as leader runs besides reconciles.
+struct Term {
+    concurrency: u16,
+    redirects: Option<redirect::Redirects>,
 }
 
 fn default_identity() -> String {
@@ -565,6 +591,8 @@ pub struct Settings {
     pub savings_interval: Duration,
     /// Reconciles at once (each is a handful of API requests).
     pub concurrency: u16,
+    /// Redirects of sleeping Services to the proxy.
+    pub redirect: redirect::Settings,
 }
 
 /// The controller's admin listener unless told.
@@ -585,6 +613,7 @@ impl Default for Settings {
             namespace_selector: None,
             savings_interval: Duration::from_secs(10),
             concurrency: 32,
+            redirect: redirect::Settings::default(),
         }
     }
 }

@@ -53,6 +53,21 @@ pub struct Controller {
     /// Reconciles at once (each is a handful of API requests).
     #[arg(long, env = "SIESTA_CONCURRENCY", default_value_t = controller::Settings::default().concurrency)]
     pub concurrency: u16,
+    /// The proxy's Service (NAMESPACE/NAME): while a namespace sleeps, its
+    /// Services are redirected to this Service's ready endpoints. Empty: no redirects.
+    #[arg(long, env = "SIESTA_PROXY_SERVICE", default_value = "siesta-system/siesta-proxy", value_parser = siesta::redirect::parse_service)]
+    pub proxy_service: Option<(String, String)>,
+    #[command(flatten)]
+    pub redirect_ports: RedirectPorts,
+}
+
+/// The proxy ports redirects take (the controller allocates them, the proxy listens on them).
+#[derive(clap::Args, Clone, Debug)]
+pub struct RedirectPorts {
+    /// Proxy ports for redirects of sleeping Services, FIRST-LAST (the
+    /// controller and the proxy must be given the same range).
+    #[arg(long, env = "SIESTA_REDIRECT_PORTS", default_value = "20000-27999", value_parser = siesta::redirect::parse_ports)]
+    pub redirect_ports: std::ops::RangeInclusive<u16>,
 }
 
 /// Leader election among controller replicas.
@@ -153,6 +168,10 @@ impl From<Controller> for controller::Settings {
             namespace_selector: c.namespace_selector,
             savings_interval: c.savings_interval.0,
             concurrency: c.concurrency,
+            redirect: controller::redirect::Settings {
+                proxy_service: c.proxy_service,
+                ports: c.redirect_ports.redirect_ports,
+            },
         }
     }
 }

@@ -119,10 +119,7 @@ pub fn pod_tcp_backend(port: u16) {
 pub async fn connect_from_pod(to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = in_pod_network(move || {
         let s = unconnected_socket(to);
-        s.map(|s| {
-            s.set_nonblocking(true).unwrap();
-            s
-        })
+        s.inspect(|s| s.set_nonblocking(true).unwrap())
     })?;
     tokio::net::TcpSocket::from_std_stream(socket)
         .connect(to)
