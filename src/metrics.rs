@@ -433,6 +433,10 @@ label_values! {
         ProxyUpstream => "proxy_upstream",
         ProxyConnectionsFull => "proxy_connections_full",
         ProxyConnectionEvicted => "proxy_connection_evicted",
+        /// A redirect port could not be bound (it is tried again).
+        ProxyRedirectListen => "proxy_redirect_listen",
+        /// A redirect slice could not be written.
+        RedirectWrite => "redirect_write",
         LeaderElection => "leader_election",
     }
 }

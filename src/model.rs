@@ -133,3 +133,10 @@ pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 pub fn format_instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+/// RFC 3339 to the microsecond: for instants compared with activity, which
+/// is kept to the microsecond (a sleep and a request in the same second
+/// must stay in their order).
+pub fn format_precise(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

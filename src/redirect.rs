@@ -17,6 +17,9 @@
 //!   kept in the slice itself (its port of that name), so the allocation
 //!   survives restarts of the controller and the proxy. New ones take the
 //!   lowest free port; a port claimed twice stays with the oldest slice.
+//! - A pass changes only slices in its namespaces or on its ports: controllers
+//!   sharded by namespace selector, each with a port range of its own, share
+//!   one proxy (whose range covers theirs) without undoing each other.
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -125,6 +128,31 @@ pub struct Allocation {
     pub app_protocol: Option<String>,
 }
 
+impl Allocation {
+    /// Whether the proxy serves this port as HTTP (a request at a time:
+    /// recorded, a waking page for browsers, forwarded per request) rather
+    /// than as plain TCP (held, then spliced). By the port's `appProtocol`
+    /// when it has one, else by its name as Istio reads names (`http`,
+    /// `http-*`, `http2*`, `grpc*`, `h2c*`). TLS (`https`) is TCP: the proxy
+    /// has no certificate for the Service, so it splices the bytes through.
+    pub fn speaks_http(&self) -> bool {
+        match self.app_protocol.as_deref() {
+            Some(a) => matches!(
+                a.to_ascii_lowercase().as_str(),
+                "http" | "h2c" | "grpc" | "kubernetes.io/h2c" | "kubernetes.io/ws"
+            ),
+            None => {
+                let name = self.port_name.to_ascii_lowercase();
+                name == "http"
+                    || name.starts_with("http-")
+                    || name.starts_with("http2")
+                    || name.starts_with("grpc")
+                    || name.starts_with("h2c")
+            }
+        }
+    }
+}
+
 /// Whether this slice is one of Siesta's redirect slices.
 pub fn is_redirect(slice: &EndpointSlice) -> bool {
     label(&slice.metadata, MANAGED_BY_LABEL) == Some(MANAGER)
@@ -226,10 +254,24 @@ fn has_own_ready_endpoint(ns: &str, service: &str, slices: &[&EndpointSlice]) ->
 pub fn plan(c: &Cluster<'_>) -> Vec<Write> {
     let namespaces: BTreeMap<&str, &NamespaceView> =
         c.namespaces.iter().map(|n| (n.name.as_str(), n)).collect();
+    // The slices this pass may change: in its namespaces, or on its ports
+    // (a namespace that left its selector). Another controller's, sharded
+    // by namespace selector with ports of its own, are left alone.
     let existing: BTreeMap<(&str, &str), &EndpointSlice> = c
         .slices
         .iter()
         .filter(|s| is_redirect(s))
+        .filter(|s| {
+            s.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| namespaces.contains_key(ns))
+                || s.ports
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| p.port.and_then(|n| u16::try_from(n).ok()))
+                    .any(|p| c.ports.contains(&p))
+        })
         .filter_map(|s| {
             Some((
                 (
@@ -437,6 +479,27 @@ fn same(cur: &EndpointSlice, want: &EndpointSlice) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_ports_by_app_protocol_then_by_name() {
+        let a = |name: &str, proto: Option<&str>| Allocation {
+            port: 20000,
+            namespace: "ns".into(),
+            service: "svc".into(),
+            port_name: name.into(),
+            app_protocol: proto.map(String::from),
+        };
+        assert!(a("http", None).speaks_http());
+        assert!(a("http-web", None).speaks_http());
+        assert!(a("grpc-api", None).speaks_http());
+        assert!(a("db", Some("kubernetes.io/h2c")).speaks_http());
+        assert!(a("web", Some("HTTP")).speaks_http());
+        assert!(!a("https", None).speaks_http());
+        assert!(!a("", None).speaks_http());
+        assert!(!a("postgres", None).speaks_http());
+        assert!(!a("http", Some("postgresql")).speaks_http());
+        assert!(!a("web", Some("kubernetes.io/wss")).speaks_http());
+    }
+
     use super::*;
     use serde_json::json;
 
@@ -518,6 +581,31 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn another_controllers_slices_are_left_alone_and_a_departed_namespaces_go() {
+        let theirs = redirect_in("b", 21000);
+        let departed = redirect_in("c", 20001);
+        let writes = run(&[asleep("a")], &[], &[&theirs, &departed], &[], &proxy());
+        assert_eq!(
+            writes,
+            vec![Write::Delete {
+                namespace: "c".into(),
+                name: "siesta-redirect-web".into()
+            }]
+        );
+    }
+
+    fn redirect_in(ns: &str, port: u16) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": ns, "name": "siesta-redirect-web",
+                         "labels": {SERVICE_NAME_LABEL: "web", MANAGED_BY_LABEL: MANAGER}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.243.255.1"]}],
+            "ports": [{"name": "http", "port": port}],
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -790,14 +878,32 @@ mod tests {
             state: State::Waking,
             ..asleep("a")
         };
-        assert!(run(&[waking.clone()], &[&svc], &[redirect], &[], &proxy()).is_empty());
+        assert!(
+            run(
+                std::slice::from_ref(&waking),
+                &[&svc],
+                &[redirect],
+                &[],
+                &proxy()
+            )
+            .is_empty()
+        );
         // Awake a moment ago: it stays until the pods are ready.
         let awake = NamespaceView {
             state: State::Awake,
             since: Some(Utc::now()),
             name: "a".into(),
         };
-        assert!(run(&[awake.clone()], &[&svc], &[redirect], &[], &proxy()).is_empty());
+        assert!(
+            run(
+                std::slice::from_ref(&awake),
+                &[&svc],
+                &[redirect],
+                &[],
+                &proxy()
+            )
+            .is_empty()
+        );
         let ready = own_slice("a", "web", true);
         assert!(deleted(&run(
             &[awake],

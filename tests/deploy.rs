@@ -236,10 +236,21 @@ fn kustomize_base_passes_a_server_side_dry_run() {
 /// equal objects but for their own labels and annotations. Helm installs into
 /// a namespace it is given (--create-namespace); the base creates its own.
 fn assert_same_objects(chart: &[Value], base: &[Value]) {
+    // Kustomize's namespace transformer also stamps the cluster-scoped kinds
+    // it has no schema for (admission policies); the API server ignores it.
     let index = |objects: &[Value]| -> BTreeMap<_, _> {
         objects
             .iter()
-            .map(|o| (key(o), comparable(o.clone())))
+            .map(|o| {
+                let mut o = o.clone();
+                if o["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("ValidatingAdmissionPolicy"))
+                {
+                    remove(&mut o["metadata"], "namespace");
+                }
+                (key(&o), comparable(o))
+            })
             .collect()
     };
     let (chart, base) = (index(chart), index(base));
@@ -424,16 +435,19 @@ fn rbac_has_no_wildcard_no_secrets_and_no_escalation() {
             !strings(&rule["resources"]).contains(&"secrets"),
             "{role}: access to Secrets: {rule}"
         );
-        for verb in [
-            "delete",
-            "deletecollection",
-            "escalate",
-            "bind",
-            "impersonate",
-        ] {
+        for verb in ["deletecollection", "escalate", "bind", "impersonate"] {
             assert!(
                 !strings(&rule["verbs"]).contains(&verb),
                 "{role}: verb {verb}: {rule}"
+            );
+        }
+        // One delete: the controller's own redirect slices (the admission
+        // policy keeps it to those).
+        if strings(&rule["verbs"]).contains(&"delete") {
+            assert_eq!(
+                (strings(&rule["apiGroups"]), strings(&rule["resources"])),
+                (vec!["discovery.k8s.io"], vec!["endpointslices"]),
+                "{role}: verb delete: {rule}"
             );
         }
     }
@@ -795,6 +809,30 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     check(c, false, "delete", "namespaces", None);
     check(c, false, "patch", "nodes", None);
     check(c, false, "impersonate", "serviceaccounts", all);
+    // Redirects: read Services, write EndpointSlices (the policy limits which).
+    check(c, true, "watch", "services", all);
+    check(c, false, "update", "services", all);
+    check(
+        c,
+        true,
+        "create",
+        "endpointslices.discovery.k8s.io",
+        elsewhere,
+    );
+    check(
+        c,
+        true,
+        "delete",
+        "endpointslices.discovery.k8s.io",
+        elsewhere,
+    );
+    check(
+        c,
+        false,
+        "patch",
+        "endpointslices.discovery.k8s.io",
+        elsewhere,
+    );
 
     let p = "siesta-proxy";
     // Its job: read routes and upstreams, report activity in the Activity Lease.
@@ -846,6 +884,148 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     );
     check(p, false, "get", "secrets", all);
     check(p, false, "list", "pods", all);
+    check(
+        p,
+        false,
+        "create",
+        "endpointslices.discovery.k8s.io",
+        elsewhere,
+    );
+}
+
+/// The base's ValidatingAdmissionPolicy, applied for real with its user set
+/// to the test's controller account and bound to one test namespace (so
+/// the controllers other tests run, as the cluster's admin, are untouched):
+/// the controller writes only Siesta's redirect slices, no one else writes
+/// a slice in Siesta's name, and both get the policy's message.
+#[test]
+fn only_the_controller_writes_redirect_slices_and_only_those() {
+    let rbac = RbacUnderTest::apply();
+    rbac.wait_until_bound();
+    let id = rbac
+        .namespace
+        .trim_start_matches("siesta-rbac-")
+        .to_string();
+    let ns = TempNamespace::create("siesta-vap", &[&format!("siesta.dev/vap-test={id}")]);
+    let controller = rbac.user("siesta-controller");
+    let name = format!("siesta-redirect-slices-test-{id}");
+    let mut objects = Vec::new();
+    for mut o in kustomize_base() {
+        match o["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => {
+                let text = serde_json::to_string(&o["spec"]).expect("json");
+                let text = text.replace(
+                    "system:serviceaccount:siesta-system:siesta-controller",
+                    &controller,
+                );
+                o["spec"] = serde_json::from_str(&text).expect("json");
+            }
+            Some("ValidatingAdmissionPolicyBinding") => {
+                o["spec"]["policyName"] = Value::String(name.clone());
+                o["spec"]["matchResources"] = serde_json::json!({
+                    "namespaceSelector": {"matchLabels": {"siesta.dev/vap-test": id}}
+                });
+            }
+            _ => continue,
+        }
+        o["metadata"]["name"] = Value::String(name.clone());
+        o["metadata"]["labels"]["siesta.dev/deploy-test"] = Value::String(id.clone());
+        objects.push(o);
+    }
+    assert_eq!(objects.len(), 2, "a policy and its binding");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    kubectl_ok(&["apply", "-f", "-"], Some(&list.to_string()));
+    let _cleanup = DeleteOnDrop(vec![
+        format!("validatingadmissionpolicybinding/{name}"),
+        format!("validatingadmissionpolicy/{name}"),
+    ]);
+
+    let slice = |name: &str, ours: bool| {
+        let mut labels = serde_json::json!({"kubernetes.io/service-name": "web"});
+        if ours {
+            labels["endpointslice.kubernetes.io/managed-by"] = "siesta.dev".into();
+        }
+        serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns.0, "labels": labels},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.0.9"]}],
+            "ports": [{"name": "http", "port": 20001, "protocol": "TCP"}],
+        })
+        .to_string()
+    };
+    let create = |who: Option<&str>, name: &str, ours: bool| {
+        let mut args = vec!["create", "-f", "-"];
+        if let Some(user) = who {
+            args.extend(["--as", user]);
+        }
+        kubectl(&args, Some(&slice(name, ours)))
+    };
+    let refused = |out: &std::process::Output, why: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        !out.status.success() && err.contains(why)
+    };
+    // A new policy takes a moment to be enforced: until the controller's
+    // unlabelled create is refused.
+    let mut enforced = false;
+    for i in 0..100 {
+        let out = create(Some(&controller), &format!("probe-{i}"), false);
+        if refused(&out, "may write only EndpointSlices labelled") {
+            enforced = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        enforced,
+        "the controller's unlabelled slice was never refused"
+    );
+
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(
+        create(Some(&controller), "ours", true),
+        "the controller's own slice",
+    );
+    let other = create(None, "forged", true);
+    assert!(
+        refused(&other, "only siesta-controller writes"),
+        "another user's slice in Siesta's name: {}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    ok(create(None, "theirs", false), "another user's own slice");
+    let delete = |who: &str, name: &str| {
+        kubectl(
+            &["delete", "endpointslice", name, "-n", &ns.0, "--as", who],
+            None,
+        )
+    };
+    let theirs = delete(&controller, "theirs");
+    assert!(
+        refused(&theirs, "may write only"),
+        "the controller deleting a slice not its own: {}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    ok(
+        delete(&controller, "ours"),
+        "the controller deleting its own",
+    );
+}
+
+/// Delete these cluster objects (`kind/name`) when dropped.
+struct DeleteOnDrop(Vec<String>);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        for o in &self.0 {
+            let _ = kubectl(&["delete", o, "--wait=false", "--ignore-not-found"], None);
+        }
+    }
 }
 
 /// Remove `field` from `obj` if it is an object that has it.

@@ -61,10 +61,6 @@ pub fn from_micro(t: &MicroTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(t.0.as_microsecond())
 }
 
-fn micro_string(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
 /// Read a Lease's activity.
 pub fn read(lease: &Lease) -> Seen {
     let ann = lease.metadata.annotations.as_ref();
@@ -107,10 +103,10 @@ fn render(namespace: &str, seen: &Seen, base: Option<Lease>) -> Lease {
     });
     let ann = lease.metadata.annotations.get_or_insert_with(BTreeMap::new);
     if let Some(t) = seen.api {
-        ann.insert(LAST_API.into(), micro_string(t));
+        ann.insert(LAST_API.into(), crate::model::format_precise(t));
     }
     if let Some(t) = seen.http {
-        ann.insert(LAST_HTTP.into(), micro_string(t));
+        ann.insert(LAST_HTTP.into(), crate::model::format_precise(t));
     }
     if let (Some(d), Some(t)) = (&seen.detail, seen.newest()) {
         ann.insert(LAST_ACTIVITY.into(), format!("{} {d}", format_instant(t)));

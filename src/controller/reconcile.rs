@@ -394,7 +394,7 @@ impl<'a> Executor<'a> {
             Effect::Transition { to, reason } => {
                 let mut write = json!({
                     STATE: to.as_str(),
-                    STATE_SINCE: format_instant(now),
+                    STATE_SINCE: crate::model::format_precise(now),
                     REASON: reason.as_str(),
                     LAST_ACTIVITY: self.activity(reason),
                     ACTION: null,
@@ -618,7 +618,7 @@ impl<'a> Executor<'a> {
                 tracing::info!(namespace = %name, "left observe mode; its would-be totals stay on the namespace");
             }
             Effect::MarkAbandoned(at) => {
-                let since = format_instant(at);
+                let since = crate::model::format_precise(at);
                 patch_namespace(
                     &ctx.client,
                     name,
@@ -755,7 +755,7 @@ impl<'a> Executor<'a> {
         let not_ready = not_ready + self.report.given_up;
         let write = json!({
             STATE: State::Awake.as_str(),
-            STATE_SINCE: format_instant(now),
+            STATE_SINCE: crate::model::format_precise(now),
             WAKE_GROUP: null,
         });
         if patch_if_unchanged(&ctx.client, &self.ns, write)

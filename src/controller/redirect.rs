@@ -241,7 +241,7 @@ impl Redirects {
         for w in writes {
             if let Err(e) = self.write(&w).await {
                 tracing::warn!(error = %e, write = ?short(&w), "redirect slice");
-                self.metrics.error(ErrorKind::KubeApi);
+                self.metrics.error(ErrorKind::RedirectWrite);
             }
         }
     }

@@ -90,6 +90,17 @@ pub struct Held {
     has_body: bool,
 }
 
+/// What the gate reads of a routed request.
+struct Gate<'a> {
+    host: Cow<'a, str>,
+    path: &'a str,
+    user_agent: &'a str,
+    /// An HTTP request's method and `Accept`: a browser asking for a page
+    /// gets the wake page rather than a wait.
+    head: Option<(&'a str, Option<&'a str>)>,
+    has_body: bool,
+}
+
 /// A refusal, with the route when one was found (for its request counter).
 #[derive(Debug)]
 pub struct Refused {
@@ -144,33 +155,78 @@ impl Proxy {
             Err(bad) => return Admission::Refuse(Refused::unrouted(Refusal::BadTarget(bad))),
         };
         let Some(route) = self.find(&host, target.path()) else {
-            return Admission::Refuse(Refused::unrouted(Refusal::UnknownHost));
+            return Admission::Refuse(Refused::unrouted(self.no_route()));
         };
         let changed = target.changed().then(|| Box::from(&*target.target));
+        let gate = Gate {
+            host,
+            path: target.path(),
+            user_agent: view.user_agent,
+            head: Some((view.method, view.accept)),
+            has_body: view.has_body,
+        };
+        self.gate(route, gate, changed)
+    }
+
+    /// Steps 3 and 4 for a connection on a plain TCP redirect port: no head
+    /// to read, so no wake page, and the connection is what is held.
+    pub fn admit_stream(&self) -> Admission {
+        let Some(route) = self.find("", "") else {
+            return Admission::Refuse(Refused::unrouted(self.no_route()));
+        };
+        let host = match &route.backend {
+            routes::Backend::Service(s) => Cow::Owned(s.name.clone()),
+            routes::Backend::Static(a) => Cow::Owned(a.to_string()),
+        };
+        let gate = Gate {
+            host,
+            path: "",
+            user_agent: "",
+            head: None,
+            has_body: false,
+        };
+        self.gate(route, gate, None)
+    }
+
+    /// A redirect port whose slice is gone serves nothing: 503, so a caller
+    /// retries where the Service now leads; elsewhere an unknown host is 404.
+    fn no_route(&self) -> Refusal {
+        if self.port.is_some() {
+            Refusal::NoEndpoint
+        } else {
+            Refusal::UnknownHost
+        }
+    }
+
+    /// Steps 3 and 4 once routed: record, then forward, the wake page, or hold.
+    fn gate(&self, route: Arc<Route>, g: Gate<'_>, changed: Option<Box<str>>) -> Admission {
         let Some(ns) = route.namespace.clone() else {
             return self.to_upstream(route, changed).into();
         };
         let info = self.namespaces.info(&ns);
         let sleeping = info.is_some_and(|i| i.sleeping());
-        self.record(&ns, &route, &host, target.path(), view.user_agent, sleeping);
+        self.record(&ns, &route, &g.host, g.path, g.user_agent, sleeping);
         let managed = info.is_some_and(|i| i.state.is_some());
         if !(sleeping || (managed && !route.ready())) {
             return self.to_upstream(route, changed).into();
         }
         let page = info.and_then(|i| i.wake_page).unwrap_or(self.wake_page);
-        if page == WakePage::Auto && wake_page::wants_page(view.method, view.accept) {
+        let browser = g
+            .head
+            .is_some_and(|(method, accept)| wake_page::wants_page(method, accept));
+        if page == WakePage::Auto && browser {
             return Admission::Refuse(Refused {
                 route: Some(route),
-                why: Refusal::WakePage(host.into_owned()),
+                why: Refusal::WakePage(g.host.into_owned()),
             });
         }
         Admission::Hold(Held {
             namespace: ns,
-            host: host.into_owned(),
-            path: target.path().into(),
+            host: g.host.into_owned(),
+            path: g.path.into(),
             target: changed,
             route,
-            has_body: view.has_body,
+            has_body: g.has_body,
         })
     }
 

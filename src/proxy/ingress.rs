@@ -3,10 +3,11 @@
 //! woken pod is used the moment it is ready. Also the Namespace watch that feeds
 //! the hold gate. Watch events only mark the table stale; one task rebuilds it,
 //! coalescing bursts.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -24,7 +25,7 @@ use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
 
 /// The Ingress class this proxy serves.
 pub const CLASS: &str = "siesta";
-use crate::redirect::{ENDPOINTSLICE_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::redirect::{Allocation, ENDPOINTSLICE_CONTROLLER, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 /// Bursts of watch events within this window make one rebuild.
 const REBUILD_DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -60,21 +61,33 @@ pub async fn watch_namespaces(
     }
 }
 
-/// The three stores behind Ingress routes.
+/// The three stores behind Ingress routes and redirect ports.
 #[derive(Clone)]
 pub struct ClusterRoutes {
     ingresses: Store<Ingress>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    /// The redirect ports this proxy serves; `None`: none.
+    redirect_ports: Option<RangeInclusive<u16>>,
+    /// Redirect ports seen lately, kept for [`PORT_LINGER`] after their slice
+    /// goes, so that a caller that still has the proxy's address (a
+    /// kube-proxy rule not yet rewritten, a kept-alive connection of an
+    /// ingress controller) is still forwarded to the Service's pods.
+    recent: Arc<Mutex<BTreeMap<u16, (Allocation, Instant)>>>,
 }
 
+/// How long a redirect port stays served after its slice is deleted.
+pub const PORT_LINGER: Duration = Duration::from_secs(60);
+
 /// Start the Ingress, Service and EndpointSlice watches and the rebuild task;
-/// returns once the first table is built.
+/// returns once the first table is built. `redirect_ports`: the redirect
+/// ports to route (`None`: none).
 pub async fn start(
     client: kube::Client,
     routes: watch::Sender<Arc<RouteTable>>,
     namespaces: Arc<Namespaces>,
     metrics: Arc<Metrics>,
+    redirect_ports: Option<RangeInclusive<u16>>,
 ) -> crate::Result<()> {
     let stale = Arc::new(Notify::new());
     let (ingresses, w1) = reflector::store();
@@ -117,6 +130,8 @@ pub async fn start(
         ingresses,
         services,
         slices,
+        redirect_ports,
+        recent: Arc::default(),
     };
     let synced = tokio::try_join!(
         view.ingresses.wait_until_ready(),
@@ -127,7 +142,8 @@ pub async fn start(
     routes.send_replace(Arc::new(view.build()));
     tokio::spawn(async move {
         loop {
-            stale.notified().await;
+            // Also by time, so that a lingering redirect port ends.
+            let _ = tokio::time::timeout(PORT_LINGER, stale.notified()).await;
             tokio::time::sleep(REBUILD_DEBOUNCE).await;
             routes.send_replace(Arc::new(view.build()));
             // Endpoints may have become ready: let held requests look again.
@@ -242,7 +258,38 @@ impl ClusterRoutes {
         for d in defaults {
             table.add("*", PathMatch::Prefix("/".into()), d);
         }
+        for (port, a) in self.redirects(Instant::now()) {
+            let backend = self.resolve_port(
+                &a.namespace,
+                &a.service,
+                PortRef::Name(&a.port_name),
+                &slices_by_service,
+            );
+            let route = Route::new(Some(Arc::from(a.namespace.as_str())), backend);
+            table.add_port(port, Arc::new(route), a.speaks_http());
+        }
         table
+    }
+
+    /// The redirect ports to serve: those Siesta's slices declare now, and
+    /// those they declared within [`PORT_LINGER`] whose port no other took.
+    fn redirects(&self, now: Instant) -> BTreeMap<u16, Allocation> {
+        let Some(range) = &self.redirect_ports else {
+            return BTreeMap::new();
+        };
+        let slices = self.slices.state();
+        let mut current = crate::redirect::allocations(slices.iter().map(|s| &**s), range);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|port, (_, seen)| {
+            current.contains_key(port) || now.duration_since(*seen) < PORT_LINGER
+        });
+        for (port, a) in &current {
+            recent.insert(*port, (a.clone(), now));
+        }
+        for (port, (a, _)) in recent.iter() {
+            current.entry(*port).or_insert_with(|| a.clone());
+        }
+        current
     }
 
     fn resolve(&self, ns: &str, backend: &IngressBackend, slices: &SlicesByService) -> Backend {

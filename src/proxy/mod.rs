@@ -31,6 +31,7 @@ pub mod ingress;
 pub mod limits;
 pub mod pool;
 pub mod prehold;
+pub mod redirect;
 pub mod reload;
 pub mod routes;
 pub mod server;
@@ -38,6 +39,7 @@ pub mod target;
 pub mod wake_page;
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +92,9 @@ pub struct Settings {
     /// Serve plain HTTP/1.1 requests by the fast path; `false` sends every
     /// request through hyper (the same decisions, encoded by hyper).
     pub http1_fast_path: bool,
+    /// Redirect ports to listen on (on the host of `listen`) when the
+    /// controller's slices allocate them; `None`: no redirects.
+    pub redirect_ports: Option<RangeInclusive<u16>>,
 }
 
 /// The proxy's traffic and admin listeners unless told.
@@ -114,6 +119,7 @@ impl Default for Settings {
             workers: 0,
             drain_timeout: Duration::from_secs(30),
             http1_fast_path: true,
+            redirect_ports: Some(crate::redirect::DEFAULT_PORTS),
         }
     }
 }
@@ -148,6 +154,9 @@ pub struct Options {
     pub http1_fast_path: bool,
     /// Where the proxy counts; a fresh registry unless the caller shares one.
     pub metrics: Arc<Metrics>,
+    /// Serve the redirect ports of the controller's slices (with a cluster
+    /// and Ingress routes only).
+    pub redirect: Option<redirect::Listen>,
 }
 
 impl Default for Options {
@@ -164,6 +173,7 @@ impl Default for Options {
             workers: 0,
             http1_fast_path: true,
             metrics: Arc::default(),
+            redirect: None,
         }
     }
 }
@@ -202,6 +212,8 @@ pub struct Proxy {
     connections: Arc<crate::slots::Slots>,
     http1_fast_path: bool,
     metrics: Arc<Metrics>,
+    /// A redirect port's proxy: every request goes to that port's route.
+    port: Option<u16>,
 }
 
 /// A started proxy; dropping it stops every task it started.
@@ -275,6 +287,7 @@ pub async fn start(
                     routes_tx.clone(),
                     namespaces.clone(),
                     options.metrics.clone(),
+                    options.redirect.as_ref().map(|r| r.ports.clone()),
                 )
                 .await?;
             }
@@ -316,8 +329,17 @@ pub async fn start(
         forwarder: Forwarder::new(),
         http1_fast_path: options.http1_fast_path,
         metrics: options.metrics,
+        port: None,
     });
     let (drainer, drain) = drain::channel();
+    if let Some(listen) = options.redirect.filter(|_| !static_routes) {
+        tasks.push(tokio::spawn(redirect::run(
+            proxy.clone(),
+            proxy.routes.clone(),
+            listen.ip,
+            drain.clone(),
+        )));
+    }
     if options.workers == 0 {
         tasks.push(tokio::spawn(server::serve(
             listener,
@@ -419,6 +441,10 @@ pub async fn run(args: Settings) -> crate::Result<()> {
         },
         http1_fast_path: args.http1_fast_path,
         metrics,
+        redirect: args.redirect_ports.clone().map(|ports| redirect::Listen {
+            ip: args.listen.ip(),
+            ports,
+        }),
     };
     let running = start(listener, options, cluster).await?;
     ready.set(true);
@@ -579,8 +605,31 @@ impl Proxy {
             .map_err(Refusal::Upstream)
     }
 
+    /// The route of a request: by host and path, or on a redirect port that port's.
     fn find(&self, host: &str, path: &str) -> Option<Arc<Route>> {
-        self.routes.borrow().find(host, path).cloned()
+        let table = self.routes.borrow();
+        match self.port {
+            None => table.find(host, path).cloned(),
+            Some(port) => table.port(port).map(|p| p.route.clone()),
+        }
+    }
+
+    /// This proxy as it serves redirect port `port`: the same limits, slots,
+    /// hold gate and activity, every request routed to that port's Service.
+    pub fn for_port(&self, port: u16) -> Proxy {
+        Proxy {
+            routes: self.routes.clone(),
+            namespaces: self.namespaces.clone(),
+            reporter: self.reporter.clone(),
+            limits: self.limits.clone(),
+            held: self.held.clone(),
+            wake_page: self.wake_page,
+            forwarder: self.forwarder.clone(),
+            connections: self.connections.clone(),
+            http1_fast_path: self.http1_fast_path,
+            metrics: self.metrics.clone(),
+            port: Some(port),
+        }
     }
 
     /// Where a request for this host and path would go now, without sending it.
@@ -622,6 +671,7 @@ mod tests {
             connections: crate::slots::Slots::new(1, 1),
             http1_fast_path: true,
             metrics: Arc::default(),
+            port: None,
         }
     }
 

@@ -198,13 +198,26 @@ impl HostRules {
     }
 }
 
-/// Hosts to rules. Immutable once built; swapped whole.
+/// Hosts to rules, and redirect ports to the Service ports they stand for.
+/// Immutable once built; swapped whole.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     exact: FastMap<String, HostRules>,
     /// Keyed by the suffix after `*`, e.g. `.example.test`.
     wildcard: FastMap<String, HostRules>,
     any: Option<HostRules>,
+    /// Redirect ports ([`crate::redirect`]): routed by the port a connection
+    /// came in on, whatever its host and path.
+    ports: FastMap<u16, PortRoute>,
+}
+
+/// A redirect port's route, and how its connections are served.
+#[derive(Debug)]
+pub struct PortRoute {
+    pub route: Arc<Route>,
+    /// HTTP (record, wake page or hold, forward per request); else plain TCP
+    /// (hold the connection, then splice it to an endpoint).
+    pub http: bool,
 }
 
 /// Lowercase, without port or a trailing dot (borrowed when it is already
@@ -273,6 +286,21 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_empty() && self.any.is_none()
+    }
+
+    /// Route every connection on redirect port `port` to `route`.
+    pub fn add_port(&mut self, port: u16, route: Arc<Route>, http: bool) {
+        self.ports.insert(port, PortRoute { route, http });
+    }
+
+    /// The route of a redirect port.
+    pub fn port(&self, port: u16) -> Option<&PortRoute> {
+        self.ports.get(&port)
+    }
+
+    /// Every redirect port, and whether it serves HTTP.
+    pub fn ports(&self) -> impl Iterator<Item = (u16, bool)> + '_ {
+        self.ports.iter().map(|(p, r)| (*p, r.http))
     }
 }
 

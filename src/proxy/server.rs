@@ -77,20 +77,7 @@ pub async fn serve(
     let builder = Arc::new(builder());
     // Upstream connections of the HTTP/1.1 fast path, for this runtime only.
     let pool = Arc::new(Pool::default());
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = drain.begun() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = accept(&listener, &mut drain).await {
         // At `maxConnections` a new connection evicts the oldest one still
         // reading a request head (its first, or the next on a kept-alive
         // connection); when every connection is serving a request, the new
@@ -136,6 +123,27 @@ pub async fn serve(
     // New connections are refused from here on.
     drop(listener);
     drain.close_and_wait().await;
+}
+
+/// The next connection, or `None` once the drain has begun. Accept errors
+/// (out of file descriptors and the like) back off and keep serving.
+pub(super) async fn accept(
+    listener: &TcpListener,
+    drain: &mut Drain,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.begun() => return None,
+        };
+        match accepted {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 /// What a connection is served with.

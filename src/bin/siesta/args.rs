@@ -56,7 +56,8 @@ pub struct Controller {
     /// The proxy's Service (NAMESPACE/NAME): while a namespace sleeps, its
     /// Services are redirected to this Service's ready endpoints. Empty: no redirects.
     #[arg(long, env = "SIESTA_PROXY_SERVICE", default_value = "siesta-system/siesta-proxy", value_parser = siesta::redirect::parse_service)]
-    pub proxy_service: Option<(String, String)>,
+    // Spelled out so that clap takes the parser's Option as the value (empty: none).
+    pub proxy_service: std::option::Option<(String, String)>,
     #[command(flatten)]
     pub redirect_ports: RedirectPorts,
 }
@@ -209,6 +210,11 @@ pub struct Proxy {
     /// request through hyper (the same decisions, encoded by hyper).
     #[arg(long, env = "SIESTA_HTTP1_FAST_PATH", default_value_t = proxy::Settings::default().http1_fast_path, action = clap::ArgAction::Set)]
     pub http1_fast_path: bool,
+    #[command(flatten)]
+    pub redirect_ports: RedirectPorts,
+    /// Do not listen on redirect ports (the controller should then run with --proxy-service "").
+    #[arg(long, env = "SIESTA_NO_REDIRECTS")]
+    pub no_redirects: bool,
 }
 
 impl From<Proxy> for proxy::Settings {
@@ -223,6 +229,7 @@ impl From<Proxy> for proxy::Settings {
             workers: p.workers,
             drain_timeout: p.drain_timeout.0,
             http1_fast_path: p.http1_fast_path,
+            redirect_ports: (!p.no_redirects).then_some(p.redirect_ports.redirect_ports),
         }
     }
 }
@@ -287,5 +294,40 @@ mod tests {
         assert_eq!(s.audit.log.as_deref(), Some("/var/log/audit.log".as_ref()));
         let bad = Cli::try_parse_from(["siesta", "controller", "--savings-interval", "soon"]);
         assert!(bad.is_err(), "a malformed duration is refused");
+    }
+
+    fn proxy(args: &[&str]) -> Result<proxy::Settings, clap::Error> {
+        match Cli::try_parse_from([&["siesta", "proxy"], args].concat())?.command {
+            Sub::Proxy(p) => Ok((*p).into()),
+            Sub::Controller(_) => unreachable!("parsed as proxy"),
+        }
+    }
+
+    #[test]
+    fn both_components_take_the_same_redirect_ports() {
+        let c = controller(&[
+            "--redirect-ports",
+            "21000-21009",
+            "--proxy-service",
+            "ops/edge",
+        ]);
+        assert_eq!(c.redirect.ports, 21000..=21009);
+        assert_eq!(
+            c.redirect.proxy_service,
+            Some(("ops".into(), "edge".into()))
+        );
+        assert_eq!(
+            controller(&["--proxy-service", ""]).redirect.proxy_service,
+            None
+        );
+        let p = proxy(&["--redirect-ports", "21000-21009"]).unwrap();
+        assert_eq!(p.redirect_ports, Some(21000..=21009));
+        assert_eq!(
+            proxy(&[]).unwrap().redirect_ports,
+            Some(siesta::redirect::DEFAULT_PORTS)
+        );
+        assert_eq!(proxy(&["--no-redirects"]).unwrap().redirect_ports, None);
+        assert!(proxy(&["--redirect-ports", "2000"]).is_err());
+        assert!(proxy(&["--redirect-ports", "3000-2000"]).is_err());
     }
 }
