@@ -368,3 +368,96 @@ async fn a_thousand_concurrent_first_requests_make_one_wake_write_and_all_get_th
     assert_eq!(p.proxy.held(&ns), 0);
     f.remove(&ns).await;
 }
+
+/// The attacker's side of a plain TCP redirect port: held connections are
+/// bounded per namespace (one over the bound is closed at once, whatever it
+/// sends), one that hangs up frees its place at once, and nothing reaches
+/// the Service before its pods are ready. No controller: the namespace stays
+/// asleep, and the redirect slice is written by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn held_tcp_connections_are_bounded_and_a_hang_up_frees_its_place() {
+    let kube = client().await;
+    let ns = unique("redirect-bound");
+    let since = siesta::model::format_precise(chrono::Utc::now());
+    create_namespace(
+        &kube,
+        &ns,
+        &[],
+        &[
+            ("siesta.dev/enabled", "true"),
+            ("siesta.dev/state", "asleep"),
+            ("siesta.dev/state-since", &since),
+        ],
+    )
+    .await;
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "db"},
+        "spec": {"selector": {"app": "db"}, "ports": [{"name": "pg", "port": 5432}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(kube.clone(), &ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "siesta-redirect-db", "labels": {
+            "kubernetes.io/service-name": "db",
+            "endpointslice.kubernetes.io/managed-by": "siesta.dev"
+        }},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host_ip().to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "pg", "port": 21100, "protocol": "TCP"}]
+    }))
+    .unwrap();
+    Api::<EndpointSlice>::namespaced(kube.clone(), &ns)
+        .create(&PostParams::default(), &slice)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(host_ip(), 0))
+        .await
+        .unwrap();
+    let options = siesta::proxy::Options {
+        limits: siesta::config::ProxyLimits {
+            max_held_per_namespace: 2,
+            ..Default::default()
+        },
+        redirect: Some(siesta::proxy::redirect::Listen {
+            ip: host_ip(),
+            ports: 21100..=21109,
+        }),
+        ..Default::default()
+    };
+    let p = siesta::proxy::start(listener, options, Some(kube.clone()))
+        .await
+        .unwrap();
+    let to = SocketAddr::new(host_ip(), 21100);
+    let held = |n: usize| {
+        let (proxy, ns) = (p.proxy.clone(), ns.clone());
+        async move {
+            for _ in 0..100 {
+                if proxy.held(&ns) == n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    let first = connect(to).await;
+    let mut second = connect(to).await;
+    second.write_all(b"bytes sent while held\n").await.unwrap();
+    assert!(held(2).await, "two held: {}", p.proxy.held(&ns));
+    let mut third = connect(to).await;
+    let _ = third.write_all(b"let me in\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the connection over the bound is closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert_eq!(p.proxy.held(&ns), 2);
+    drop(first);
+    assert!(held(1).await, "a hang-up frees its place");
+    let _fourth = connect(to).await;
+    assert!(held(2).await, "and the place is taken again");
+    remove_namespace(&kube, &ns).await;
+}
