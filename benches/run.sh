@@ -8,7 +8,9 @@
 #   2. proxy: Siesta vs nginx and HAProxy in front of the same backend: HTTP/1.1,
 #      HTTPS (wrk), HTTP/2 (h2load); held requests with and without bodies.
 #   3. controller at scale: 10,000 namespaces on the local cluster.
-# SIESTA_BENCH_ONLY=audit|proxy|controller runs one.
+#   4. redirect: the first request's latency over the workload's own
+#      readiness, 50 wakes through the proxy's redirect port.
+# SIESTA_BENCH_ONLY=audit|proxy|controller|redirect runs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 only=${SIESTA_BENCH_ONLY:-}
@@ -30,4 +32,10 @@ if [ -z "$only" ] || [ "$only" = controller ]; then
   eval "$(tests/cluster/cluster.sh env)"
   cargo bench --locked --bench controller
   echo "(the local cluster keeps the bench namespaces: make cluster-down)"
+fi
+if [ -z "$only" ] || [ "$only" = redirect ]; then
+  echo "== redirect: first request over the workload's readiness"
+  tests/cluster/cluster.sh up
+  eval "$(tests/cluster/cluster.sh env)"
+  cargo bench --locked --bench redirect
 fi

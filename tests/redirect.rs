@@ -15,60 +15,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use serde_json::json;
 use siesta::activity::{LeaseSink, Seen, Sink};
 use siesta_test_kit::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const SIESTA: &str = env!("CARGO_BIN_EXE_siesta");
-
-/// The proxy's Service as a process install has it: no selector, one slice
-/// (not Siesta's) listing the host's address on the pod network.
-async fn proxy_service(kube: &kube::Client, name: &str) {
-    let _ = Api::<Namespace>::all(kube.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "siesta-system"}})).unwrap(),
-        )
-        .await;
-    let svc: Service = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"ports": [{"name": "http", "port": 80}]}
-    }))
-    .unwrap();
-    Api::<Service>::namespaced(kube.clone(), "siesta-system")
-        .create(&PostParams::default(), &svc)
-        .await
-        .expect("proxy Service");
-    let slice: EndpointSlice = serde_json::from_value(json!({
-        "metadata": {"name": name, "labels": {
-            "kubernetes.io/service-name": name,
-            "endpointslice.kubernetes.io/managed-by": "siesta-tests"
-        }},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [host_ip().to_string()], "conditions": {"ready": true}}],
-        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]
-    }))
-    .unwrap();
-    Api::<EndpointSlice>::namespaced(kube.clone(), "siesta-system")
-        .create(&PostParams::default(), &slice)
-        .await
-        .expect("proxy EndpointSlice");
-}
-
-async fn remove_proxy_service(kube: &kube::Client, name: &str) {
-    let dp = DeleteParams::default();
-    let _ = Api::<EndpointSlice>::namespaced(kube.clone(), "siesta-system")
-        .delete(name, &dp)
-        .await;
-    let _ = Api::<Service>::namespaced(kube.clone(), "siesta-system")
-        .delete(name, &dp)
-        .await;
-}
 
 /// An opted-in namespace of `group` with the Deployment `web` (one pod) and
 /// two Services selecting it: `web` (HTTP, port 80 to `http_port`) and `db`
@@ -196,7 +152,7 @@ impl Fixture {
     async fn start(group: &str, ports: std::ops::RangeInclusive<u16>, pod_port: u16) -> Fixture {
         let kube = client().await;
         let proxy_svc = unique("siesta-proxy");
-        proxy_service(&kube, &proxy_svc).await;
+        create_proxy_service(&kube, &proxy_svc).await;
         pod_http_backend(pod_port);
         pod_tcp_backend(pod_port + 1);
         let controller = Siesta::controller(

@@ -8,9 +8,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -181,4 +183,48 @@ pub async fn resolve_service(
     }
     out.sort();
     out
+}
+
+/// The proxy's Service as a process install has it: no selector, one slice
+/// (not Siesta's) listing the host's address on the pod network.
+pub async fn create_proxy_service(kube: &kube::Client, name: &str) {
+    let _ = Api::<Namespace>::all(kube.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "siesta-system"}})).unwrap(),
+        )
+        .await;
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "http", "port": 80}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(kube.clone(), "siesta-system")
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("proxy Service");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/service-name": name,
+            "endpointslice.kubernetes.io/managed-by": "siesta-tests"
+        }},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host_ip().to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]
+    }))
+    .unwrap();
+    Api::<EndpointSlice>::namespaced(kube.clone(), "siesta-system")
+        .create(&PostParams::default(), &slice)
+        .await
+        .expect("proxy EndpointSlice");
+}
+
+pub async fn remove_proxy_service(kube: &kube::Client, name: &str) {
+    let dp = DeleteParams::default();
+    let _ = Api::<EndpointSlice>::namespaced(kube.clone(), "siesta-system")
+        .delete(name, &dp)
+        .await;
+    let _ = Api::<Service>::namespaced(kube.clone(), "siesta-system")
+        .delete(name, &dp)
+        .await;
 }
