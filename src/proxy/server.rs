@@ -103,6 +103,7 @@ pub async fn serve(
             pool.clone(),
         );
         let on_evict = slot.on_evict();
+        let slot = Arc::new(slot);
         let task = tokio::spawn(async move {
             let served = Served {
                 builder: &builder,
@@ -153,7 +154,7 @@ pub(super) struct Served<'a> {
     pub pool: &'a Pool,
     pub drain: Drain,
     /// Evictable until a request head is in, and between requests.
-    pub slot: &'a Slot,
+    pub slot: &'a Arc<Slot>,
 }
 
 async fn tls_connection(
@@ -238,23 +239,104 @@ where
         }
         Ok(Some(Head::Other)) => None,
     };
+    let in_flight = InFlight::new(slot.clone());
+    if pre.is_none() {
+        // HTTP/2 (or a head hyper will parse): idle until its first request.
+        slot.evictable();
+    }
     // Boxed, so that a held connection's task is only as large as the wait.
     Box::pin(serve_connection(
         builder,
         Rewind::new(buf, io),
         Arc::new(Downstream::new(peer, https)),
-        proxy,
+        (proxy, in_flight),
         pre,
         drain,
     ))
     .await
 }
 
+/// The requests in flight on a connection hyper serves. While there is none
+/// (HTTP/1 between requests, HTTP/2 without an open stream) the connection is
+/// idle, and evictable at `maxConnections` like a slow head; a request is in
+/// flight from its head until its answer's body has been sent.
+struct InFlight {
+    slot: Arc<Slot>,
+    /// Requests in flight, and whether the connection was upgraded (a tunnel
+    /// is never idle).
+    state: std::sync::Mutex<(usize, bool)>,
+}
+
+impl InFlight {
+    fn new(slot: Arc<Slot>) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            slot,
+            state: std::sync::Mutex::new((0, false)),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(self: &Arc<Self>) -> Busy {
+        let mut state = self.lock();
+        if state.0 == 0 {
+            self.slot.keep();
+        }
+        state.0 += 1;
+        Busy(self.clone())
+    }
+
+    fn upgraded(&self) {
+        self.lock().1 = true;
+    }
+}
+
+/// One request in flight; dropped when its answer has been sent.
+struct Busy(Arc<InFlight>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 -= 1;
+        if state.0 == 0 && !state.1 {
+            self.0.slot.evictable();
+        }
+    }
+}
+
+/// An answer's body that keeps its request in flight until it is sent.
+struct Tracked {
+    body: super::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = <super::Body as hyper::body::Body>::Data;
+    type Error = <super::Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     io: S,
     downstream: Arc<Downstream>,
-    proxy: Arc<Proxy>,
+    (proxy, in_flight): (Arc<Proxy>, Arc<InFlight>),
     pre: Option<Settled>,
     mut drain: Drain,
 ) where
@@ -265,7 +347,14 @@ async fn serve_connection<S>(
     let peer = downstream.peer;
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let (proxy, downstream, pre) = (proxy.clone(), downstream.clone(), first.take());
-        async move { Ok::<_, Infallible>(proxy.handle(req, &downstream, pre).await) }
+        let busy = in_flight.start();
+        async move {
+            let resp = proxy.handle(req, &downstream, pre).await;
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                busy.0.upgraded();
+            }
+            Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
