@@ -790,14 +790,32 @@ mod tests {
             state: State::Waking,
             ..asleep("a")
         };
-        assert!(run(&[waking.clone()], &[&svc], &[redirect], &[], &proxy()).is_empty());
+        assert!(
+            run(
+                std::slice::from_ref(&waking),
+                &[&svc],
+                &[redirect],
+                &[],
+                &proxy()
+            )
+            .is_empty()
+        );
         // Awake a moment ago: it stays until the pods are ready.
         let awake = NamespaceView {
             state: State::Awake,
             since: Some(Utc::now()),
             name: "a".into(),
         };
-        assert!(run(&[awake.clone()], &[&svc], &[redirect], &[], &proxy()).is_empty());
+        assert!(
+            run(
+                std::slice::from_ref(&awake),
+                &[&svc],
+                &[redirect],
+                &[],
+                &proxy()
+            )
+            .is_empty()
+        );
         let ready = own_slice("a", "web", true);
         assert!(deleted(&run(
             &[awake],

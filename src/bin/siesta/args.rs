@@ -56,7 +56,8 @@ pub struct Controller {
     /// The proxy's Service (NAMESPACE/NAME): while a namespace sleeps, its
     /// Services are redirected to this Service's ready endpoints. Empty: no redirects.
     #[arg(long, env = "SIESTA_PROXY_SERVICE", default_value = "siesta-system/siesta-proxy", value_parser = siesta::redirect::parse_service)]
-    pub proxy_service: Option<(String, String)>,
+    // Spelled out so that clap takes the parser's Option as the value (empty: none).
+    pub proxy_service: std::option::Option<(String, String)>,
     #[command(flatten)]
     pub redirect_ports: RedirectPorts,
 }
