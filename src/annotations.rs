@@ -33,6 +33,12 @@ pub const WAKE_WITH: &str = "siesta.dev/wake-with";
 /// Written by the controller: asleep without counted activity for the
 /// policy's `abandonAfter`, since this instant.
 pub const ABANDONED_SINCE: &str = "siesta.dev/abandoned-since";
+/// A namespace label written by the controller: the namespace, abandoned
+/// under a policy with `deleteAfter`, is deleted at this instant (Unix
+/// seconds: a label value cannot hold an RFC 3339 instant). The
+/// delete-namespaces component's admission policy lets the controller delete
+/// only namespaces that carry it.
+pub const DELETE_AFTER: &str = "siesta.dev/delete-after";
 
 pub const STATE: &str = "siesta.dev/state";
 pub const STATE_SINCE: &str = "siesta.dev/state-since";
@@ -218,6 +224,9 @@ pub struct Overrides {
     pub keep_awake_until: Option<DateTime<Utc>>,
     pub action: Option<Action>,
     pub wake_with: Option<Vec<String>>,
+    /// `siesta.dev/keep`: never mark abandoned (nor delete). Strict, like
+    /// every boolean: a typo is an error that changes nothing, never "false".
+    pub keep: Option<bool>,
 }
 
 impl Overrides {
@@ -252,6 +261,7 @@ impl Overrides {
         let keep = get(KEEP_AWAKE_UNTIL);
         let action = get(ACTION);
         let wake_with = get(WAKE_WITH);
+        let keep_ns = get(KEEP);
         let o = Overrides {
             enabled: field(&mut errors, enabled, Enabled::parse),
             idle_after: field(&mut errors, idle, IdleAfter::parse),
@@ -271,6 +281,7 @@ impl Overrides {
             keep_awake_until: field(&mut errors, keep, parse_instant),
             action: field(&mut errors, action, Action::parse),
             wake_with: field(&mut errors, wake_with, parse_namespaces),
+            keep: field(&mut errors, keep_ns, parse_bool),
         };
         (o, errors)
     }
@@ -542,12 +553,15 @@ mod tests {
             (WAKE_ON, "api,smtp"),
             (KEEP_AWAKE_UNTIL, "tomorrow"),
             (ACTION, "nap"),
+            // Never read as false: a typo must not let a namespace be deleted.
+            (KEEP, "yes"),
         ]));
         let named: Vec<_> = errors.iter().map(|e| e.annotation).collect();
         assert_eq!(
             named,
-            vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION]
+            vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION, KEEP]
         );
+        assert_eq!(o.keep, None);
         assert!(errors[1].to_string().contains("siesta.dev/idle-after"));
         assert_eq!(o.enabled, None);
     }

@@ -88,6 +88,20 @@ pub enum Effect {
     MarkAbandoned(DateTime<Utc>),
     /// Activity or `siesta.dev/keep` since: remove the mark, the gauge at 0.
     ClearAbandoned,
+    /// Abandoned under a policy with `deleteAfter`: the grace period starts.
+    /// Write the label `siesta.dev/delete-after` (this instant), a Warning
+    /// Event `DeletionScheduled` naming it, the deletion gauge.
+    ScheduleDeletion(DateTime<Utc>),
+    /// The deletion no longer applies (the mark cleared, `keep`, a policy
+    /// that no longer deletes): remove the label, a Normal Event
+    /// `DeletionCancelled`.
+    CancelDeletion,
+    /// The grace period that ends at this instant is over: if the namespace
+    /// still rests on what was read and still carries this label, a Warning
+    /// Event `Deleting`, then delete it (guarded by its uid and
+    /// resourceVersion). Refused (403, no delete-namespaces component): a
+    /// Warning Event `DeletionRefused`, and the namespace stays as it is.
+    Delete(DateTime<Utc>),
     /// Wake the namespaces of `siesta.dev/wake-with` that are asleep (a
     /// `siesta.dev/action: wake` on each); again while waking, so a restart
     /// between the transition and these writes loses none.
@@ -203,46 +217,6 @@ pub fn wake_with_problem(me: &str, targets: &[String], graph: &WakeGraph) -> Opt
         None
     }
     walk(me, targets, graph, &mut vec![me.to_string()])
-}
-
-/// What an asleep namespace's abandonment rests on.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Abandonment {
-    /// The policy's `abandonAfter`; `None`: never abandoned.
-    pub after: Option<std::time::Duration>,
-    /// `siesta.dev/keep: "true"`.
-    pub keep: bool,
-    /// Asleep since (`None`: not asleep).
-    pub asleep_since: Option<DateTime<Utc>>,
-    pub last_activity: Option<DateTime<Utc>>,
-    /// The mark as recorded.
-    pub marked: Option<DateTime<Utc>>,
-    pub now: DateTime<Utc>,
-}
-
-/// The abandonment effect, if any, and when it would next change: a
-/// namespace asleep for `after` since the later of its sleep and its last
-/// counted activity is abandoned from that instant; activity, `keep` or a
-/// wake clears the mark.
-pub fn abandonment(a: &Abandonment) -> (Option<Effect>, Option<DateTime<Utc>>) {
-    let due = match (a.after, a.asleep_since, a.keep) {
-        (Some(after), Some(since), false) => {
-            let quiet_from = a.last_activity.map_or(since, |t| t.max(since));
-            chrono::Duration::from_std(after)
-                .ok()
-                .and_then(|d| quiet_from.checked_add_signed(d))
-        }
-        _ => None,
-    };
-    match (due, a.marked) {
-        (Some(at), None) if a.now >= at => (Some(Effect::MarkAbandoned(at)), None),
-        (Some(at), None) => (None, Some(at)),
-        // Marked from an older quiet stretch, or not due any more: clear.
-        (Some(at), Some(m)) if m < at || a.now < at => (Some(Effect::ClearAbandoned), Some(at)),
-        (Some(_), Some(_)) => (None, None),
-        (None, Some(_)) => (Some(Effect::ClearAbandoned), None),
-        (None, None) => (None, None),
-    }
 }
 
 /// The plan for a decision in observe mode, where `facts.state` and
@@ -590,54 +564,6 @@ mod tests {
         };
         let p = before_deciding(&off).expect("nothing to decide");
         assert!(p.effects.contains(&StopObserving));
-    }
-
-    fn quiet(hours_asleep: i64, marked: Option<DateTime<Utc>>) -> Abandonment {
-        let now = t("2026-12-02T12:00:00Z");
-        Abandonment {
-            after: Some(std::time::Duration::from_secs(24 * 3600)),
-            keep: false,
-            asleep_since: Some(now - chrono::Duration::hours(hours_asleep)),
-            last_activity: None,
-            marked,
-            now,
-        }
-    }
-
-    #[test]
-    fn a_namespace_asleep_without_activity_for_abandon_after_is_marked_once() {
-        let (e, next) = abandonment(&quiet(10, None));
-        assert_eq!((e, next), (None, Some(t("2026-12-03T02:00:00Z"))));
-        let (e, _) = abandonment(&quiet(30, None));
-        assert_eq!(e, Some(MarkAbandoned(t("2026-12-02T06:00:00Z"))));
-        // Marked at that instant: nothing more to do.
-        let a = quiet(30, Some(t("2026-12-02T06:00:00Z")));
-        assert_eq!(abandonment(&a), (None, None));
-    }
-
-    #[test]
-    fn activity_keep_or_a_wake_clears_the_mark() {
-        let marked = Some(t("2026-12-02T06:00:00Z"));
-        let active = Abandonment {
-            last_activity: Some(t("2026-12-02T11:00:00Z")),
-            ..quiet(30, marked)
-        };
-        assert_eq!(abandonment(&active).0, Some(ClearAbandoned));
-        let kept = Abandonment {
-            keep: true,
-            ..quiet(30, marked)
-        };
-        assert_eq!(abandonment(&kept).0, Some(ClearAbandoned));
-        let awake = Abandonment {
-            asleep_since: None,
-            ..quiet(30, marked)
-        };
-        assert_eq!(abandonment(&awake).0, Some(ClearAbandoned));
-        let no_policy = Abandonment {
-            after: None,
-            ..quiet(30, None)
-        };
-        assert_eq!(abandonment(&no_policy), (None, None));
     }
 
     #[test]
