@@ -30,6 +30,9 @@ pub const EXCLUDE: &str = "siesta.dev/exclude";
 pub const KEEP: &str = "siesta.dev/keep";
 /// Namespaces woken with this one: `"team-db, team-cache"`.
 pub const WAKE_WITH: &str = "siesta.dev/wake-with";
+/// `"before"`: the namespaces of `wake-with` wake first, and this one's
+/// workloads are restored once they are awake.
+pub const WAKE_WITH_ORDER: &str = "siesta.dev/wake-with-order";
 /// Written by the controller: asleep without counted activity for the
 /// policy's `abandonAfter`, since this instant.
 pub const ABANDONED_SINCE: &str = "siesta.dev/abandoned-since";
@@ -148,6 +151,26 @@ impl WakePage {
     }
 }
 
+/// `siesta.dev/wake-with-order`: when the namespaces of `wake-with` wake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WakeWithOrder {
+    /// At the same time as this one (the default).
+    #[default]
+    Together,
+    /// First: this namespace's workloads wait until they are awake.
+    Before,
+}
+
+impl WakeWithOrder {
+    pub fn parse(s: &str) -> Result<WakeWithOrder, String> {
+        match s.trim() {
+            "together" => Ok(WakeWithOrder::Together),
+            "before" => Ok(WakeWithOrder::Before),
+            other => Err(format!("{other:?} is not before or together")),
+        }
+    }
+}
+
 /// `siesta.dev/enabled` (and a policy's `enabled`): off, on, or observe mode,
 /// where Siesta tracks and decides exactly as it would but writes nothing to
 /// the workloads, and counts what it would have done.
@@ -227,6 +250,7 @@ pub struct Overrides {
     /// `siesta.dev/keep`: never mark abandoned (nor delete). Strict, like
     /// every boolean: a typo is an error that changes nothing, never "false".
     pub keep: Option<bool>,
+    pub wake_with_order: Option<WakeWithOrder>,
 }
 
 impl Overrides {
@@ -262,6 +286,7 @@ impl Overrides {
         let action = get(ACTION);
         let wake_with = get(WAKE_WITH);
         let keep_ns = get(KEEP);
+        let wake_with_order = get(WAKE_WITH_ORDER);
         let o = Overrides {
             enabled: field(&mut errors, enabled, Enabled::parse),
             idle_after: field(&mut errors, idle, IdleAfter::parse),
@@ -282,6 +307,7 @@ impl Overrides {
             action: field(&mut errors, action, Action::parse),
             wake_with: field(&mut errors, wake_with, parse_namespaces),
             keep: field(&mut errors, keep_ns, parse_bool),
+            wake_with_order: field(&mut errors, wake_with_order, WakeWithOrder::parse),
         };
         (o, errors)
     }
@@ -555,12 +581,23 @@ mod tests {
             (ACTION, "nap"),
             // Never read as false: a typo must not let a namespace be deleted.
             (KEEP, "yes"),
+            (WAKE_WITH_ORDER, "after"),
         ]));
         let named: Vec<_> = errors.iter().map(|e| e.annotation).collect();
         assert_eq!(
             named,
-            vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION, KEEP]
+            vec![
+                ENABLED,
+                IDLE_AFTER,
+                WAKE_ON,
+                KEEP_AWAKE_UNTIL,
+                ACTION,
+                KEEP,
+                WAKE_WITH_ORDER
+            ]
         );
+        let (o, _) = Overrides::parse(&ann(&[(WAKE_WITH_ORDER, "before")]));
+        assert_eq!(o.wake_with_order, Some(WakeWithOrder::Before));
         assert_eq!(o.keep, None);
         assert!(errors[1].to_string().contains("siesta.dev/idle-after"));
         assert_eq!(o.enabled, None);

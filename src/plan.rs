@@ -106,6 +106,13 @@ pub enum Effect {
     /// `siesta.dev/action: wake` on each); again while waking, so a restart
     /// between the transition and these writes loses none.
     WakeWith,
+    /// `siesta.dev/wake-with-order: before`: guard, the rest of the plan (the
+    /// wake pass) runs only once [`targets_first`] says so; else look again
+    /// soon. `announce`: the wake was decided in this pass, so a first wait
+    /// is said in a Normal Event `WaitingForWakeWith`.
+    AwaitTargets {
+        announce: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +155,8 @@ pub struct Facts {
     pub clamp_keep_awake: Option<DateTime<Utc>>,
     /// Observe mode has a would-be state on it (`siesta.dev/observed-state`).
     pub observing: bool,
+    /// `siesta.dev/wake-with-order: before`, with targets to wait for.
+    pub targets_first: bool,
 }
 
 impl Plan {
@@ -217,6 +226,50 @@ pub fn wake_with_problem(me: &str, targets: &[String], graph: &WakeGraph) -> Opt
         None
     }
     walk(me, targets, graph, &mut vec![me.to_string()])
+}
+
+/// What waiting for the namespaces of `wake-with` rests on
+/// (`siesta.dev/wake-with-order: before`), all of it recorded in annotations,
+/// so a restarted controller goes on where the last one was.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetsFirst {
+    /// When the wake began (`siesta.dev/state-since` of `waking`).
+    pub since: DateTime<Utc>,
+    /// This namespace's own restore has begun (`siesta.dev/wake-group`):
+    /// never held back again.
+    pub started: bool,
+    /// The targets not awake yet.
+    pub waiting_for: Vec<String>,
+    /// How long they are waited for, as one wake-order group.
+    pub timeout: std::time::Duration,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetsWait {
+    /// Restore this namespace's workloads now.
+    Go,
+    /// Not yet; give up waiting at this instant.
+    Wait(DateTime<Utc>),
+    /// Waited the whole timeout for these: restore anyway, and say so.
+    TimedOut(Vec<String>),
+}
+
+/// Whether a namespace waking after its `wake-with` targets may restore its
+/// own workloads.
+pub fn targets_first(t: &TargetsFirst) -> TargetsWait {
+    if t.started || t.waiting_for.is_empty() {
+        return TargetsWait::Go;
+    }
+    let until = chrono::Duration::from_std(t.timeout)
+        .ok()
+        .and_then(|d| t.since.checked_add_signed(d))
+        .unwrap_or(t.since);
+    if t.now >= until {
+        TargetsWait::TimedOut(t.waiting_for.clone())
+    } else {
+        TargetsWait::Wait(until)
+    }
 }
 
 /// The plan for a decision in observe mode, where `facts.state` and
@@ -298,6 +351,11 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
                 PublishState(State::Waking),
                 WakeWith,
                 StopSaving,
+            ]);
+            if facts.targets_first {
+                effects.push(AwaitTargets { announce: true });
+            }
+            effects.extend([
                 Pass(crate::scaler::Pass::Wake),
                 Announce(Announcement::Waking(reason)),
                 FinishWaking { since: now },
@@ -323,12 +381,13 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
                     Pass(crate::scaler::Pass::Sleep),
                     SaveFrom(since),
                 ]),
-                State::Waking => effects.extend([
-                    StillAsRead,
-                    WakeWith,
-                    Pass(crate::scaler::Pass::Wake),
-                    FinishWaking { since },
-                ]),
+                State::Waking => {
+                    effects.extend([StillAsRead, WakeWith]);
+                    if facts.targets_first {
+                        effects.push(AwaitTargets { announce: false });
+                    }
+                    effects.extend([Pass(crate::scaler::Pass::Wake), FinishWaking { since }]);
+                }
                 State::Awake => {}
             }
             Plan::with(effects, next(decision.next_check))
@@ -355,6 +414,7 @@ mod tests {
             now: t("2026-12-02T12:00:00Z"),
             clamp_keep_awake: None,
             observing: false,
+            targets_first: false,
         }
     }
 
@@ -564,6 +624,60 @@ mod tests {
         };
         let p = before_deciding(&off).expect("nothing to decide");
         assert!(p.effects.contains(&StopObserving));
+    }
+
+    #[test]
+    fn waking_after_the_targets_holds_the_wake_pass_back_behind_a_guard() {
+        let wake = Pass(crate::scaler::Pass::Wake);
+        for (f, verdict, announce) in [
+            (facts(State::Asleep), Verdict::Wake(Reason::Http), true),
+            (facts(State::Waking), Verdict::Keep, false),
+        ] {
+            let before = Facts {
+                targets_first: true,
+                ..f.clone()
+            };
+            let p = plan(&before, &decision(verdict, None));
+            let guard = position(&p, |e| *e == AwaitTargets { announce });
+            let targets = position(&p, |e| *e == WakeWith);
+            assert!(
+                targets < guard && guard < position(&p, |e| *e == wake),
+                "{p:?}"
+            );
+            // Together (the default): no guard.
+            let p = plan(&f, &decision(verdict, None));
+            assert!(!p.effects.iter().any(|e| matches!(e, AwaitTargets { .. })));
+        }
+    }
+
+    #[test]
+    fn targets_are_waited_for_up_to_the_group_timeout_and_never_once_the_restore_began() {
+        let since = t("2026-12-02T12:00:00Z");
+        let wait = |now: &str, waiting: &[&str], started: bool| {
+            targets_first(&TargetsFirst {
+                since,
+                started,
+                waiting_for: waiting.iter().map(|s| s.to_string()).collect(),
+                timeout: std::time::Duration::from_secs(300),
+                now: t(now),
+            })
+        };
+        let until = t("2026-12-02T12:05:00Z");
+        assert_eq!(
+            wait("2026-12-02T12:00:00Z", &["db"], false),
+            TargetsWait::Wait(until)
+        );
+        assert_eq!(
+            wait("2026-12-02T12:04:59Z", &["db"], false),
+            TargetsWait::Wait(until)
+        );
+        assert_eq!(
+            wait("2026-12-02T12:05:00Z", &["db"], false),
+            TargetsWait::TimedOut(vec!["db".into()])
+        );
+        assert_eq!(wait("2026-12-02T12:01:00Z", &[], false), TargetsWait::Go);
+        // A restarted controller that finds the restore begun goes on with it.
+        assert_eq!(wait("2026-12-02T12:01:00Z", &["db"], true), TargetsWait::Go);
     }
 
     #[test]

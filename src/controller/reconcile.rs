@@ -48,6 +48,9 @@ const WAKING_RECHECK: Duration = Duration::from_secs(30);
 /// the write is refused and the namespace is looked at again: its watch event
 /// usually comes first, this is the safety net.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(1);
+/// How often a namespace waking after its `wake-with` targets looks at them
+/// (their state changes do not trigger its reconcile).
+const TARGETS_RECHECK: Duration = Duration::from_secs(2);
 /// How long after a refused deletion (403: the delete-namespaces component
 /// is not installed, or its admission policy said no) it is tried again.
 const DELETION_RETRY: Duration = Duration::from_secs(300);
@@ -218,6 +221,8 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
         now,
         clamp_keep_awake,
         observing: recorded.observed_state.is_some(),
+        targets_first: own.wake_with_order == Some(annotations::WakeWithOrder::Before)
+            && !wake_with.is_empty(),
     };
     if observing {
         facts.state = recorded.observed_state.unwrap_or_default();
@@ -686,6 +691,72 @@ impl<'a> Executor<'a> {
                         let wake = json!({ ACTION: "wake", annotations::REQUESTED_BY: format!("wake-with {name}") });
                         patch_namespace(&ctx.client, target, wake).await?;
                         tracing::info!(namespace = %name, target, "waking with it (siesta.dev/wake-with)");
+                    }
+                }
+            }
+            Effect::AwaitTargets { announce } => {
+                let ann = self.ns.annotations();
+                let since = ann
+                    .get(STATE_SINCE)
+                    .and_then(|v| crate::model::parse_instant(v).ok())
+                    .unwrap_or(now);
+                let started = ann.contains_key(WAKE_GROUP);
+                let mut waiting_for = Vec::new();
+                if !started {
+                    let api: Api<Namespace> = Api::all(ctx.client.clone());
+                    for target in &self.wake_with {
+                        let Some(t) = api.get_metadata_opt(target).await? else {
+                            continue;
+                        };
+                        // Never managed (no state): nothing to wait for.
+                        let managed = t.annotations().contains_key(STATE);
+                        if managed && Recorded::parse(t.annotations()).state != State::Awake {
+                            waiting_for.push(target.clone());
+                        }
+                    }
+                }
+                let wait = plan::targets_first(&plan::TargetsFirst {
+                    since,
+                    started,
+                    waiting_for,
+                    timeout: WAKE_GROUP_TIMEOUT,
+                    now,
+                });
+                match wait {
+                    plan::TargetsWait::Go => {}
+                    plan::TargetsWait::Wait(until) => {
+                        tracing::debug!(namespace = %name, "waking: waiting for its wake-with namespaces first");
+                        if announce {
+                            ctx.event(
+                                &self.ns_ref,
+                                EventType::Normal,
+                                "WaitingForWakeWith",
+                                format!(
+                                    "waking: its workloads are restored once {} {} awake ({}: before), at the latest at {}",
+                                    self.wake_with.join(", "),
+                                    if self.wake_with.len() == 1 { "is" } else { "are" },
+                                    annotations::WAKE_WITH_ORDER,
+                                    format_instant(until)
+                                ),
+                            )
+                            .await;
+                        }
+                        let left = decide::until(now, until) + Duration::from_millis(50);
+                        return Ok(Some(Action::requeue(left.min(TARGETS_RECHECK))));
+                    }
+                    plan::TargetsWait::TimedOut(late) => {
+                        let late = late.join(", ");
+                        tracing::warn!(namespace = %name, late, "wake-with namespaces not awake after the wake group timeout; restoring anyway");
+                        ctx.event(
+                            &self.ns_ref,
+                            EventType::Warning,
+                            "WakeWithTimeout",
+                            format!(
+                                "{late} not awake after {}s; restoring this namespace's workloads anyway",
+                                WAKE_GROUP_TIMEOUT.as_secs()
+                            ),
+                        )
+                        .await;
                     }
                 }
             }
