@@ -596,11 +596,11 @@ mod tests {
                 WAKE_WITH_ORDER
             ]
         );
-        let (o, _) = Overrides::parse(&ann(&[(WAKE_WITH_ORDER, "before")]));
-        assert_eq!(o.wake_with_order, Some(WakeWithOrder::Before));
-        assert_eq!(o.keep, None);
+        assert_eq!((o.keep, o.wake_with_order), (None, None));
         assert!(errors[1].to_string().contains("siesta.dev/idle-after"));
         assert_eq!(o.enabled, None);
+        let (o, _) = Overrides::parse(&ann(&[(WAKE_WITH_ORDER, "before")]));
+        assert_eq!(o.wake_with_order, Some(WakeWithOrder::Before));
     }
 
     #[test]
