@@ -30,9 +30,18 @@ pub const EXCLUDE: &str = "siesta.dev/exclude";
 pub const KEEP: &str = "siesta.dev/keep";
 /// Namespaces woken with this one: `"team-db, team-cache"`.
 pub const WAKE_WITH: &str = "siesta.dev/wake-with";
+/// `"before"`: the namespaces of `wake-with` wake first, and this one's
+/// workloads are restored once they are awake.
+pub const WAKE_WITH_ORDER: &str = "siesta.dev/wake-with-order";
 /// Written by the controller: asleep without counted activity for the
 /// policy's `abandonAfter`, since this instant.
 pub const ABANDONED_SINCE: &str = "siesta.dev/abandoned-since";
+/// A namespace label written by the controller: the namespace, abandoned
+/// under a policy with `deleteAfter`, is deleted at this instant (Unix
+/// seconds: a label value cannot hold an RFC 3339 instant). The
+/// delete-namespaces component's admission policy lets the controller delete
+/// only namespaces that carry it.
+pub const DELETE_AFTER: &str = "siesta.dev/delete-after";
 
 pub const STATE: &str = "siesta.dev/state";
 pub const STATE_SINCE: &str = "siesta.dev/state-since";
@@ -142,6 +151,26 @@ impl WakePage {
     }
 }
 
+/// `siesta.dev/wake-with-order`: when the namespaces of `wake-with` wake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WakeWithOrder {
+    /// At the same time as this one (the default).
+    #[default]
+    Together,
+    /// First: this namespace's workloads wait until they are awake.
+    Before,
+}
+
+impl WakeWithOrder {
+    pub fn parse(s: &str) -> Result<WakeWithOrder, String> {
+        match s.trim() {
+            "together" => Ok(WakeWithOrder::Together),
+            "before" => Ok(WakeWithOrder::Before),
+            other => Err(format!("{other:?} is not before or together")),
+        }
+    }
+}
+
 /// `siesta.dev/enabled` (and a policy's `enabled`): off, on, or observe mode,
 /// where Siesta tracks and decides exactly as it would but writes nothing to
 /// the workloads, and counts what it would have done.
@@ -218,6 +247,10 @@ pub struct Overrides {
     pub keep_awake_until: Option<DateTime<Utc>>,
     pub action: Option<Action>,
     pub wake_with: Option<Vec<String>>,
+    /// `siesta.dev/keep`: never mark abandoned (nor delete). Strict, like
+    /// every boolean: a typo is an error that changes nothing, never "false".
+    pub keep: Option<bool>,
+    pub wake_with_order: Option<WakeWithOrder>,
 }
 
 impl Overrides {
@@ -252,6 +285,8 @@ impl Overrides {
         let keep = get(KEEP_AWAKE_UNTIL);
         let action = get(ACTION);
         let wake_with = get(WAKE_WITH);
+        let keep_ns = get(KEEP);
+        let wake_with_order = get(WAKE_WITH_ORDER);
         let o = Overrides {
             enabled: field(&mut errors, enabled, Enabled::parse),
             idle_after: field(&mut errors, idle, IdleAfter::parse),
@@ -271,6 +306,8 @@ impl Overrides {
             keep_awake_until: field(&mut errors, keep, parse_instant),
             action: field(&mut errors, action, Action::parse),
             wake_with: field(&mut errors, wake_with, parse_namespaces),
+            keep: field(&mut errors, keep_ns, parse_bool),
+            wake_with_order: field(&mut errors, wake_with_order, WakeWithOrder::parse),
         };
         (o, errors)
     }
@@ -542,14 +579,28 @@ mod tests {
             (WAKE_ON, "api,smtp"),
             (KEEP_AWAKE_UNTIL, "tomorrow"),
             (ACTION, "nap"),
+            // Never read as false: a typo must not let a namespace be deleted.
+            (KEEP, "yes"),
+            (WAKE_WITH_ORDER, "after"),
         ]));
         let named: Vec<_> = errors.iter().map(|e| e.annotation).collect();
         assert_eq!(
             named,
-            vec![ENABLED, IDLE_AFTER, WAKE_ON, KEEP_AWAKE_UNTIL, ACTION]
+            vec![
+                ENABLED,
+                IDLE_AFTER,
+                WAKE_ON,
+                KEEP_AWAKE_UNTIL,
+                ACTION,
+                KEEP,
+                WAKE_WITH_ORDER
+            ]
         );
+        assert_eq!((o.keep, o.wake_with_order), (None, None));
         assert!(errors[1].to_string().contains("siesta.dev/idle-after"));
         assert_eq!(o.enabled, None);
+        let (o, _) = Overrides::parse(&ann(&[(WAKE_WITH_ORDER, "before")]));
+        assert_eq!(o.wake_with_order, Some(WakeWithOrder::Before));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!   whether a schedule is awake at an instant; [`decide`] is the pure function that
 //!   turns all of it into sleep, wake or keep, and when to look again.
 //! - [`controller`] watches the cluster and runs [`decide`]; [`scaler`] is the only
-//!   writer of workload replicas, and records originals in the same request.
+//!   writer of workload replicas, and records originals in the same request;
+//!   [`lifecycle`] says when a namespace nobody uses is marked and deleted.
 //! - [`metrics`] and [`admin`] expose what happens to Prometheus; [`status`] and
 //!   [`report`] print it for people.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod controller;
 pub mod decide;
 pub mod duration;
 pub mod gitops;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod plan;

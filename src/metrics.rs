@@ -43,6 +43,7 @@ pub struct Metrics {
     pub reconciles: IntCounterVec,
     pub reconcile_failures: IntCounterVec,
     pub reconcile_duration: HistogramVec,
+    pub namespace_deletions: IntCounterVec,
 }
 
 /// Registers families; the names and label sets below are static, so a
@@ -175,6 +176,12 @@ impl Metrics {
             ns,
         );
         b.namespaced(
+            Family::DeletionAt,
+            "siesta_namespace_deletion_timestamp_seconds",
+            "Unix time at which the abandoned namespace is to be deleted (its policy's deleteAfter); no series while none is scheduled.",
+            ns,
+        );
+        b.namespaced(
             Family::ObservedAsleep,
             "siesta_observed_asleep",
             "Observe mode: 1 while the namespace would be asleep, else 0 (nothing is changed).",
@@ -232,6 +239,7 @@ impl Metrics {
             reconciles: b.int_counter("siesta_reconciles_total", "Namespace reconciles finished, by result (ok, error).", &["result"]),
             reconcile_failures: b.int_counter("siesta_reconcile_failures_total", "Failed reconciles, by error kind (forbidden, conflict, not_found, throttled, api, unreachable).", &["kind"]),
             reconcile_duration: b.histogram_with("siesta_reconcile_duration_seconds", "How long one namespace's reconcile took, decision and writes included.", &[], &RECONCILE_BUCKETS),
+            namespace_deletions: b.int_counter("siesta_namespace_deletions_total", "Abandoned namespaces the controller asked to delete, by result (deleted; refused: 403, the delete-namespaces component is not installed or its admission policy refused).", &["result"]),
             collectors: b.collectors,
             families: b.families,
             histograms: b.histograms,
@@ -255,6 +263,9 @@ impl Metrics {
             m.audit_refusals.with_label_values(&[reason.as_str()]);
         }
         m.reconcile_duration.with_label_values(&[] as &[&str]);
+        for result in DELETION_RESULTS {
+            m.namespace_deletions.with_label_values(&[result]);
+        }
         m
     }
 
@@ -489,6 +500,9 @@ label_values! {
 /// The `result` values of `siesta_audit_events_total`.
 pub const AUDIT_RESULTS: [&str; 3] = ["counted", "ignored", "invalid"];
 
+/// The `result` of `siesta_namespace_deletions_total`.
+pub const DELETION_RESULTS: [&str; 2] = ["deleted", "refused"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +532,7 @@ mod tests {
         n.conflict("a");
         n.observed_state("a", State::Asleep);
         n.abandoned("a", false);
+        n.deletion_at("a", Some(1));
         n.saved_total(Account::Potential, "a", 1.0, 1.0, 1.0, "USD");
         m.audit_events.with_label_values(&["counted"]).inc();
         m.proxy_requests.with_label_values(&["a", "2xx"]).inc();
@@ -550,6 +565,7 @@ mod tests {
             "siesta_reconcile_failures_total{kind=\"forbidden\"} 0",
             "siesta_audit_events_total{result=\"invalid\"} 0",
             "siesta_audit_refusals_total{reason=\"evicted\"} 0",
+            "siesta_namespace_deletions_total{result=\"refused\"} 0",
         ] {
             assert!(text.contains(series), "no {series} in a fresh registry");
         }

@@ -88,10 +88,31 @@ pub enum Effect {
     MarkAbandoned(DateTime<Utc>),
     /// Activity or `siesta.dev/keep` since: remove the mark, the gauge at 0.
     ClearAbandoned,
+    /// Abandoned under a policy with `deleteAfter`: the grace period starts.
+    /// Write the label `siesta.dev/delete-after` (this instant), a Warning
+    /// Event `DeletionScheduled` naming it, the deletion gauge.
+    ScheduleDeletion(DateTime<Utc>),
+    /// The deletion no longer applies (the mark cleared, `keep`, a policy
+    /// that no longer deletes): remove the label, a Normal Event
+    /// `DeletionCancelled`.
+    CancelDeletion,
+    /// The grace period that ends at this instant is over: if the namespace
+    /// still rests on what was read and still carries this label, a Warning
+    /// Event `Deleting`, then delete it (guarded by its uid and
+    /// resourceVersion). Refused (403, no delete-namespaces component): a
+    /// Warning Event `DeletionRefused`, and the namespace stays as it is.
+    Delete(DateTime<Utc>),
     /// Wake the namespaces of `siesta.dev/wake-with` that are asleep (a
     /// `siesta.dev/action: wake` on each); again while waking, so a restart
     /// between the transition and these writes loses none.
     WakeWith,
+    /// `siesta.dev/wake-with-order: before`: guard, the rest of the plan (the
+    /// wake pass) runs only once [`targets_first`] says so; else look again
+    /// soon. `announce`: the wake was decided in this pass, so a first wait
+    /// is said in a Normal Event `WaitingForWakeWith`.
+    AwaitTargets {
+        announce: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +155,8 @@ pub struct Facts {
     pub clamp_keep_awake: Option<DateTime<Utc>>,
     /// Observe mode has a would-be state on it (`siesta.dev/observed-state`).
     pub observing: bool,
+    /// `siesta.dev/wake-with-order: before`, with targets to wait for.
+    pub targets_first: bool,
 }
 
 impl Plan {
@@ -205,43 +228,47 @@ pub fn wake_with_problem(me: &str, targets: &[String], graph: &WakeGraph) -> Opt
     walk(me, targets, graph, &mut vec![me.to_string()])
 }
 
-/// What an asleep namespace's abandonment rests on.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Abandonment {
-    /// The policy's `abandonAfter`; `None`: never abandoned.
-    pub after: Option<std::time::Duration>,
-    /// `siesta.dev/keep: "true"`.
-    pub keep: bool,
-    /// Asleep since (`None`: not asleep).
-    pub asleep_since: Option<DateTime<Utc>>,
-    pub last_activity: Option<DateTime<Utc>>,
-    /// The mark as recorded.
-    pub marked: Option<DateTime<Utc>>,
+/// What waiting for the namespaces of `wake-with` rests on
+/// (`siesta.dev/wake-with-order: before`), all of it recorded in annotations,
+/// so a restarted controller goes on where the last one was.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetsFirst {
+    /// When the wake began (`siesta.dev/state-since` of `waking`).
+    pub since: DateTime<Utc>,
+    /// This namespace's own restore has begun (`siesta.dev/wake-group`):
+    /// never held back again.
+    pub started: bool,
+    /// The targets not awake yet.
+    pub waiting_for: Vec<String>,
+    /// How long they are waited for, as one wake-order group.
+    pub timeout: std::time::Duration,
     pub now: DateTime<Utc>,
 }
 
-/// The abandonment effect, if any, and when it would next change: a
-/// namespace asleep for `after` since the later of its sleep and its last
-/// counted activity is abandoned from that instant; activity, `keep` or a
-/// wake clears the mark.
-pub fn abandonment(a: &Abandonment) -> (Option<Effect>, Option<DateTime<Utc>>) {
-    let due = match (a.after, a.asleep_since, a.keep) {
-        (Some(after), Some(since), false) => {
-            let quiet_from = a.last_activity.map_or(since, |t| t.max(since));
-            chrono::Duration::from_std(after)
-                .ok()
-                .and_then(|d| quiet_from.checked_add_signed(d))
-        }
-        _ => None,
-    };
-    match (due, a.marked) {
-        (Some(at), None) if a.now >= at => (Some(Effect::MarkAbandoned(at)), None),
-        (Some(at), None) => (None, Some(at)),
-        // Marked from an older quiet stretch, or not due any more: clear.
-        (Some(at), Some(m)) if m < at || a.now < at => (Some(Effect::ClearAbandoned), Some(at)),
-        (Some(_), Some(_)) => (None, None),
-        (None, Some(_)) => (Some(Effect::ClearAbandoned), None),
-        (None, None) => (None, None),
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetsWait {
+    /// Restore this namespace's workloads now.
+    Go,
+    /// Not yet; give up waiting at this instant.
+    Wait(DateTime<Utc>),
+    /// Waited the whole timeout for these: restore anyway, and say so.
+    TimedOut(Vec<String>),
+}
+
+/// Whether a namespace waking after its `wake-with` targets may restore its
+/// own workloads.
+pub fn targets_first(t: &TargetsFirst) -> TargetsWait {
+    if t.started || t.waiting_for.is_empty() {
+        return TargetsWait::Go;
+    }
+    let until = chrono::Duration::from_std(t.timeout)
+        .ok()
+        .and_then(|d| t.since.checked_add_signed(d))
+        .unwrap_or(t.since);
+    if t.now >= until {
+        TargetsWait::TimedOut(t.waiting_for.clone())
+    } else {
+        TargetsWait::Wait(until)
     }
 }
 
@@ -324,6 +351,11 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
                 PublishState(State::Waking),
                 WakeWith,
                 StopSaving,
+            ]);
+            if facts.targets_first {
+                effects.push(AwaitTargets { announce: true });
+            }
+            effects.extend([
                 Pass(crate::scaler::Pass::Wake),
                 Announce(Announcement::Waking(reason)),
                 FinishWaking { since: now },
@@ -349,12 +381,13 @@ pub fn plan(facts: &Facts, decision: &Decision) -> Plan {
                     Pass(crate::scaler::Pass::Sleep),
                     SaveFrom(since),
                 ]),
-                State::Waking => effects.extend([
-                    StillAsRead,
-                    WakeWith,
-                    Pass(crate::scaler::Pass::Wake),
-                    FinishWaking { since },
-                ]),
+                State::Waking => {
+                    effects.extend([StillAsRead, WakeWith]);
+                    if facts.targets_first {
+                        effects.push(AwaitTargets { announce: false });
+                    }
+                    effects.extend([Pass(crate::scaler::Pass::Wake), FinishWaking { since }]);
+                }
                 State::Awake => {}
             }
             Plan::with(effects, next(decision.next_check))
@@ -381,6 +414,7 @@ mod tests {
             now: t("2026-12-02T12:00:00Z"),
             clamp_keep_awake: None,
             observing: false,
+            targets_first: false,
         }
     }
 
@@ -592,52 +626,58 @@ mod tests {
         assert!(p.effects.contains(&StopObserving));
     }
 
-    fn quiet(hours_asleep: i64, marked: Option<DateTime<Utc>>) -> Abandonment {
-        let now = t("2026-12-02T12:00:00Z");
-        Abandonment {
-            after: Some(std::time::Duration::from_secs(24 * 3600)),
-            keep: false,
-            asleep_since: Some(now - chrono::Duration::hours(hours_asleep)),
-            last_activity: None,
-            marked,
-            now,
+    #[test]
+    fn waking_after_the_targets_holds_the_wake_pass_back_behind_a_guard() {
+        let wake = Pass(crate::scaler::Pass::Wake);
+        for (f, verdict, announce) in [
+            (facts(State::Asleep), Verdict::Wake(Reason::Http), true),
+            (facts(State::Waking), Verdict::Keep, false),
+        ] {
+            let before = Facts {
+                targets_first: true,
+                ..f.clone()
+            };
+            let p = plan(&before, &decision(verdict, None));
+            let guard = position(&p, |e| *e == AwaitTargets { announce });
+            let targets = position(&p, |e| *e == WakeWith);
+            assert!(
+                targets < guard && guard < position(&p, |e| *e == wake),
+                "{p:?}"
+            );
+            // Together (the default): no guard.
+            let p = plan(&f, &decision(verdict, None));
+            assert!(!p.effects.iter().any(|e| matches!(e, AwaitTargets { .. })));
         }
     }
 
     #[test]
-    fn a_namespace_asleep_without_activity_for_abandon_after_is_marked_once() {
-        let (e, next) = abandonment(&quiet(10, None));
-        assert_eq!((e, next), (None, Some(t("2026-12-03T02:00:00Z"))));
-        let (e, _) = abandonment(&quiet(30, None));
-        assert_eq!(e, Some(MarkAbandoned(t("2026-12-02T06:00:00Z"))));
-        // Marked at that instant: nothing more to do.
-        let a = quiet(30, Some(t("2026-12-02T06:00:00Z")));
-        assert_eq!(abandonment(&a), (None, None));
-    }
-
-    #[test]
-    fn activity_keep_or_a_wake_clears_the_mark() {
-        let marked = Some(t("2026-12-02T06:00:00Z"));
-        let active = Abandonment {
-            last_activity: Some(t("2026-12-02T11:00:00Z")),
-            ..quiet(30, marked)
+    fn targets_are_waited_for_up_to_the_group_timeout_and_never_once_the_restore_began() {
+        let since = t("2026-12-02T12:00:00Z");
+        let wait = |now: &str, waiting: &[&str], started: bool| {
+            targets_first(&TargetsFirst {
+                since,
+                started,
+                waiting_for: waiting.iter().map(|s| s.to_string()).collect(),
+                timeout: std::time::Duration::from_secs(300),
+                now: t(now),
+            })
         };
-        assert_eq!(abandonment(&active).0, Some(ClearAbandoned));
-        let kept = Abandonment {
-            keep: true,
-            ..quiet(30, marked)
-        };
-        assert_eq!(abandonment(&kept).0, Some(ClearAbandoned));
-        let awake = Abandonment {
-            asleep_since: None,
-            ..quiet(30, marked)
-        };
-        assert_eq!(abandonment(&awake).0, Some(ClearAbandoned));
-        let no_policy = Abandonment {
-            after: None,
-            ..quiet(30, None)
-        };
-        assert_eq!(abandonment(&no_policy), (None, None));
+        let until = t("2026-12-02T12:05:00Z");
+        assert_eq!(
+            wait("2026-12-02T12:00:00Z", &["db"], false),
+            TargetsWait::Wait(until)
+        );
+        assert_eq!(
+            wait("2026-12-02T12:04:59Z", &["db"], false),
+            TargetsWait::Wait(until)
+        );
+        assert_eq!(
+            wait("2026-12-02T12:05:00Z", &["db"], false),
+            TargetsWait::TimedOut(vec!["db".into()])
+        );
+        assert_eq!(wait("2026-12-02T12:01:00Z", &[], false), TargetsWait::Go);
+        // A restarted controller that finds the restore begun goes on with it.
+        assert_eq!(wait("2026-12-02T12:01:00Z", &["db"], true), TargetsWait::Go);
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   records its money but not its hours or wakes;
 //! - with `--prometheus URL`: the controller's counters over the last
 //!   `--since`, as far back as that Prometheus keeps them.
+//!
+//! After the table, the namespaces marked abandoned (a policy's
+//! `abandonAfter`): since when, and when they are to be deleted if a policy's
+//! `deleteAfter` announced it.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -90,6 +94,75 @@ pub fn from_namespaces(
         }
     }
     lines
+}
+
+/// A namespace marked abandoned, as recorded on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Abandoned {
+    pub namespace: String,
+    pub team: String,
+    pub since: DateTime<Utc>,
+    /// When it is to be deleted (`siesta.dev/delete-after`), if announced.
+    pub deletion: crate::lifecycle::Scheduled,
+}
+
+/// The abandoned namespaces among these, by team and name.
+pub fn abandoned(namespaces: &[Namespace], team_label: &str) -> Vec<Abandoned> {
+    let mut out: Vec<Abandoned> = namespaces
+        .iter()
+        .filter_map(|ns| {
+            let since = ns
+                .annotations()
+                .get(crate::annotations::ABANDONED_SINCE)
+                .and_then(|s| crate::model::parse_instant(s).ok())?;
+            Some(Abandoned {
+                namespace: ns.name_any(),
+                team: ns.labels().get(team_label).cloned().unwrap_or_default(),
+                since,
+                deletion: crate::lifecycle::Scheduled::parse(
+                    ns.labels()
+                        .get(crate::annotations::DELETE_AFTER)
+                        .map(String::as_str),
+                ),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.team, &a.namespace).cmp(&(&b.team, &b.namespace)));
+    out
+}
+
+/// The abandoned namespaces' table, or nothing when there are none.
+pub fn render_abandoned(abandoned: &[Abandoned]) -> String {
+    use crate::lifecycle::Scheduled;
+    if abandoned.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<[String; 4]> = abandoned
+        .iter()
+        .map(|a| {
+            [
+                if a.team.is_empty() {
+                    "-".into()
+                } else {
+                    a.team.clone()
+                },
+                a.namespace.clone(),
+                crate::model::format_instant(a.since),
+                match a.deletion {
+                    Scheduled::At(at) => crate::model::format_instant(at),
+                    Scheduled::None => "-".into(),
+                    Scheduled::Unreadable => "unreadable label".into(),
+                },
+            ]
+        })
+        .collect();
+    format!(
+        "\nAbandoned (asleep without counted activity for their policy's abandonAfter):\n{}",
+        crate::status::table(
+            &["TEAM", "NAMESPACE", "ABANDONED SINCE", "DELETED AT"],
+            &rows
+        )
+    )
 }
 
 /// Where observe mode's counting began on these namespaces, the earliest.
@@ -310,6 +383,7 @@ pub async fn run(target: &crate::client::Target, opts: &Options) -> crate::Resul
         }
     };
     print!("{}", render(&lines, &opts.prices.currency, &source));
+    print!("{}", render_abandoned(&abandoned(&all, &opts.team_label)));
     Ok(())
 }
 
@@ -401,6 +475,59 @@ mod tests {
         let table = render(&lines, "USD", "source");
         assert!(table.contains("payments  team-a"), "{table}");
         assert!(table.lines().nth(1).unwrap().contains("3.00"), "{table}");
+    }
+
+    #[test]
+    fn abandoned_namespaces_are_listed_with_since_and_the_deletion_when_announced() {
+        use crate::annotations::{ABANDONED_SINCE, DELETE_AFTER};
+        use crate::lifecycle::Scheduled;
+        let mut doomed = ns(
+            "preview-1",
+            "web",
+            &[(ABANDONED_SINCE, "2026-11-01T00:00:00Z".into())],
+        );
+        doomed
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(DELETE_AFTER.into(), "1797422400".into());
+        let marked = ns(
+            "preview-0",
+            "web",
+            &[(ABANDONED_SINCE, "2026-10-01T00:00:00Z".into())],
+        );
+        let active = ns("team-a", "web", &[(STATE, "awake".into())]);
+        let found = abandoned(&[doomed, active, marked], "team");
+        assert_eq!(
+            found
+                .iter()
+                .map(|a| (a.namespace.as_str(), a.deletion))
+                .collect::<Vec<_>>(),
+            [
+                ("preview-0", Scheduled::None),
+                ("preview-1", Scheduled::At(t("2026-12-16T12:00:00Z")))
+            ]
+        );
+        let table = render_abandoned(&found);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(name))
+                .unwrap_or_else(|| panic!("no {name} in {table}"))
+                .to_string()
+        };
+        assert!(
+            table.contains("ABANDONED SINCE") && table.contains("DELETED AT"),
+            "{table}"
+        );
+        assert!(
+            row("preview-1").contains("2026-11-01T00:00:00Z")
+                && row("preview-1").ends_with("2026-12-16T12:00:00Z"),
+            "{table}"
+        );
+        assert!(row("preview-0").ends_with('-'), "{table}");
+        assert_eq!(render_abandoned(&[]), "");
     }
 
     #[test]

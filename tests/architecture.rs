@@ -17,6 +17,7 @@ const CORE: &[&str] = &[
     "scaler",
     "gitops",
     "plan",
+    "lifecycle",
     "redirect",
 ];
 

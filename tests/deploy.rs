@@ -321,6 +321,94 @@ fn client_certificate_component_matches_helm_with_client_ca() {
 }
 
 #[test]
+fn delete_namespaces_component_matches_helm_with_delete_namespaces_and_is_off_by_default() {
+    let overlay = documents(&kubectl_ok(
+        &["kustomize", "tests/deploy/overlay-delete-namespaces"],
+        None,
+    ));
+    let on = helm_template(&["controller.deleteNamespaces=true"]);
+    assert_same_objects(&documents(&on), &overlay);
+    kubectl_ok(
+        &[
+            "apply",
+            "-k",
+            "tests/deploy/overlay-delete-namespaces",
+            "--dry-run=server",
+        ],
+        None,
+    );
+    kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&on));
+    // It adds exactly one right: delete on namespaces.
+    let added: Vec<_> = rbac_rules(&overlay)
+        .into_iter()
+        .filter(|(n, _)| n == "ClusterRole/siesta-controller-delete-namespaces")
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    let rule = added[0].1;
+    assert_eq!(strings(&rule["verbs"]), ["delete"]);
+    assert_eq!(strings(&rule["resources"]), ["namespaces"]);
+    assert_eq!(strings(&rule["apiGroups"]), [""]);
+    let kinds: BTreeSet<String> = overlay
+        .iter()
+        .filter(|o| key(o).2 == "siesta-controller-delete-namespaces")
+        .map(|o| key(o).0)
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
+        ]
+    );
+    // Off by default, in both.
+    for (what, docs) in [
+        ("the Kustomize base", kustomize_base()),
+        ("the Helm chart", documents(&helm_template(&[]))),
+    ] {
+        assert!(
+            !docs
+                .iter()
+                .any(|o| key(o).2 == "siesta-controller-delete-namespaces"),
+            "{what} lets the controller delete namespaces by default"
+        );
+    }
+    // Installed elsewhere, the chart's policy names that namespace's
+    // ServiceAccount and protects that namespace too.
+    let out = run(
+        Command::new(helm()).current_dir(root()).args([
+            "template",
+            "siesta",
+            "deploy/helm/siesta",
+            "--namespace",
+            "ops",
+            "--kube-version",
+            &kube_version(),
+            "--set",
+            "controller.deleteNamespaces=true",
+        ]),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = documents(&String::from_utf8_lossy(&out.stdout));
+    let policy = docs
+        .iter()
+        .find(|o| o["kind"] == "ValidatingAdmissionPolicy")
+        .expect("the policy");
+    let spec = policy["spec"].to_string();
+    assert!(
+        spec.contains("system:serviceaccount:ops:siesta-controller")
+            && spec.contains("'default', 'siesta-system', 'ops'"),
+        "{spec}"
+    );
+}
+
+#[test]
 fn helm_values_switch_audit_auth_service_type_and_ingress_status() {
     let env_names = |yaml: &str, deployment: &str| -> Vec<String> {
         let docs = documents(yaml);

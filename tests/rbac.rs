@@ -173,3 +173,136 @@ fn forbidden_answers(metrics: &str) -> Vec<&str> {
         })
         .collect()
 }
+
+/// The controller's ServiceAccount, impersonated.
+const CONTROLLER: &str = "system:serviceaccount:siesta-system:siesta-controller";
+
+/// `kubectl delete namespace NAME` as the controller: Ok, or the refusal.
+fn delete_as_controller(name: &str, dry_run: bool) -> Result<(), String> {
+    let mut args = vec![
+        "delete",
+        "namespace",
+        name,
+        "--as",
+        CONTROLLER,
+        "--wait=false",
+    ];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    let out = std::process::Command::new("kubectl")
+        .args(&args)
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .expect("kubectl");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The objects of deploy/components/delete-namespaces, as an overlay renders
+/// them; deleted again when dropped, so the controller has no delete right
+/// outside this test.
+struct DeleteNamespaces(String);
+
+impl DeleteNamespaces {
+    fn rendered() -> String {
+        let overlay = root().join("tests/deploy/overlay-delete-namespaces");
+        let rendered = kubectl(&["kustomize", overlay.to_str().expect("UTF-8")], None);
+        let docs: Vec<&str> = rendered
+            .split("\n---\n")
+            .filter(|d| d.contains("name: siesta-controller-delete-namespaces"))
+            .collect();
+        assert_eq!(
+            docs.len(),
+            4,
+            "ClusterRole, binding, policy and its binding"
+        );
+        docs.join("\n---\n")
+    }
+
+    fn remove(docs: &str) {
+        kubectl(
+            &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+            Some(docs),
+        );
+    }
+
+    fn apply() -> DeleteNamespaces {
+        let docs = DeleteNamespaces::rendered();
+        kubectl(&["apply", "-f", "-"], Some(&docs));
+        DeleteNamespaces(docs)
+    }
+}
+
+impl Drop for DeleteNamespaces {
+    fn drop(&mut self) {
+        DeleteNamespaces::remove(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_deletes_only_namespaces_siesta_labelled_and_only_with_the_component() {
+    let c = client().await;
+    apply_shipped_rbac();
+    DeleteNamespaces::remove(&DeleteNamespaces::rendered()); // a crashed run's
+    let labelled = unique("rbac-del-labelled");
+    let unlabelled = unique("rbac-del-unlabelled");
+    let garbled = unique("rbac-del-garbled");
+    let system = unique("kube-siesta-rbac");
+    create_namespace(&c, &labelled, &[("siesta.dev/delete-after", "1")], &[]).await;
+    create_namespace(&c, &unlabelled, &[], &[]).await;
+    create_namespace(&c, &garbled, &[("siesta.dev/delete-after", "soon")], &[]).await;
+    create_namespace(&c, &system, &[("siesta.dev/delete-after", "1")], &[]).await;
+
+    // Without the component: RBAC refuses any namespace, labelled or not.
+    for ns in [&labelled, &unlabelled] {
+        let refused = delete_as_controller(ns, true).expect_err("no delete right by default");
+        assert!(
+            refused.contains("cannot delete resource \"namespaces\""),
+            "{refused}"
+        );
+    }
+
+    let component = DeleteNamespaces::apply();
+    // Bindings and admission policies take effect a moment later; every try
+    // is a dry run until both do.
+    let policy_refusal = "Siesta deletes only namespaces it labelled";
+    eventually(
+        "the component in force",
+        Duration::from_secs(30),
+        || async {
+            delete_as_controller(&labelled, true).is_ok()
+                && delete_as_controller(&unlabelled, true)
+                    .is_err_and(|e| e.contains(policy_refusal))
+        },
+    )
+    .await;
+    for (ns, why) in [
+        (&unlabelled, policy_refusal),
+        (&garbled, policy_refusal),
+        (&system, "never deletes kube-*"),
+        // (kube-system and default: Kubernetes itself refuses, before the policy.)
+        (&"siesta-system".to_string(), policy_refusal),
+    ] {
+        let refused = delete_as_controller(ns, true).expect_err("refused by the admission policy");
+        assert!(refused.contains(why), "{ns}: {refused}");
+    }
+    // A labelled namespace goes, for real.
+    delete_as_controller(&labelled, false).expect("a labelled namespace may be deleted");
+    eventually("the namespace deleted", Duration::from_secs(30), || async {
+        let ns = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
+            .get_opt(&labelled)
+            .await
+            .expect("get");
+        ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    // Everyone else is not matched by the policy: the test's admin deletes the rest.
+    drop(component);
+    for ns in [&unlabelled, &garbled, &system] {
+        kubectl(&["delete", "namespace", ns, "--wait=false"], None);
+    }
+}

@@ -1,9 +1,12 @@
 //! `siesta.dev/wake-with`: waking a namespace wakes the namespaces it names
 //! (they must have opted in themselves); a cycle or a namespace that does not
-//! exist is an `InvalidAnnotation` Event and changes nothing.
+//! exist is an `InvalidAnnotation` Event and changes nothing. With
+//! `siesta.dev/wake-with-order: before` the named namespace is awake (its
+//! Deployment ready) before the first one's replicas go up.
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 use serde_json::json;
 use siesta_test_kit::*;
 
@@ -85,6 +88,83 @@ async fn a_cycle_or_an_unknown_namespace_is_reported_and_changes_nothing() {
         assert_eq!(replicas_of::<Deployment>(&c, ns, "web").await, Some(1));
     }
     for ns in [&x, &y, &z] {
+        remove_namespace(&c, ns).await;
+    }
+}
+
+/// One look at both: (the app's web replicas, the db's ready replicas).
+async fn sample(c: &kube::Client, app: &str, db: &str) -> (i32, i32) {
+    // web first: if web is seen restored, db's readiness read after it is not older.
+    let web = Api::<Deployment>::namespaced(c.clone(), app)
+        .get("web")
+        .await
+        .expect("web");
+    let store = Api::<Deployment>::namespaced(c.clone(), db)
+        .get("web")
+        .await
+        .expect("db's web");
+    (
+        web.spec.and_then(|s| s.replicas).unwrap_or(1),
+        store.status.and_then(|s| s.ready_replicas).unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_wake_with_order_before_the_named_namespace_is_ready_before_the_first_restores() {
+    const GROUP: &str = "wake-with-before";
+    let c = client().await;
+    let ctl = Siesta::controller(SIESTA, GROUP, &[]);
+    ctl.wait_ready().await;
+    let db = namespace(&c, "before-db", GROUP, MANUAL).await;
+    let app = namespace(&c, "before-app", GROUP, MANUAL).await;
+    annotate_namespace(
+        &c,
+        &app,
+        json!({"siesta.dev/wake-with": db, "siesta.dev/wake-with-order": "before"}),
+    )
+    .await;
+    for ns in [&db, &app] {
+        create(&c, ns, &workload("web").replicas(2).deployment()).await;
+    }
+    eventually("db ready", Duration::from_secs(30), || async {
+        sample(&c, &app, &db).await.1 == 2
+    })
+    .await;
+    sleep_and_wait(&c, &db).await;
+    sleep_and_wait(&c, &app).await;
+    eventually("db has no ready pods", Duration::from_secs(30), || async {
+        sample(&c, &app, &db).await.1 == 0
+    })
+    .await;
+
+    annotate_namespace(&c, &app, json!({"siesta.dev/action": "wake"})).await;
+    let start = tokio::time::Instant::now();
+    let mut samples = Vec::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        let s = sample(&c, &app, &db).await;
+        samples.push((start.elapsed().as_millis(), s));
+        if s.0 == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first_web = samples
+        .iter()
+        .position(|(_, s)| s.0 > 0)
+        .unwrap_or_else(|| panic!("web never restored: {samples:?}"));
+    assert_eq!(
+        samples[first_web].1.1, 2,
+        "db ready when web is restored: {samples:?}"
+    );
+    for ns in [&app, &db] {
+        state_is(&c, ns, "awake", Duration::from_secs(60)).await;
+    }
+    let events = events_for(&c, &app, &app).await;
+    assert!(
+        events.iter().any(|(r, _)| r == "WaitingForWakeWith"),
+        "{events:?}"
+    );
+    for ns in [&app, &db] {
         remove_namespace(&c, ns).await;
     }
 }

@@ -537,6 +537,7 @@ fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {
                 "wakeOn",
                 "wakePage",
                 "abandonAfter",
+                "deleteAfter",
             ],
         );
         let name = m
@@ -562,6 +563,14 @@ fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {
                 Default::default()
             }
         };
+        let abandon_after = m.parse(p, "abandonAfter", crate::duration::parse);
+        let delete_after = m.parse(p, "deleteAfter", crate::duration::parse);
+        if delete_after.is_some() && m.get("abandonAfter").is_none() {
+            p.add(
+                &at.key("deleteAfter"),
+                "deleteAfter needs abandonAfter in the same policy: only a namespace marked abandoned is deleted",
+            );
+        }
         out.push(Policy {
             name,
             match_labels,
@@ -571,7 +580,8 @@ fn check_policies(p: &mut Problems, top: &Map) -> Vec<Policy> {
             schedule: m.parse(p, "schedule", schedule_name),
             wake_on: m.parse(p, "wakeOn", WakeOn::parse),
             wake_page: m.parse(p, "wakePage", WakePage::parse),
-            abandon_after: m.parse(p, "abandonAfter", crate::duration::parse),
+            abandon_after,
+            delete_after,
         });
     }
     out

@@ -66,6 +66,9 @@ pub struct Policy {
     /// Asleep this long without counted activity: marked abandoned. Only
     /// from a policy, never from an annotation.
     pub abandon_after: Option<Duration>,
+    /// Abandoned this long more (after a Warning Event): deleted. Only from
+    /// a policy, never from an annotation; needs `abandon_after`.
+    pub delete_after: Option<Duration>,
 }
 
 impl Policy {
@@ -205,6 +208,12 @@ impl AdminConfig {
     /// activity before it is marked abandoned (its policy's `abandonAfter`).
     pub fn abandon_after(&self, labels: &BTreeMap<String, String>) -> Option<Duration> {
         self.policy_for(labels).and_then(|p| p.abandon_after)
+    }
+
+    /// How long a namespace with these labels stays marked abandoned before
+    /// it is deleted (its policy's `deleteAfter`).
+    pub fn delete_after(&self, labels: &BTreeMap<String, String>) -> Option<Duration> {
+        self.policy_for(labels).and_then(|p| p.delete_after)
     }
 
     /// The first policy matching these namespace labels.
@@ -446,9 +455,58 @@ pub fn check_config_cli(path: &Path) -> (bool, String) {
                     summary.push_str(&holidays_line(name, &h.holidays));
                 }
             }
+            for (i, policy) in c.policies.iter().enumerate() {
+                summary.push_str(&deletion_warning(policy, &c.policies[..i]));
+            }
             (true, summary)
         }
         Err(errors) => (false, format!("{errors}\n")),
+    }
+}
+
+/// A warning for a policy that deletes namespaces: which ones it selects
+/// (those its selector matches and no earlier policy does), after how long.
+/// Empty for a policy that deletes nothing.
+fn deletion_warning(policy: &Policy, earlier: &[Policy]) -> String {
+    let (Some(abandon), Some(delete)) = (policy.abandon_after, policy.delete_after) else {
+        return String::new();
+    };
+    let mut selects = describe_selector(policy);
+    if !earlier.is_empty() {
+        let names: Vec<&str> = earlier.iter().map(|p| p.name.as_str()).collect();
+        selects.push_str(&format!(
+            " and not selected by an earlier policy ({})",
+            names.join(", ")
+        ));
+    }
+    format!(
+        "warning: policy {} deletes namespaces: {selects}, once asleep {} without counted activity (abandonAfter), are deleted {} after a Warning Event DeletionScheduled (deleteAfter), unless activity, a wake or siesta.dev/keep: \"true\" comes first; never kube-*, default, siesta-system or the controller's own namespace. The controller may delete only with the delete-namespaces component (Helm: controller.deleteNamespaces=true)\n",
+        policy.name,
+        crate::duration::format(abandon),
+        crate::duration::format(delete),
+    )
+}
+
+/// A policy's selector as kubectl writes one (`-l`): `team=a,env in (dev)`.
+fn describe_selector(policy: &Policy) -> String {
+    let mut parts: Vec<String> = policy
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in &policy.match_expressions {
+        let values = e.values.iter().cloned().collect::<Vec<_>>().join(",");
+        parts.push(match e.operator {
+            Operator::In => format!("{} in ({values})", e.key),
+            Operator::NotIn => format!("{} notin ({values})", e.key),
+            Operator::Exists => e.key.clone(),
+            Operator::DoesNotExist => format!("!{}", e.key),
+        });
+    }
+    if parts.is_empty() {
+        "every namespace (the selector is {})".into()
+    } else {
+        format!("the namespaces with labels {}", parts.join(","))
     }
 }
 
@@ -809,6 +867,66 @@ policies:
         assert_eq!(out.lines().count(), 2, "{out}");
         let (ok, out) = check_config_cli(&dir.path().join("missing.yaml"));
         assert!(!ok && out.contains("cannot read"), "{out}");
+    }
+
+    #[test]
+    fn check_config_warns_about_a_policy_that_deletes_and_says_what_it_selects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("delete.yaml");
+        std::fs::write(
+            &file,
+            "policies:\n  - name: keep-prod\n    namespaceSelector: {matchLabels: {env: prod}}\n    abandonAfter: 30d\n  - name: previews\n    namespaceSelector:\n      matchLabels: {preview: \"true\"}\n      matchExpressions: [{key: team, operator: NotIn, values: [core]}]\n    abandonAfter: 30d\n    deleteAfter: 14d\n",
+        )
+        .expect("write");
+        let (ok, out) = check_config_cli(&file);
+        assert!(ok, "a warning is not an error: {out}");
+        let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 1, "{out}");
+        let w = warnings[0];
+        for words in [
+            "policy previews deletes namespaces",
+            "labels preview=true,team notin (core)",
+            "not selected by an earlier policy (keep-prod)",
+            "asleep 30d",
+            "deleted 14d after",
+            "delete-namespaces component",
+        ] {
+            assert!(w.contains(words), "{words:?} missing: {w}");
+        }
+        std::fs::write(
+            &file,
+            "policies:\n  - name: all\n    namespaceSelector: {}\n    abandonAfter: 1d\n    deleteAfter: 1d\n",
+        )
+        .expect("write");
+        let (_, out) = check_config_cli(&file);
+        assert!(
+            out.contains("every namespace (the selector is {})"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn delete_after_needs_abandon_after_and_a_duration() {
+        let e = errors(
+            "policies:\n  - name: a\n    namespaceSelector: {}\n    deleteAfter: 14d\n  - name: b\n    namespaceSelector: {}\n    abandonAfter: 1d\n    deleteAfter: soon\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].contains("policies[0].deleteAfter: deleteAfter needs abandonAfter"),
+            "{e:?}"
+        );
+        assert!(e[1].contains("policies[1].deleteAfter"), "{e:?}");
+        let c = parse(
+            "siesta.yaml",
+            "policies:\n  - name: a\n    namespaceSelector: {matchLabels: {p: \"1\"}}\n    abandonAfter: 1d\n    deleteAfter: 14d\n",
+        )
+        .expect("valid");
+        let selected: BTreeMap<String, String> = [("p".to_string(), "1".to_string())].into();
+        assert_eq!(
+            c.delete_after(&selected),
+            Some(Duration::from_secs(14 * 86400))
+        );
+        assert_eq!(c.delete_after(&BTreeMap::new()), None);
     }
 
     #[test]

@@ -260,12 +260,10 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
     election.lease_duration = settings.leader_lease_duration;
     election.renew_every = (settings.leader_lease_duration / 4).max(Duration::from_millis(500));
     let events = events::Publisher::new(client.clone(), identity);
-    let ctx = Arc::new(reconcile::Context::new(
-        client.clone(),
-        config_rx.clone(),
-        reporter.clone(),
-        events,
-    ));
+    let mut ctx =
+        reconcile::Context::new(client.clone(), config_rx.clone(), reporter.clone(), events);
+    ctx.own_namespaces = own_namespaces(&settings);
+    let ctx = Arc::new(ctx);
     tasks.spawn_forever(
         "savings ticker",
         tick_savings(
@@ -538,6 +536,26 @@ async fn lead(
 struct Term {
     concurrency: u16,
     redirects: Option<redirect::Redirects>,
+}
+
+/// The namespaces this controller runs in and uses, never deleted: its
+/// leader election namespace, its proxy Service's, and the one its
+/// ServiceAccount token names (in a cluster).
+fn own_namespaces(settings: &Settings) -> Vec<String> {
+    let mut own = vec![settings.leader_election_namespace.clone()];
+    own.extend(
+        settings
+            .redirect
+            .proxy_service
+            .iter()
+            .map(|(ns, _)| ns.clone()),
+    );
+    let token_namespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+    if let Ok(ns) = std::fs::read_to_string(token_namespace) {
+        own.push(ns.trim().to_string());
+    }
+    own.retain(|n| !n.is_empty());
+    own
 }
 
 fn default_identity() -> String {

@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::activity::Reporter;
+use crate::annotations::DELETE_AFTER;
 use crate::annotations::{
     self, ACTION, LAST_ACTIVITY, OBSERVED, OBSERVED_REASON, OBSERVED_SAVED, OBSERVED_SINCE,
     OBSERVED_STATE, ObservedTotals, Overrides, REASON, Recorded, SAVED, STATE, STATE_SINCE, Saved,
@@ -25,6 +26,7 @@ use crate::config::AdminConfig;
 use crate::controller::events::{Kind as EventType, Publisher};
 use crate::controller::savings::{self, Savings};
 use crate::decide::{self, Observed};
+use crate::lifecycle;
 use crate::metrics::namespaced::Account;
 use crate::metrics::{ErrorKind, Metrics, ReconcileFailure};
 use crate::model::{Source, State, format_instant};
@@ -46,6 +48,12 @@ const WAKING_RECHECK: Duration = Duration::from_secs(30);
 /// the write is refused and the namespace is looked at again: its watch event
 /// usually comes first, this is the safety net.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(1);
+/// How often a namespace waking after its `wake-with` targets looks at them
+/// (their state changes do not trigger its reconcile).
+const TARGETS_RECHECK: Duration = Duration::from_secs(2);
+/// How long after a refused deletion (403: the delete-namespaces component
+/// is not installed, or its admission policy said no) it is tried again.
+const DELETION_RETRY: Duration = Duration::from_secs(300);
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Everything a reconcile needs, shared by all of them.
@@ -64,6 +72,12 @@ pub struct Context {
     pub savings: Savings,
     /// Observe mode's potential savings, accounted like `savings`.
     pub potential: Savings,
+    /// Where this controller runs (its leader election and proxy Service
+    /// namespaces): never deleted, like [`lifecycle::PROTECTED`].
+    pub own_namespaces: Vec<String>,
+    /// Namespaces whose deletion the API server refused (403), so the
+    /// `DeletionRefused` Event is emitted once, not at every retry.
+    pub refused: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -83,6 +97,8 @@ impl Context {
             reported: Mutex::default(),
             savings: Savings::default(),
             potential: Savings::default(),
+            own_namespaces: Vec::new(),
+            refused: Mutex::default(),
         }
     }
 }
@@ -205,6 +221,8 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
         now,
         clamp_keep_awake,
         observing: recorded.observed_state.is_some(),
+        targets_first: own.wake_with_order == Some(annotations::WakeWithOrder::Before)
+            && !wake_with.is_empty(),
     };
     if observing {
         facts.state = recorded.observed_state.unwrap_or_default();
@@ -246,19 +264,23 @@ async fn observe_and_act(ns: &Namespace, ctx: &Context) -> Result<Action, Reconc
             } else {
                 let mut plan = plan::plan(&facts, &decision);
                 if decision.verdict == decide::Verdict::Keep {
-                    let (effect, due) = plan::abandonment(&plan::Abandonment {
-                        after: config.abandon_after(labels),
-                        keep: ann
-                            .get(annotations::KEEP)
-                            .is_some_and(|v| annotations::parse_bool(v) == Ok(true)),
+                    let (effects, due) = lifecycle::lifecycle(&lifecycle::Lifecycle {
+                        abandon_after: config.abandon_after(labels),
+                        delete_after: config.delete_after(labels),
+                        protected: lifecycle::protected(&name, &ctx.own_namespaces),
+                        keep: own.keep == Some(true),
+                        terminating: ns.metadata.deletion_timestamp.is_some(),
                         asleep_since: (facts.state == State::Asleep)
                             .then_some(facts.since)
                             .flatten(),
                         last_activity: observed.last_activity(),
                         marked,
+                        scheduled: lifecycle::Scheduled::parse(
+                            labels.get(DELETE_AFTER).map(String::as_str),
+                        ),
                         now,
                     });
-                    plan.effects.extend(effect);
+                    plan.effects.extend(effects);
                     plan.next = match (plan.next, due) {
                         (Next::At(a), Some(b)) => Next::At(a.min(b)),
                         (Next::AwaitChange, Some(b)) => Next::At(b),
@@ -365,9 +387,29 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// An unguarded merge patch of this namespace's metadata. Later guards
+    /// compare with the namespace as read plus this write, not with the
+    /// server's answer, which would hide a change someone made meanwhile.
+    async fn merge(&mut self, patch: serde_json::Value) -> Result<(), ReconcileError> {
+        merge_namespace(&self.ctx.client, &self.name, patch.clone()).await?;
+        if let Ok(mut doc) = serde_json::to_value(&self.ns) {
+            merge_patch(&mut doc, &patch);
+            if let Ok(ns) = serde_json::from_value(doc) {
+                self.ns = ns;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Executor::merge`] of `siesta.dev/` annotations (and their labels).
+    async fn annotate(&mut self, annotations: serde_json::Value) -> Result<(), ReconcileError> {
+        self.merge(metadata_patch(&annotations)).await
+    }
+
     /// One effect; `Some` ends the plan there, with when to look again.
     async fn apply(&mut self, effect: Effect) -> Result<Option<Action>, ReconcileError> {
-        let (ctx, name, now) = (self.ctx, self.name.as_str(), self.now);
+        let own_name = self.name.clone();
+        let (ctx, name, now) = (self.ctx, own_name.as_str(), self.now);
         let m = &ctx.metrics;
         match effect {
             Effect::ReportProblems(text) => {
@@ -417,11 +459,16 @@ impl<'a> Executor<'a> {
                         .format()
                     );
                 }
+                let scheduled = self.ns.labels().contains_key(DELETE_AFTER);
                 match patch_if_unchanged(&ctx.client, &self.ns, write).await? {
                     Some(written) => {
                         self.ns = written;
                         if self.recorded.abandoned_since.take().is_some() {
                             m.namespace.abandoned(name, false);
+                        }
+                        if scheduled {
+                            let why = format!("the namespace is {} ({reason})", to.as_str());
+                            self.deletion_cancelled(&why).await;
                         }
                     }
                     None => {
@@ -432,7 +479,7 @@ impl<'a> Executor<'a> {
             }
             Effect::ClearAction => {
                 let clear = json!({ ACTION: null, annotations::REQUESTED_BY: null });
-                patch_namespace(&ctx.client, name, clear).await?;
+                self.annotate(clear).await?;
             }
             Effect::StillAsRead => {
                 if !still_as_read(&ctx.client, &self.ns).await? {
@@ -444,9 +491,13 @@ impl<'a> Executor<'a> {
             Effect::CountWake(reason) => m.namespace.woke(name, reason),
             Effect::PublishState(state) => {
                 m.namespace_state(name, state);
-                // A restarted controller shows the mark at once.
+                // A restarted controller shows the mark and the deletion at once.
                 if self.recorded.abandoned_since.is_some() && state == State::Asleep {
                     m.namespace.abandoned(name, true);
+                    let label = self.ns.labels().get(DELETE_AFTER).map(String::as_str);
+                    if let lifecycle::Scheduled::At(at) = lifecycle::Scheduled::parse(label) {
+                        m.namespace.deletion_at(name, Some(at.timestamp()));
+                    }
                 }
                 // Labels that lag their annotations (written before labels
                 // were, or removed by someone) are brought in step.
@@ -461,7 +512,7 @@ impl<'a> Executor<'a> {
                     .collect();
                 if !lagging.is_empty() {
                     let labels = json!({ "metadata": { "labels": lagging } });
-                    merge_namespace(&ctx.client, name, labels).await?;
+                    self.merge(labels).await?;
                 }
                 // A restarted controller shows the totals at once, from the namespace.
                 if ctx.savings.rate(name).is_none() {
@@ -502,12 +553,8 @@ impl<'a> Executor<'a> {
             Effect::StopSaving => self.stop_accruing(Account::Saved),
             Effect::ClampKeepAwake(to) => {
                 let to = format_instant(to);
-                patch_namespace(
-                    &ctx.client,
-                    name,
-                    json!({ annotations::KEEP_AWAKE_UNTIL: to }),
-                )
-                .await?;
+                self.annotate(json!({ annotations::KEEP_AWAKE_UNTIL: to }))
+                    .await?;
                 let max = crate::duration::format(self.config.defaults.max_keep_awake);
                 ctx.event(
                     &self.ns_ref,
@@ -607,9 +654,7 @@ impl<'a> Executor<'a> {
             }
             Effect::StopPotential => self.stop_accruing(Account::Potential),
             Effect::StopObserving => {
-                patch_namespace(
-                    &ctx.client,
-                    name,
+                self.annotate(
                     json!({ OBSERVED_STATE: null, OBSERVED_SINCE: null, OBSERVED_REASON: null }),
                 )
                 .await?;
@@ -619,12 +664,9 @@ impl<'a> Executor<'a> {
             }
             Effect::MarkAbandoned(at) => {
                 let since = crate::model::format_precise(at);
-                patch_namespace(
-                    &ctx.client,
-                    name,
-                    json!({ annotations::ABANDONED_SINCE: since }),
-                )
-                .await?;
+                self.annotate(json!({ annotations::ABANDONED_SINCE: since }))
+                    .await?;
+                self.recorded.abandoned_since = Some(at);
                 m.namespace.abandoned(name, true);
                 tracing::warn!(namespace = %name, since, "asleep without counted activity for the policy's abandonAfter: marked abandoned");
                 ctx.event(
@@ -652,18 +694,225 @@ impl<'a> Executor<'a> {
                     }
                 }
             }
+            Effect::AwaitTargets { announce } => {
+                let ann = self.ns.annotations();
+                let since = ann
+                    .get(STATE_SINCE)
+                    .and_then(|v| crate::model::parse_instant(v).ok())
+                    .unwrap_or(now);
+                let started = ann.contains_key(WAKE_GROUP);
+                let mut waiting_for = Vec::new();
+                if !started {
+                    let api: Api<Namespace> = Api::all(ctx.client.clone());
+                    for target in &self.wake_with {
+                        let Some(t) = api.get_metadata_opt(target).await? else {
+                            continue;
+                        };
+                        // Never managed (no state): nothing to wait for.
+                        let managed = t.annotations().contains_key(STATE);
+                        if managed && Recorded::parse(t.annotations()).state != State::Awake {
+                            waiting_for.push(target.clone());
+                        }
+                    }
+                }
+                let wait = plan::targets_first(&plan::TargetsFirst {
+                    since,
+                    started,
+                    waiting_for,
+                    timeout: WAKE_GROUP_TIMEOUT,
+                    now,
+                });
+                match wait {
+                    plan::TargetsWait::Go => {}
+                    plan::TargetsWait::Wait(until) => {
+                        tracing::debug!(namespace = %name, "waking: waiting for its wake-with namespaces first");
+                        if announce {
+                            ctx.event(
+                                &self.ns_ref,
+                                EventType::Normal,
+                                "WaitingForWakeWith",
+                                format!(
+                                    "waking: its workloads are restored once {} {} awake ({}: before), at the latest at {}",
+                                    self.wake_with.join(", "),
+                                    if self.wake_with.len() == 1 { "is" } else { "are" },
+                                    annotations::WAKE_WITH_ORDER,
+                                    format_instant(until)
+                                ),
+                            )
+                            .await;
+                        }
+                        let left = decide::until(now, until) + Duration::from_millis(50);
+                        return Ok(Some(Action::requeue(left.min(TARGETS_RECHECK))));
+                    }
+                    plan::TargetsWait::TimedOut(late) => {
+                        let late = late.join(", ");
+                        tracing::warn!(namespace = %name, late, "wake-with namespaces not awake after the wake group timeout; restoring anyway");
+                        ctx.event(
+                            &self.ns_ref,
+                            EventType::Warning,
+                            "WakeWithTimeout",
+                            format!(
+                                "{late} not awake after {}s; restoring this namespace's workloads anyway",
+                                WAKE_GROUP_TIMEOUT.as_secs()
+                            ),
+                        )
+                        .await;
+                    }
+                }
+            }
             Effect::ClearAbandoned => {
-                patch_namespace(
-                    &ctx.client,
-                    name,
-                    json!({ annotations::ABANDONED_SINCE: null }),
-                )
-                .await?;
+                // The deletion label goes in the same request (metadata_patch).
+                self.annotate(json!({ annotations::ABANDONED_SINCE: null }))
+                    .await?;
+                self.recorded.abandoned_since = None;
                 m.namespace.abandoned(name, false);
                 tracing::info!(namespace = %name, "no longer abandoned");
             }
+            Effect::ScheduleDeletion(at) => {
+                if !still_as_read(&ctx.client, &self.ns).await? {
+                    return Ok(Some(Action::requeue(CONFLICT_RECHECK)));
+                }
+                let value = lifecycle::format_scheduled(at);
+                let labels = json!({ "metadata": { "labels": { DELETE_AFTER: value } } });
+                self.merge(labels).await?;
+                m.namespace.deletion_at(name, Some(at.timestamp()));
+                let when = format_instant(at);
+                let (policy, after) = self.deleting_policy();
+                tracing::warn!(namespace = %name, at = when, policy, "abandoned: deletion scheduled (the policy's deleteAfter)");
+                ctx.event(
+                    &self.ns_ref,
+                    EventType::Warning,
+                    "DeletionScheduled",
+                    format!(
+                        "abandoned since {}: the policy {policy} (deleteAfter {after}) deletes this namespace at {when} (label {DELETE_AFTER}={value}); counted activity, a wake or {}: \"true\" before then cancels it",
+                        self.recorded.abandoned_since.map_or_else(|| "-".into(), crate::model::format_precise),
+                        annotations::KEEP
+                    ),
+                )
+                .await;
+            }
+            Effect::CancelDeletion => {
+                let labels = json!({ "metadata": { "labels": { DELETE_AFTER: null } } });
+                self.merge(labels).await?;
+                self.deletion_cancelled("no longer abandoned under a policy with deleteAfter")
+                    .await;
+            }
+            Effect::Delete(at) => return self.delete(at).await.map(Some),
         }
         Ok(None)
+    }
+
+    /// The policy that deletes this namespace, and its `deleteAfter`, for
+    /// the Events.
+    fn deleting_policy(&self) -> (String, String) {
+        let empty = BTreeMap::new();
+        let labels = self.ns.metadata.labels.as_ref().unwrap_or(&empty);
+        let policy = self.config.policy_for(labels);
+        (
+            policy.map_or_else(|| "-".into(), |p| p.name.clone()),
+            policy
+                .and_then(|p| p.delete_after)
+                .map_or_else(|| "-".into(), crate::duration::format),
+        )
+    }
+
+    /// The deletion label is gone (removed with the mark, or alone): say so.
+    async fn deletion_cancelled(&self, why: &str) {
+        let (ctx, name) = (self.ctx, self.name.as_str());
+        ctx.metrics.namespace.deletion_at(name, None);
+        lock(&ctx.refused).remove(name);
+        tracing::info!(namespace = %name, why, "scheduled deletion cancelled");
+        ctx.event(
+            &self.ns_ref,
+            EventType::Normal,
+            "DeletionCancelled",
+            format!("the scheduled deletion is cancelled: {why}"),
+        )
+        .await;
+    }
+
+    /// Delete the namespace whose grace period ended at `at`, if it still
+    /// rests on what was read and still carries that label: a Warning Event
+    /// `Deleting` first (also in `default`, about the Namespace, since the
+    /// namespace's own Events go with it), then one request guarded by its
+    /// uid and resourceVersion. A 403 (no delete-namespaces component, or its
+    /// admission policy) leaves the namespace as it is: an error log, one
+    /// Warning Event `DeletionRefused`, and another try later.
+    async fn delete(&mut self, at: DateTime<Utc>) -> Result<Action, ReconcileError> {
+        let (ctx, name) = (self.ctx, self.name.as_str());
+        let m = &ctx.metrics;
+        // The plan never asks for it; deleting cannot be undone, so look again.
+        if lifecycle::protected(name, &ctx.own_namespaces) {
+            return Ok(Action::await_change());
+        }
+        let api: Api<Namespace> = Api::all(ctx.client.clone());
+        let value = lifecycle::format_scheduled(at);
+        let Some(current) = api.get_metadata_opt(name).await? else {
+            return Ok(Action::await_change());
+        };
+        if basis(&current.metadata) != basis(&self.ns.metadata)
+            || current.labels().get(DELETE_AFTER) != Some(&value)
+            || current.metadata.deletion_timestamp.is_some()
+        {
+            tracing::debug!(namespace = %name, "not deleted: the namespace changed since it was read");
+            return Ok(Action::requeue(CONFLICT_RECHECK));
+        }
+        let since = self
+            .recorded
+            .abandoned_since
+            .map_or_else(|| "-".into(), format_instant);
+        let (policy, after) = self.deleting_policy();
+        let retrying = lock(&ctx.refused).contains(name);
+        if !retrying {
+            let note = format!(
+                "abandoned since {since}; the deletion announced for {} (policy {policy}, deleteAfter {after}) is due: deleting namespace {name}",
+                format_instant(at)
+            );
+            ctx.event(&self.ns_ref, EventType::Warning, "Deleting", note.clone())
+                .await;
+            let mut cluster_scoped = self.ns_ref.clone();
+            cluster_scoped.namespace = None;
+            ctx.event(&cluster_scoped, EventType::Warning, "Deleting", note)
+                .await;
+        }
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: current.uid(),
+                resource_version: current.resource_version(),
+            }),
+            ..Default::default()
+        };
+        let result = |r: &str| m.namespace_deletions.with_label_values(&[r]).inc();
+        match api.delete(name, &params).await {
+            Ok(_) => {
+                result("deleted");
+                lock(&ctx.refused).remove(name);
+                m.namespace.deletion_at(name, None);
+                tracing::warn!(namespace = %name, since, policy, "abandoned namespace deleted (the policy's deleteAfter)");
+                Ok(Action::await_change())
+            }
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                result("refused");
+                tracing::error!(namespace = %name, error = %e.message, "cannot delete the abandoned namespace (403): install the delete-namespaces component to let Siesta delete; left as it is");
+                if lock(&ctx.refused).insert(name.to_string()) {
+                    ctx.event(
+                        &self.ns_ref,
+                        EventType::Warning,
+                        "DeletionRefused",
+                        format!(
+                            "the API server refused to let Siesta delete this namespace ({}); it is left as it is. Siesta may delete namespaces only with the delete-namespaces component (Helm: controller.deleteNamespaces=true); tried again every {}s",
+                            annotations::truncate(&e.message, 300),
+                            DELETION_RETRY.as_secs()
+                        ),
+                    )
+                    .await;
+                }
+                Ok(Action::requeue(DELETION_RETRY))
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Action::requeue(CONFLICT_RECHECK)),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The activity a transition for `reason` names: for a manual one, the
@@ -712,7 +961,7 @@ impl<'a> Executor<'a> {
             Account::Potential => (&ctx.potential, self.recorded.observed_saved, OBSERVED_SAVED),
         };
         if let Some(c) = savings.start(&self.name, since, rate, recorded, self.now, prices) {
-            patch_namespace(&ctx.client, &self.name, json!({ key: c.format() })).await?;
+            self.annotate(json!({ key: c.format() })).await?;
             match account {
                 Account::Saved => self.recorded.saved = Some(c),
                 Account::Potential => self.recorded.observed_saved = Some(c),
@@ -974,6 +1223,26 @@ async fn merge_namespace(
     Ok(())
 }
 
+/// RFC 7386 merge patch of a JSON document.
+pub(super) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::Value::Object(Default::default());
+    }
+    if let serde_json::Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+    }
+}
+
 /// The merge patch for a namespace's `siesta.dev/` annotations. State and
 /// reason are written as labels too, in the same request, so
 /// `kubectl get ns -L siesta.dev/state` shows them and `-l siesta.dev/state=asleep`
@@ -984,6 +1253,13 @@ fn metadata_patch(annotations: &serde_json::Value) -> serde_json::Value {
         if let Some(value) = annotations.get(key) {
             labels.insert(key.to_string(), value.clone());
         }
+    }
+    // The deletion label never outlives the abandoned mark.
+    if annotations
+        .get(annotations::ABANDONED_SINCE)
+        .is_some_and(serde_json::Value::is_null)
+    {
+        labels.insert(DELETE_AFTER.to_string(), serde_json::Value::Null);
     }
     let mut patch = json!({ "metadata": { "annotations": annotations } });
     if !labels.is_empty() {

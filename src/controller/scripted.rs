@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use super::events::Publisher;
-use super::reconcile::{Context, reconcile};
+use super::reconcile::{Context, merge_patch as merge, reconcile};
 use crate::activity::{AllAwake, Reporter};
 use crate::config::AdminConfig;
 use crate::metrics::Metrics;
@@ -38,22 +38,6 @@ struct Store {
     log: Vec<Seen>,
     version: u64,
     faults: Vec<Fault>,
-}
-
-/// RFC 7386 merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }
 
 impl Store {
@@ -108,6 +92,22 @@ impl Store {
                 (200, self.objects[&seen.path].clone())
             }
             "POST" => (201, seen.body.clone()),
+            "DELETE" => {
+                let Some(current) = self.objects.get(&seen.path).cloned() else {
+                    return not_found;
+                };
+                let pre = &seen.body["preconditions"];
+                let meta = &current["metadata"];
+                let holds = |field: &str| pre[field].is_null() || pre[field] == meta[field];
+                if !holds("uid") || !holds("resourceVersion") {
+                    return (
+                        409,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "Precondition failed"}),
+                    );
+                }
+                self.objects.remove(&seen.path);
+                (200, current)
+            }
             _ => not_found,
         }
     }
@@ -139,6 +139,10 @@ const WEB: &str = "/apis/apps/v1/namespaces/team-a/deployments/web";
 
 impl Scripted {
     fn new() -> Scripted {
+        Scripted::with_config(AdminConfig::default())
+    }
+
+    fn with_config(config: AdminConfig) -> Scripted {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let store = Arc::new(Mutex::new(Store::default()));
         let server = store.clone();
@@ -163,7 +167,7 @@ impl Scripted {
         let client = kube::Client::new(service, "default");
         let metrics = Arc::new(Metrics::new());
         let reporter = Reporter::new(Arc::new(AllAwake), None, None, metrics.clone());
-        let (_tx, config) = tokio::sync::watch::channel(Arc::new(AdminConfig::default()));
+        let (_tx, config) = tokio::sync::watch::channel(Arc::new(config));
         let ctx = Context::new(
             client.clone(),
             config,
@@ -734,4 +738,192 @@ async fn an_ordered_wake_restores_one_group_at_a_time_and_records_which_on_the_n
     );
     assert_eq!(group(&api), None);
     assert!(api.metric("siesta_wake_duration_seconds_count{namespace=\"team-a\"}") == Some(1.0));
+}
+
+/// A policy that marks namespaces labelled `preview: "true"` abandoned after
+/// an hour asleep and deletes them a day later.
+fn deleting_policy() -> AdminConfig {
+    crate::config::parse(
+        "siesta.yaml",
+        "policies:\n  - name: previews\n    namespaceSelector: {matchLabels: {preview: \"true\"}}\n    idleAfter: \"off\"\n    abandonAfter: 1h\n    deleteAfter: 1d\n",
+    )
+    .expect("a valid config")
+}
+
+/// The namespace under that policy, asleep since `asleep` ago, with these
+/// annotations and labels besides.
+fn abandoned(api: &Scripted, asleep: chrono::Duration, annotations: Value, labels: Value) {
+    let slept = crate::model::format_instant(Utc::now() - asleep);
+    let mut ns = namespace(json!({"siesta.dev/state": "asleep", "siesta.dev/state-since": slept}));
+    merge(&mut ns["metadata"]["annotations"], &annotations);
+    ns["metadata"]["labels"] = json!({"preview": "true"});
+    merge(&mut ns["metadata"]["labels"], &labels);
+    api.put(NS, ns);
+}
+
+/// The namespace under that policy asleep for 3 days, marked 2 days ago,
+/// its deletion due a second ago, with these annotations besides: (the
+/// label, the mark) as written.
+fn overdue(api: &Scripted, annotations: Value) -> (String, String) {
+    let past = (Utc::now() - chrono::Duration::seconds(1))
+        .timestamp()
+        .to_string();
+    let marked = crate::model::format_instant(Utc::now() - chrono::Duration::days(2));
+    let mut all = json!({"siesta.dev/abandoned-since": marked});
+    merge(&mut all, &annotations);
+    abandoned(
+        api,
+        chrono::Duration::days(3),
+        all,
+        json!({"siesta.dev/delete-after": past}),
+    );
+    (past, marked)
+}
+
+#[tokio::test]
+async fn an_abandoned_namespace_is_announced_then_deleted_when_its_grace_period_ends() {
+    let api = Scripted::with_config(deleting_policy());
+    abandoned(&api, chrono::Duration::hours(2), json!({}), json!({}));
+    let action = api.reconcile().await.expect("reconciled");
+    let ns = api.object(NS);
+    let since = ns["metadata"]["annotations"]["siesta.dev/abandoned-since"]
+        .as_str()
+        .expect("marked");
+    let label = ns["metadata"]["labels"]["siesta.dev/delete-after"]
+        .as_str()
+        .expect("the deletion label");
+    let at = chrono::DateTime::from_timestamp(label.parse().unwrap(), 0).unwrap();
+    let grace = at - Utc::now();
+    assert!(
+        grace > chrono::Duration::hours(23)
+            && grace <= chrono::Duration::days(1) + chrono::Duration::seconds(1),
+        "{grace:?}"
+    );
+    // Looked at again at the deletion, not before.
+    assert_ne!(action, Action::await_change());
+    let writes = api.writes();
+    let events: Vec<_> = writes.iter().filter_map(event_reason).collect();
+    assert_eq!(events, ["Abandoned", "DeletionScheduled"], "{writes:#?}");
+    let note = writes
+        .iter()
+        .find(|s| event_reason(s) == Some("DeletionScheduled"))
+        .unwrap()
+        .body["note"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        note.contains(&crate::model::format_instant(at)) && note.contains(since),
+        "{note}"
+    );
+    assert!(!writes.iter().any(|s| s.method == "DELETE"));
+    assert_eq!(
+        api.metric("siesta_namespace_deletion_timestamp_seconds{namespace=\"team-a\"}"),
+        Some(at.timestamp() as f64)
+    );
+
+    // The grace period is over (the label says so): a Warning, then the delete.
+    overdue(&api, json!({}));
+    let before = api.writes().len();
+    api.reconcile().await.expect("reconciled");
+    let writes = api.writes()[before..].to_vec();
+    let warned = position(&writes, |s| event_reason(s) == Some("Deleting"));
+    let deleted = position(&writes, |s| s.method == "DELETE" && s.path == NS);
+    assert!(warned < deleted, "{writes:#?}");
+    // One Event in the namespace, one in default that outlives it.
+    let homes: Vec<_> = writes
+        .iter()
+        .filter(|s| event_reason(s) == Some("Deleting"))
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        homes,
+        [
+            "/apis/events.k8s.io/v1/namespaces/team-a/events",
+            "/apis/events.k8s.io/v1/namespaces/default/events"
+        ]
+    );
+    // Guarded by what was read: uid and resourceVersion.
+    let pre = &writes[deleted].body["preconditions"];
+    assert_eq!(pre["uid"], "u1");
+    assert!(pre["resourceVersion"].is_string(), "{pre}");
+    assert!(!api.store.lock().unwrap().objects.contains_key(NS));
+    assert_eq!(
+        api.metric("siesta_namespace_deletions_total{result=\"deleted\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn without_the_delete_namespaces_component_the_namespace_is_left_as_it_is_with_one_warning() {
+    let api = Scripted::with_config(deleting_policy());
+    let (past, marked) = overdue(&api, json!({}));
+    api.fail(|s| {
+        (s.method == "DELETE").then(|| {
+            (
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                       "message": "namespaces \"team-a\" is forbidden: User \"system:serviceaccount:siesta-system:siesta-controller\" cannot delete resource \"namespaces\""}),
+            )
+        })
+    });
+    for _ in 0..2 {
+        let action = api.reconcile().await.expect("a refusal is no failure");
+        assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    }
+    // Still there, still marked and announced.
+    let ns = api.object(NS);
+    assert_eq!(ns["metadata"]["labels"]["siesta.dev/delete-after"], past);
+    assert_eq!(
+        ns["metadata"]["annotations"]["siesta.dev/abandoned-since"],
+        marked
+    );
+    let writes = api.writes();
+    let events: Vec<_> = writes.iter().filter_map(event_reason).collect();
+    // Announced once before the first try; refused once, however many tries.
+    assert_eq!(
+        events,
+        ["Deleting", "Deleting", "DeletionRefused"],
+        "{writes:#?}"
+    );
+    assert_eq!(writes.iter().filter(|s| s.method == "DELETE").count(), 2);
+    assert_eq!(
+        api.metric("siesta_namespace_deletions_total{result=\"refused\"}"),
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn keep_cancels_a_scheduled_deletion_and_protected_namespaces_are_never_deleted() {
+    // (the deletion label, the mark) on the namespace.
+    let recorded = |api: &Scripted| {
+        let ns = api.object(NS);
+        let meta = &ns["metadata"];
+        (
+            meta["labels"].get("siesta.dev/delete-after").cloned(),
+            meta["annotations"]
+                .get("siesta.dev/abandoned-since")
+                .cloned(),
+        )
+    };
+    let api = Scripted::with_config(deleting_policy());
+    overdue(&api, json!({"siesta.dev/keep": "true"}));
+    api.reconcile().await.expect("reconciled");
+    assert_eq!(recorded(&api), (None, None));
+    let writes = api.writes();
+    assert!(!writes.iter().any(|s| s.method == "DELETE"), "{writes:#?}");
+    assert!(
+        writes
+            .iter()
+            .any(|s| event_reason(s) == Some("DeletionCancelled"))
+    );
+
+    // The controller's own namespace: marked like any other, never deleted.
+    let mut ctx = Scripted::with_config(deleting_policy());
+    Arc::get_mut(&mut ctx.ctx).unwrap().own_namespaces = vec!["team-a".into()];
+    let (_, marked) = overdue(&ctx, json!({}));
+    ctx.reconcile().await.expect("reconciled");
+    let writes = ctx.writes();
+    assert!(!writes.iter().any(|s| s.method == "DELETE"), "{writes:#?}");
+    assert_eq!(recorded(&ctx), (None, Some(json!(marked))));
 }

@@ -51,6 +51,7 @@ pub enum Family {
     PotentialMemory,
     PotentialCost,
     Abandoned,
+    DeletionAt,
 }
 
 /// One namespace's series; `None` is a series that does not exist.
@@ -73,6 +74,8 @@ struct Series {
     observed_wakes: [Option<u64>; WAKE_TRIGGERS.len()],
     potential: Totals,
     abandoned: Option<i64>,
+    /// Unix seconds of the scheduled deletion, while one is.
+    deletion_at: Option<i64>,
 }
 
 /// Which savings: those of real sleeps (`siesta_saved_*`), or what observe
@@ -237,6 +240,12 @@ impl NamespaceSeries {
         self.with(namespace, |s| s.abandoned = Some(i64::from(abandoned)));
     }
 
+    /// `siesta_namespace_deletion_timestamp_seconds`: when the namespace is
+    /// to be deleted; `None` removes the series (nothing scheduled).
+    pub fn deletion_at(&self, namespace: &str, unix_seconds: Option<i64>) {
+        self.with(namespace, |s| s.deletion_at = unix_seconds);
+    }
+
     /// Observe mode's would-be state: `siesta_observed_asleep` 1 or 0, and
     /// its counters at 0 from then on (see [`NamespaceSeries::state`]).
     pub fn observed_state(&self, namespace: &str, state: State) {
@@ -367,7 +376,8 @@ impl Family {
             | Family::ReplicasAsleep
             | Family::WithoutRequests
             | Family::ObservedAsleep
-            | Family::Abandoned => proto::MetricType::GAUGE,
+            | Family::Abandoned
+            | Family::DeletionAt => proto::MetricType::GAUGE,
             Family::WakeDuration => proto::MetricType::HISTOGRAM,
             Family::Sleeps
             | Family::Wakes
@@ -399,6 +409,7 @@ impl Family {
             Family::PotentialMemory => out.extend(s.potential.memory.map(|v| counter(&only, v))),
             Family::ObservedAsleep => out.extend(int(s.observed_asleep).map(|v| gauge(&only, v))),
             Family::Abandoned => out.extend(int(s.abandoned).map(|v| gauge(&only, v))),
+            Family::DeletionAt => out.extend(int(s.deletion_at).map(|v| gauge(&only, v))),
             Family::WakeDuration => {
                 out.extend(s.wake_duration.as_deref().map(|h| histogram(&only, h)))
             }
