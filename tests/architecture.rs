@@ -18,6 +18,7 @@ const CORE: &[&str] = &[
     "gitops",
     "plan",
     "redirect",
+    "gateway",
 ];
 
 /// What the core must not use: an async runtime, the API client, metrics.
