@@ -25,6 +25,7 @@ pub mod config;
 pub mod controller;
 pub mod decide;
 pub mod duration;
+pub mod gateway;
 pub mod gitops;
 pub mod lifecycle;
 pub mod metrics;

@@ -19,6 +19,7 @@ const CORE: &[&str] = &[
     "plan",
     "lifecycle",
     "redirect",
+    "gateway",
 ];
 
 /// What the core must not use: an async runtime, the API client, metrics.

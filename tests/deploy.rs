@@ -806,6 +806,14 @@ impl Drop for RbacUnderTest {
     }
 }
 
+/// The Gateway API kinds both components read.
+const GATEWAY_API: [&str; 4] = [
+    "gatewayclasses.gateway.networking.k8s.io",
+    "gateways.gateway.networking.k8s.io",
+    "httproutes.gateway.networking.k8s.io",
+    "referencegrants.gateway.networking.k8s.io",
+];
+
 #[test]
 fn service_accounts_can_do_their_job_and_nothing_more() {
     let rbac = RbacUnderTest::apply();
@@ -890,6 +898,33 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     );
     check(c, true, "create", "events", elsewhere);
     check(c, true, "create", "events.events.k8s.io", elsewhere);
+    // Gateway API: read routes and what they name, write only status, and only route and class status.
+    for kind in GATEWAY_API {
+        check(c, true, "watch", kind, all);
+        check(c, false, "patch", kind, all);
+    }
+    check(
+        c,
+        true,
+        "patch",
+        "httproutes.gateway.networking.k8s.io:status",
+        all,
+    );
+    check(
+        c,
+        true,
+        "patch",
+        "gatewayclasses.gateway.networking.k8s.io:status",
+        None,
+    );
+    check(
+        c,
+        false,
+        "patch",
+        "gateways.gateway.networking.k8s.io:status",
+        all,
+    );
+    check(c, true, "watch", "services", all);
     // Never Secrets, Pods or anything it does not need.
     check(c, false, "get", "secrets", all);
     check(c, false, "list", "secrets", None);
@@ -929,6 +964,17 @@ fn service_accounts_can_do_their_job_and_nothing_more() {
     check(p, true, "watch", "services", all);
     check(p, true, "watch", "endpointslices.discovery.k8s.io", all);
     check(p, true, "watch", "namespaces", None);
+    for kind in GATEWAY_API {
+        check(p, true, "watch", kind, all);
+    }
+    // Route status is the leader controller's, not each proxy replica's.
+    check(
+        p,
+        false,
+        "patch",
+        "httproutes.gateway.networking.k8s.io:status",
+        all,
+    );
     check(p, true, "create", "leases.coordination.k8s.io", elsewhere);
     check(
         p,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what `make run`, `make test` and `make bench` need on a fresh machine:
-# Debian packages (only the missing ones), then the control plane and Flux from Go modules.
+# Debian packages (only the missing ones), then the control plane, Flux and the Gateway API CRDs from Go modules.
 set -euo pipefail
 need=()
 for pair in git:git openssl:openssl curl:curl jq:jq promtool:prometheus nginx:nginx wrk:wrk haproxy:haproxy h2load:nghttp2-client chromium:chromium chromedriver:chromium-driver; do
@@ -22,3 +22,4 @@ command -v go >/dev/null || { echo "[deps] Go is required to build the control p
 command -v cargo >/dev/null || { echo "[deps] cargo (Rust) is required" >&2; exit 1; }
 "$(dirname "$0")/cluster/build.sh" >/dev/null
 "$(dirname "$0")/cluster/build.sh" flux >/dev/null
+"$(dirname "$0")/cluster/build.sh" gateway-api >/dev/null

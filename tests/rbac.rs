@@ -147,6 +147,43 @@ async fn the_proxy_routes_an_ingress_and_wakes_a_namespace_with_only_its_shipped
         Some("http")
     );
 
+    // An HTTPRoute to the same Service: the proxy serves it, the controller
+    // writes its status, each with only its shipped role.
+    let class = unique("rbac-gwc");
+    let route_host = format!("{ns}.route.rbac.test");
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: {class}}}\nspec: {{controllerName: siesta.dev/gateway}}\n---\n\
+             apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: {ns}}}\nspec: {{gatewayClassName: {class}, listeners: [{{name: http, port: 80, protocol: HTTP}}]}}\n---\n\
+             apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: web, namespace: {ns}}}\nspec: {{parentRefs: [{{name: gw}}], hostnames: [{route_host}], rules: [{{backendRefs: [{{name: web, port: {upstream}}}]}}]}}\n"
+        )),
+    );
+    eventually("the route served", Duration::from_secs(20), || async {
+        get_via_proxy(listen, &route_host).await.ends_with("hello")
+    })
+    .await;
+    eventually(
+        "the route's status written",
+        Duration::from_secs(20),
+        || async {
+            kubectl(
+                &[
+                    "get",
+                    "httproute",
+                    "web",
+                    "-n",
+                    &ns,
+                    "-o",
+                    "jsonpath={.status.parents[*].conditions[*].status}",
+                ],
+                None,
+            ) == "True True"
+        },
+    )
+    .await;
+    kubectl(&["delete", "gatewayclass", &class, "--wait=false"], None);
+
     for (who, metrics) in [
         ("proxy", proxy.metrics().await),
         ("controller", ctl.metrics().await),

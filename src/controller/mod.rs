@@ -3,6 +3,7 @@
 //! [`crate::scaler`] to sleep or wake it. Only the leader writes.
 
 pub mod events;
+pub mod gateway;
 pub mod leader;
 pub mod reconcile;
 pub mod redirect;
@@ -280,6 +281,8 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
         metrics.clone(),
     );
 
+    let gateway = gateway::start(&client, &mut tasks, metrics.clone());
+
     let (stop_trigger, stop) = crate::supervisor::stop_signal();
     let leading = lead(
         client.clone(),
@@ -290,6 +293,7 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
         Term {
             concurrency: settings.concurrency,
             redirects,
+            gateway,
         },
         stop,
     );
@@ -458,6 +462,7 @@ async fn lead(
             let hold_timeout = ctx.config.borrow().proxy.hold_timeout;
             tokio::spawn(r.run(states.clone(), hold_timeout))
         });
+        let gateway_statuses = tokio::spawn(term_with.gateway.clone().run());
         // Everything known so far gets one reconcile, alongside changes,
         // timers and triggers. Paced by finished reconciles: fed at once,
         // 10,000 namespaces would sit in kube-runtime's scheduler together,
@@ -523,6 +528,7 @@ async fn lead(
         if let Some(task) = redirecting {
             task.abort();
         }
+        gateway_statuses.abort();
         if end.await == End::Stop {
             leader::release(&client, &election).await;
             tracing::info!("stopped leading; leader lease released");
@@ -536,6 +542,7 @@ async fn lead(
 struct Term {
     concurrency: u16,
     redirects: Option<redirect::Redirects>,
+    gateway: gateway::Statuses,
 }
 
 /// The namespaces this controller runs in and uses, never deleted: its

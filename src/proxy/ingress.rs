@@ -1,7 +1,8 @@
-//! Routes from the cluster: Ingresses of class `siesta`, resolved through their
-//! Services to ready endpoints (EndpointSlices) or an ExternalName, so a freshly
-//! woken pod is used the moment it is ready. Also the Namespace watch that feeds
-//! the hold gate. Watch events only mark the table stale; one task rebuilds it,
+//! Routes from the cluster: Ingresses of class `siesta` (and, beside them,
+//! HTTPRoutes: [`super::gateway`]), resolved through their Services to ready
+//! endpoints (EndpointSlices) or an ExternalName, so a freshly woken pod is
+//! used the moment it is ready. Also the Namespace watch that feeds the hold
+//! gate. Watch events only mark the table stale; one task rebuilds it,
 //! coalescing bursts.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::metrics::{ErrorKind, Metrics};
 
+use super::gateway;
 use super::hold::Namespaces;
 use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
 
@@ -61,7 +63,8 @@ pub async fn watch_namespaces(
     }
 }
 
-/// The three stores behind Ingress routes and redirect ports.
+/// The three stores behind Ingress routes and redirect ports, and the
+/// HTTPRoute source.
 #[derive(Clone)]
 pub struct ClusterRoutes {
     ingresses: Store<Ingress>,
@@ -74,6 +77,7 @@ pub struct ClusterRoutes {
     /// kube-proxy rule not yet rewritten, a kept-alive connection of an
     /// ingress controller) is still forwarded to the Service's pods.
     recent: Arc<Mutex<BTreeMap<u16, (Allocation, Instant)>>>,
+    gateway: gateway::Source,
 }
 
 /// How long a redirect port stays served after its slice is deleted.
@@ -81,7 +85,9 @@ pub const PORT_LINGER: Duration = Duration::from_secs(60);
 
 /// Start the Ingress, Service and EndpointSlice watches and the rebuild task;
 /// returns once the first table is built. `redirect_ports`: the redirect
-/// ports to route (`None`: none).
+/// ports to route (`None`: none). HTTPRoutes join the table when their
+/// watches are synced, without holding it back (nor when the Gateway API is
+/// not installed).
 pub async fn start(
     client: kube::Client,
     routes: watch::Sender<Arc<RouteTable>>,
@@ -119,7 +125,7 @@ pub async fn start(
         reflector(
             w3,
             watcher(
-                Api::<EndpointSlice>::all(client),
+                Api::<EndpointSlice>::all(client.clone()),
                 watcher::Config::default(),
             ),
         ),
@@ -132,6 +138,7 @@ pub async fn start(
         slices,
         redirect_ports,
         recent: Arc::default(),
+        gateway: gateway::Source::start(client, stale.clone(), metrics.clone()),
     };
     let synced = tokio::try_join!(
         view.ingresses.wait_until_ready(),
@@ -153,7 +160,8 @@ pub async fn start(
     Ok(())
 }
 
-fn reflector<K>(
+/// A watch kept in a store, retried with backoff (every route source's).
+pub fn reflector<K>(
     writer: reflector::store::Writer<K>,
     events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
 ) -> impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static
@@ -164,7 +172,8 @@ where
     reflector::reflector(writer, events.default_backoff())
 }
 
-fn drive<K: Send + 'static>(
+/// Run a store's watch: each event marks `stale`, each error is logged and counted.
+pub fn drive<K: Send + 'static>(
     events: impl Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
     stale: Arc<Notify>,
     metrics: Arc<Metrics>,
@@ -268,6 +277,9 @@ impl ClusterRoutes {
             let route = Route::new(Some(Arc::from(a.namespace.as_str())), backend);
             table.add_port(port, Arc::new(route), a.speaks_http());
         }
+        // After every Ingress rule: an Ingress keeps a host and path both claim.
+        self.gateway
+            .add_routes(self, &mut table, &slices_by_service);
         table
     }
 
@@ -290,6 +302,13 @@ impl ClusterRoutes {
             current.entry(*port).or_insert_with(|| a.clone());
         }
         current
+    }
+
+    /// Whether the Service exists (a backendRef to a missing one is refused).
+    pub fn has_service(&self, ns: &str, name: &str) -> bool {
+        self.services
+            .get(&ObjectRef::new(name).within(ns))
+            .is_some()
     }
 
     fn resolve(&self, ns: &str, backend: &IngressBackend, slices: &SlicesByService) -> Backend {
@@ -428,5 +447,38 @@ pub fn trusted_slice(slice: &EndpointSlice, service_has_selector: bool) -> bool 
         managed_by == Some(ENDPOINTSLICE_CONTROLLER)
     } else {
         managed_by != Some(crate::redirect::MANAGER)
+    }
+}
+
+/// A store holding these objects, without a cluster (unit tests).
+#[cfg(test)]
+pub(super) fn store_of<K>(objects: Vec<K>) -> Store<K>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    let (store, mut writer) = reflector::store();
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(o));
+    }
+    store
+}
+
+#[cfg(test)]
+impl ClusterRoutes {
+    /// Routes over these objects and HTTPRoute source, without a cluster.
+    pub(super) fn over(
+        ingresses: Vec<Ingress>,
+        services: Vec<Service>,
+        gateway: gateway::Source,
+    ) -> ClusterRoutes {
+        ClusterRoutes {
+            ingresses: store_of(ingresses),
+            services: store_of(services),
+            slices: store_of(vec![]),
+            redirect_ports: None,
+            recent: Arc::default(),
+            gateway,
+        }
     }
 }

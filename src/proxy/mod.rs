@@ -5,7 +5,7 @@
 //! 1. refuse what is never served (CONNECT; no host or two; a target that is
 //!    not a path or hides a separator, [`target`]);
 //! 2. route by host and normalised path ([`routes`], from the routes file or
-//!    [`ingress`]), unknown host 404;
+//!    [`ingress`] with [`gateway`]), unknown host 404;
 //! 3. record activity for the route's namespace ([`crate::activity::Reporter`]),
 //!    unless it is a health check; for a sleeping namespace that record is the
 //!    wake request, written once;
@@ -24,6 +24,7 @@ pub mod admission;
 pub mod chunked;
 pub mod drain;
 pub mod forward;
+pub mod gateway;
 pub mod h1;
 pub mod headers;
 pub mod hold;
@@ -78,7 +79,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Listen address for /metrics, /healthz and /readyz.
     pub admin_listen: SocketAddr,
-    /// Static routes file; without it, routes come from Ingresses of class `siesta`.
+    /// Static routes file; without it, routes come from Ingresses of class `siesta`
+    /// and HTTPRoutes of Gateways of `controllerName: siesta.dev/gateway`.
     pub routes: Option<PathBuf>,
     /// TLS certificate and private key (PEM) for the traffic listener (enables h2 over TLS).
     pub tls_cert: Option<PathBuf>,
@@ -135,7 +137,7 @@ pub fn limits(cfg: &AdminConfig) -> ProxyLimits {
 
 /// How a proxy is started (by `run`, or by tests).
 pub struct Options {
-    /// Static routes; `None` means Ingresses of class `siesta` (needs a cluster).
+    /// Static routes; `None` means Ingresses of class `siesta` and HTTPRoutes (needs a cluster).
     pub routes: Option<RouteTable>,
     /// Static routes from this file instead, re-read every 2 s: a changed file
     /// replaces the routes (an invalid one is logged and the routes in force kept).

@@ -11,6 +11,9 @@
 #   $SIESTA_CACHE/flux-source-controller-<v>/     source-controller, crds/*.yaml, role.yaml
 #   $SIESTA_CACHE/flux-kustomize-controller-<v>/  kustomize-controller, crds/*.yaml, role.yaml
 #   $SIESTA_CACHE/git-http-<sha>/                 git-http (git http-backend over HTTP, git-http/main.go)
+#
+#   tests/cluster/build.sh gateway-api   the Gateway API standard-channel CRDs, printing:
+#   $SIESTA_CACHE/gateway-api-<v>/                *.yaml (config/crd/standard/ of sigs.k8s.io/gateway-api)
 # Each build's time is written to build-seconds in its directory and logged.
 # Go's own caches (GOMODCACHE, GOCACHE: ~/go/pkg/mod, ~/.cache/go-build by
 # default) hold the downloaded modules and compiled packages, outside the repository.
@@ -117,10 +120,28 @@ flux_parts() {
   echo "$out"
 }
 
+# gateway_api: the standard-channel CRDs of sigs.k8s.io/gateway-api at
+# GATEWAY_API_VERSION, from the module (nothing to build), into $cache/gateway-api-<v>.
+gateway_api() {
+  local out=$cache/gateway-api-$GATEWAY_API_VERSION
+  if [ ! -e "$out/.done" ]; then
+    log "fetching the Gateway API $GATEWAY_API_VERSION CRDs into $out"
+    local moddir
+    moddir=$(cd "$cache" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+      sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    mkdir -p "$out"
+    cp "$moddir"/config/crd/standard/*.yaml "$out/"
+    chmod u+w "$out"/*.yaml
+    touch "$out/.done"
+  fi
+  echo "$out"
+}
+
 case "${1:-cluster}" in
   cluster) ;;
   flux) flux_parts; exit 0 ;;
-  *) echo "usage: $0 [cluster|flux]" >&2; exit 2 ;;
+  gateway-api) gateway_api; exit 0 ;;
+  *) echo "usage: $0 [cluster|flux|gateway-api]" >&2; exit 2 ;;
 esac
 
 k8s_dir=$cache/k8s-$K8S_VERSION

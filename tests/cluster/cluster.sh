@@ -182,7 +182,17 @@ N
   wait_for 60 "fake nodes Ready" kubectl wait --for=condition=Ready node --all --timeout=1s
   wait_for 60 "the default service account" kubectl get serviceaccount default -n default
   kubectl create namespace siesta-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  gateway_api_crds
   log "up: $("$k8s_bin/kubectl" version --kubeconfig "$dir/kubeconfig" -o json | jq -r .serverVersion.gitVersion), $nodes fake nodes, state in $dir"
+}
+
+# The Gateway API standard-channel CRDs (GATEWAY_API_VERSION), for siesta
+# proxy's HTTPRoutes; server-side, since they exceed the client-side annotation.
+gateway_api_crds() {
+  local crds
+  crds=$("$here/build.sh" gateway-api)
+  kubectl apply --server-side --force-conflicts -f "$crds" >/dev/null
+  log "Gateway API $GATEWAY_API_VERSION CRDs applied"
 }
 
 # Routes of the machine (other than the default route and ours) that overlap $1.
