@@ -376,8 +376,8 @@ async fn a_backend_in_another_namespace_is_refused_until_a_reference_grant_allow
     let (status, _) = get_routed(addr, &host, "/app").await;
     assert_eq!(
         status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the rule is served, its backend refused"
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the rule is served, its backend refused (500, as Gateway API says)"
     );
 
     Api::<ReferenceGrant>::namespaced(c.clone(), &backend_ns)

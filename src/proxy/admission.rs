@@ -177,6 +177,7 @@ impl Proxy {
         let host = match &route.backend {
             routes::Backend::Service(s) => Cow::Owned(s.name.clone()),
             routes::Backend::Static(a) => Cow::Owned(a.to_string()),
+            routes::Backend::Invalid => Cow::Borrowed(""),
         };
         let gate = Gate {
             host,
@@ -230,7 +231,8 @@ impl Proxy {
         })
     }
 
-    /// Where a routed request goes now: an upstream, or 503 while none is ready.
+    /// Where a routed request goes now: an upstream, 503 while none is
+    /// ready, 500 for a backend the route may not use.
     fn to_upstream(&self, route: Arc<Route>, target: Option<Box<str>>) -> Result<Forward, Refused> {
         match route.upstream() {
             Some(upstream) => Ok(Forward {
@@ -238,10 +240,16 @@ impl Proxy {
                 upstream,
                 target,
             }),
-            None => Err(Refused {
-                route: Some(route),
-                why: Refusal::NoEndpoint,
-            }),
+            None => {
+                let why = match route.backend {
+                    routes::Backend::Invalid => Refusal::InvalidBackend,
+                    _ => Refusal::NoEndpoint,
+                };
+                Err(Refused {
+                    route: Some(route),
+                    why,
+                })
+            }
         }
     }
 

@@ -20,7 +20,7 @@ use crate::gateway::{self, PathRule, Snapshot};
 use crate::metrics::{ErrorKind, Metrics};
 
 use super::ingress::{ClusterRoutes, PortRef, SlicesByService, drive, reflector};
-use super::routes::{Backend, PathMatch, Route, RouteTable, ServiceTarget};
+use super::routes::{Backend, PathMatch, Route, RouteTable};
 
 /// How often to look for the Gateway API CRDs while they are not installed.
 pub const RETRY: Duration = Duration::from_secs(30);
@@ -196,8 +196,8 @@ impl Source {
                             slices,
                         ),
                     ),
-                    // Refused or missing: 503 for this rule, and no one's activity.
-                    None => (None, Backend::Service(ServiceTarget::default())),
+                    // Refused or missing: 500 for this rule (Gateway API), and no one's activity.
+                    None => (None, Backend::Invalid),
                 };
                 let path = match served.path {
                     PathRule::Exact(p) => PathMatch::Exact(p),
@@ -338,7 +338,7 @@ mod tests {
             .expect("a route, not a fall-through");
         assert!(
             refused.namespace.is_none() && refused.upstream().is_none(),
-            "503, and no one's activity"
+            "500, and no one's activity"
         );
         assert!(table.find("other.test", "/").is_none());
     }

@@ -475,6 +475,7 @@ pub enum Refusal {
     TooManyHeld,
     HoldTimeout,
     NoEndpoint,
+    InvalidBackend,
     WakePage(String),
     Upstream(forward::ForwardError),
 }
@@ -509,6 +510,11 @@ impl Refusal {
                 false,
             ),
             Refusal::NoEndpoint => (StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n", true),
+            Refusal::InvalidBackend => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the route's backend is refused or does not exist\n",
+                false,
+            ),
             Refusal::WakePage(host) => {
                 return wake_page::page(&host).map(|b| Either::Right(Full::new(b)));
             }

@@ -40,6 +40,9 @@ pub enum Backend {
     Static(http::uri::Authority),
     /// A Service port, resolved to ready endpoints (Ingress).
     Service(ServiceTarget),
+    /// A backend the route may not use or that does not exist (an HTTPRoute's
+    /// refused or unresolved backendRef): answered 500, as Gateway API says.
+    Invalid,
 }
 
 /// A Service port as the route table last resolved it.
@@ -134,13 +137,14 @@ impl Route {
                     h2c: s.h2c,
                 })
             }
+            Backend::Invalid => None,
         }
     }
 
     /// Whether an endpoint is ready (always for static and ExternalName routes).
     pub fn ready(&self) -> bool {
         match &self.backend {
-            Backend::Static(_) => true,
+            Backend::Static(_) | Backend::Invalid => true,
             Backend::Service(s) => s.external.is_some() || !s.endpoints.is_empty(),
         }
     }
