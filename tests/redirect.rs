@@ -228,6 +228,8 @@ async fn a_sleeping_service_wakes_on_its_first_http_request_and_tcp_connection_f
     let db = redirected(&kube, &ns, "db", "pg", range.clone()).await;
     let s = connect(db).await;
     let (r, mut w) = s.into_split();
+    // Sent while held: it reaches the pod once the connection is spliced.
+    w.write_all(b"early\n").await.unwrap();
     let mut lines = BufReader::new(r).lines();
     let greeting = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
@@ -239,6 +241,7 @@ async fn a_sleeping_service_wakes_on_its_first_http_request_and_tcp_connection_f
         pods.iter().any(|ip| greeting == format!("pong {ip}")),
         "{greeting} (pods {pods:?})"
     );
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("early"));
     w.write_all(b"ping\n").await.unwrap();
     assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ping"));
     awake_without_redirects(&kube, &ns).await;
@@ -327,8 +330,8 @@ async fn a_thousand_concurrent_first_requests_make_one_wake_write_and_all_get_th
 
 /// The attacker's side of a plain TCP redirect port: held connections are
 /// bounded per namespace (one over the bound is closed at once, whatever it
-/// sends), one that hangs up frees its place at once, and nothing reaches
-/// the Service before its pods are ready. No controller: the namespace stays
+/// sends), and one that hangs up, having sent bytes or not, frees its place
+/// at once. No controller: the namespace stays
 /// asleep, and the redirect slice is written by hand.
 #[tokio::test(flavor = "multi_thread")]
 async fn held_tcp_connections_are_bounded_and_a_hang_up_frees_its_place() {
@@ -411,9 +414,11 @@ async fn held_tcp_connections_are_bounded_and_a_hang_up_frees_its_place() {
         .expect("the connection over the bound is closed at once");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     assert_eq!(p.proxy.held(&ns), 2);
-    drop(first);
-    assert!(held(1).await, "a hang-up frees its place");
+    drop(second);
+    assert!(held(1).await, "a hang-up after sending frees its place");
     let _fourth = connect(to).await;
     assert!(held(2).await, "and the place is taken again");
+    drop(first);
+    assert!(held(1).await, "a hang-up without sending frees its place");
     remove_namespace(&kube, &ns).await;
 }

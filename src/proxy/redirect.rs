@@ -7,8 +7,9 @@
 //!   the port's Service ([`Proxy::for_port`]): recorded, the waking page for
 //!   browsers or held, then forwarded to the Service's own ready endpoints;
 //! - TCP: the connection is recorded and held (the same hold limits and
-//!   timeout as an HTTP request; bytes the client sends meanwhile stay in
-//!   the kernel's socket buffer, unread), then spliced to a ready endpoint.
+//!   timeout as an HTTP request; of what the client sends meanwhile the
+//!   first 1 KiB is read, to see a hang-up, and the rest stays in the
+//!   kernel's socket buffer), then spliced to a ready endpoint.
 //!
 //! A port is listened on while the table lists it (which it does for
 //! [`super::ingress::PORT_LINGER`] after its slice goes); a port that cannot
@@ -19,13 +20,14 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::drain::Drain;
 use super::routes::RouteTable;
-use super::{Proxy, server};
+use super::{Proxy, prehold, server};
 use crate::metrics::ErrorKind;
 use crate::slots::Admit;
 
@@ -139,13 +141,15 @@ async fn serve_tcp(listener: TcpListener, proxy: Arc<Proxy>, mut drain: Drain) {
 }
 
 /// One TCP connection: admitted and held like a request, then joined to a
-/// ready endpoint of the Service; a client that hangs up while held frees
-/// its place at once.
+/// ready endpoint of the Service. While held, up to [`server::HELD_READ`]
+/// bytes the client sends are read (to see a hang-up, which frees its place
+/// at once) and sent on first; the rest waits in the socket.
 async fn splice(proxy: &Proxy, mut client: TcpStream, peer: SocketAddr) {
     let admission = proxy.admit_stream();
+    let mut early = Vec::new();
     let settled = tokio::select! {
         settled = proxy.settle(admission) => settled,
-        () = hung_up(&client) => return,
+        () = prehold::hung_up(&mut client, &mut early, server::HELD_READ) => return,
     };
     let forward = match settled {
         Ok(f) => f,
@@ -170,15 +174,9 @@ async fn splice(proxy: &Proxy, mut client: TcpStream, peer: SocketAddr) {
     };
     let _ = upstream.set_nodelay(true);
     let _ = client.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-}
-
-/// Resolves when the client closes before sending anything; once it has
-/// sent bytes, never (they wait in the socket for the upstream).
-async fn hung_up(client: &TcpStream) {
-    let mut byte = [0u8; 1];
-    match client.peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+    if upstream.write_all(&early).await.is_err() {
+        return;
     }
+    drop(early);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
