@@ -168,3 +168,79 @@ async fn with_wake_with_order_before_the_named_namespace_is_ready_before_the_fir
         remove_namespace(&c, ns).await;
     }
 }
+
+/// A `before` wake survives a restart of the controller: while the named
+/// namespace cannot get ready (its pods cannot be scheduled), the first
+/// one's workloads stay at zero, before and after a new controller takes
+/// over; once the named namespace is ready they are restored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_before_wake_waits_across_a_controller_restart() {
+    const GROUP: &str = "wake-with-restart";
+    let c = client().await;
+    let mut ctl = Siesta::controller(SIESTA, GROUP, &[]);
+    ctl.wait_ready().await;
+    let db = namespace(&c, "restart-db", GROUP, MANUAL).await;
+    let app = namespace(&c, "restart-app", GROUP, MANUAL).await;
+    annotate_namespace(
+        &c,
+        &app,
+        json!({"siesta.dev/wake-with": db, "siesta.dev/wake-with-order": "before"}),
+    )
+    .await;
+    let mut unschedulable = workload("web").replicas(1).deployment();
+    if let Some(pod) = unschedulable
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+    {
+        pod.node_selector = Some([("siesta-test/no-such-node".into(), "x".into())].into());
+    }
+    create(&c, &db, &unschedulable).await;
+    create(&c, &app, &workload("web").replicas(1).deployment()).await;
+    sleep_and_wait(&c, &db).await;
+    sleep_and_wait(&c, &app).await;
+
+    annotate_namespace(&c, &app, json!({"siesta.dev/action": "wake"})).await;
+    state_is(&c, &db, "waking", Duration::from_secs(30)).await;
+    let still_waiting = |what: &'static str| {
+        let (c, app, db) = (c.clone(), app.clone(), db.clone());
+        async move {
+            for _ in 0..20 {
+                let (web, db_ready) = sample(&c, &app, &db).await;
+                assert_eq!((web, db_ready), (0, 0), "{what}: web restored too early");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    still_waiting("before the restart").await;
+    ctl.kill();
+    let ctl = Siesta::controller(SIESTA, GROUP, &[]);
+    ctl.wait_ready().await;
+    // The new controller leads once the old lease runs out (4 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    still_waiting("after the restart").await;
+    assert_eq!(
+        ns_annotation(&c, &app, "siesta.dev/state").await.as_deref(),
+        Some("waking")
+    );
+
+    // The named namespace can get ready now: then, and only then, web.
+    Api::<Deployment>::namespaced(c.clone(), &db)
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"template": {"spec": {"nodeSelector": null}}}}),
+            ),
+        )
+        .await
+        .expect("make db schedulable");
+    for ns in [&db, &app] {
+        state_is(&c, ns, "awake", Duration::from_secs(60)).await;
+    }
+    assert_eq!(sample(&c, &app, &db).await, (1, 1));
+    drop(ctl);
+    for ns in [&app, &db] {
+        remove_namespace(&c, ns).await;
+    }
+}
