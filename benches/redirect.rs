@@ -60,16 +60,7 @@ async fn main() {
     let proxy_svc = unique("siesta-proxy");
     create_proxy_service(&kube, &proxy_svc).await;
     pod_http_backend(POD_PORT);
-    let ctl = Siesta::controller(
-        SIESTA,
-        GROUP,
-        &[
-            "--proxy-service",
-            &format!("siesta-system/{proxy_svc}"),
-            "--redirect-ports",
-            PORTS,
-        ],
-    );
+    let ctl = Siesta::redirect_controller(SIESTA, GROUP, &proxy_svc, PORTS);
     let listen = SocketAddr::new(host_ip(), free_port());
     let proxy = Siesta::start(
         SIESTA,

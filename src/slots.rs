@@ -87,10 +87,10 @@ impl Slots {
         t.open += 1;
         let signal = Arc::new(Signal::default());
         t.make_evictable(&signal);
-        let slot = Slot {
+        let slot = Slot(SlotRef {
             slots: self.clone(),
             signal,
-        };
+        });
         if evicted {
             Admit::Evicted(slot)
         } else {
@@ -138,22 +138,46 @@ impl Table {
 
 /// One connection's place; dropping it gives the place back.
 #[derive(Debug)]
-pub struct Slot {
-    slots: Arc<Slots>,
-    signal: Arc<Signal>,
-}
+pub struct Slot(SlotRef);
 
 impl Slot {
     /// The connection is doing real work (authenticated, or serving a
     /// request): it cannot be evicted until [`Slot::evictable`].
+    pub fn keep(&self) {
+        self.0.keep();
+    }
+
+    /// The connection waits for a client that may never come (a keep-alive
+    /// connection between requests): it is the newest evictable one.
+    pub fn evictable(&self) {
+        self.0.evictable();
+    }
+
+    /// Another handle on this place, for what outlives a borrow of the slot
+    /// (the task serving the connection, once spawned; the requests of a
+    /// connection): it can keep the place or make it evictable, and abort
+    /// the task at eviction, but only the [`Slot`] gives the place back.
+    pub fn on_evict(&self) -> SlotRef {
+        self.0.clone()
+    }
+}
+
+/// See [`Slot::on_evict`].
+#[derive(Clone, Debug)]
+pub struct SlotRef {
+    slots: Arc<Slots>,
+    signal: Arc<Signal>,
+}
+
+impl SlotRef {
+    /// See [`Slot::keep`].
     pub fn keep(&self) {
         if self.signal.key.load(Ordering::Relaxed) != 0 {
             self.slots.table().keep(&self.signal);
         }
     }
 
-    /// The connection waits for a client that may never come (a keep-alive
-    /// connection between requests): it is the newest evictable one.
+    /// See [`Slot::evictable`].
     pub fn evictable(&self) {
         let mut t = self.slots.table();
         if !self.signal.evicted.load(Ordering::Acquire) {
@@ -162,24 +186,6 @@ impl Slot {
         }
     }
 
-    /// What names the task serving the connection once it is spawned (the
-    /// slot itself moves into the task).
-    pub fn on_evict(&self) -> OnEvict {
-        OnEvict {
-            slots: self.slots.clone(),
-            signal: self.signal.clone(),
-        }
-    }
-}
-
-/// See [`Slot::on_evict`].
-#[derive(Debug)]
-pub struct OnEvict {
-    slots: Arc<Slots>,
-    signal: Arc<Signal>,
-}
-
-impl OnEvict {
     /// Abort `task` if the slot is evicted (at once, if it already was).
     pub fn abort(self, task: AbortHandle) {
         let _t = self.slots.table();
@@ -192,9 +198,9 @@ impl OnEvict {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut t = self.slots.table();
-        if !self.signal.evicted.load(Ordering::Acquire) {
-            t.keep(&self.signal);
+        let mut t = self.0.slots.table();
+        if !self.0.signal.evicted.load(Ordering::Acquire) {
+            t.keep(&self.0.signal);
             t.open -= 1;
         }
     }
@@ -212,7 +218,7 @@ mod tests {
     }
 
     fn is_evicted(s: &Slot) -> bool {
-        s.signal.evicted.load(Ordering::Acquire)
+        s.0.signal.evicted.load(Ordering::Acquire)
     }
 
     #[test]

@@ -155,16 +155,8 @@ impl Fixture {
         create_proxy_service(&kube, &proxy_svc).await;
         pod_http_backend(pod_port);
         pod_tcp_backend(pod_port + 1);
-        let controller = Siesta::controller(
-            SIESTA,
-            group,
-            &[
-                "--proxy-service",
-                &format!("siesta-system/{proxy_svc}"),
-                "--redirect-ports",
-                &self::ports(&ports),
-            ],
-        );
+        let controller =
+            Siesta::redirect_controller(SIESTA, group, &proxy_svc, &self::ports(&ports));
         Fixture {
             kube,
             proxy_svc,

@@ -274,12 +274,7 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
         ),
     );
 
-    let redirects = redirect::start(
-        &client,
-        &mut tasks,
-        settings.redirect.clone(),
-        metrics.clone(),
-    );
+    let redirects = redirect::start(&client, settings.redirect.clone(), metrics.clone());
 
     let gateway = gateway::start(&client, &mut tasks, metrics.clone());
 

@@ -8,19 +8,19 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::proxy::ingress;
 use tokio::sync::Notify;
 
 use crate::annotations::{ORIGINAL_REPLICAS, Recorded};
 use crate::metrics::{ErrorKind, Metrics};
 use crate::redirect::{self, Cluster, NamespaceView, WorkloadView, Write};
-use crate::supervisor::Supervisor;
 
 /// Where the proxy is and which ports redirects may take.
 #[derive(Clone, Debug)]
@@ -62,15 +62,12 @@ const MIN_LINGER: Duration = Duration::from_secs(60);
 /// Start the watches; `None` when redirects are off.
 pub fn start(
     client: &kube::Client,
-    tasks: &mut Supervisor,
     settings: Settings,
     metrics: Arc<Metrics>,
 ) -> Option<Redirects> {
     settings.proxy_service.as_ref()?;
     let changed = Arc::new(Notify::new());
     let services = watch(
-        tasks,
-        "redirect service watch",
         Api::all(client.clone()),
         &changed,
         &metrics,
@@ -80,8 +77,6 @@ pub fn start(
         },
     );
     let slices = watch(
-        tasks,
-        "redirect endpointslice watch",
         Api::all(client.clone()),
         &changed,
         &metrics,
@@ -90,8 +85,6 @@ pub fn start(
         },
     );
     let deployments = watch(
-        tasks,
-        "redirect deployment watch",
         Api::all(client.clone()),
         &changed,
         &metrics,
@@ -104,8 +97,6 @@ pub fn start(
         },
     );
     let statefulsets = watch(
-        tasks,
-        "redirect statefulset watch",
         Api::all(client.clone()),
         &changed,
         &metrics,
@@ -138,9 +129,9 @@ fn slim_meta(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMe
     }
 }
 
+/// A slimmed store of `api`, its watch run as the proxy runs its route
+/// watches (every event pokes `changed`).
 fn watch<K>(
-    tasks: &mut Supervisor,
-    component: &'static str,
     api: Api<K>,
     changed: &Arc<Notify>,
     metrics: &Arc<Metrics>,
@@ -156,25 +147,12 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let events = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default().page_size(super::LIST_PAGE))
-            .default_backoff()
-            .modify(slim),
+    let events = watcher(api, watcher::Config::default().page_size(super::LIST_PAGE)).modify(slim);
+    ingress::drive(
+        ingress::reflector(writer, events),
+        changed.clone(),
+        metrics.clone(),
     );
-    let (changed, metrics) = (changed.clone(), metrics.clone());
-    tasks.spawn_forever(component, async move {
-        futures::pin_mut!(events);
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(_) => changed.notify_one(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "redirect watch");
-                    metrics.error(ErrorKind::KubeApi);
-                }
-            }
-        }
-    });
     store
 }
 

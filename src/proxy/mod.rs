@@ -702,7 +702,6 @@ mod tests {
         let crate::slots::Admit::Free(slot) = proxy.connections.admit() else {
             panic!("a free slot");
         };
-        let slot = Arc::new(slot);
         let served = server::Served {
             builder: &b,
             proxy: proxy.clone(),

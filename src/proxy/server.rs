@@ -24,7 +24,7 @@ use super::pool::Pool;
 use super::prehold::{self, Head, Rewind, hung_up, read_head};
 use super::{Downstream, Proxy, Settled};
 use crate::metrics::ErrorKind;
-use crate::slots::{Admit, Slot};
+use crate::slots::{Admit, Slot, SlotRef};
 
 /// A request head larger than this gets 431 (HTTP/1) or a stream reset (HTTP/2).
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -103,7 +103,6 @@ pub async fn serve(
             pool.clone(),
         );
         let on_evict = slot.on_evict();
-        let slot = Arc::new(slot);
         let task = tokio::spawn(async move {
             let served = Served {
                 builder: &builder,
@@ -154,7 +153,7 @@ pub(super) struct Served<'a> {
     pub pool: &'a Pool,
     pub drain: Drain,
     /// Evictable until a request head is in, and between requests.
-    pub slot: &'a Arc<Slot>,
+    pub slot: &'a Slot,
 }
 
 async fn tls_connection(
@@ -239,7 +238,7 @@ where
         }
         Ok(Some(Head::Other)) => None,
     };
-    let in_flight = InFlight::new(slot.clone());
+    let in_flight = InFlight::new(slot.on_evict());
     if pre.is_none() {
         // HTTP/2 (or a head hyper will parse): idle until its first request.
         slot.evictable();
@@ -261,14 +260,14 @@ where
 /// idle, and evictable at `maxConnections` like a slow head; a request is in
 /// flight from its head until its answer's body has been sent.
 struct InFlight {
-    slot: Arc<Slot>,
+    slot: SlotRef,
     /// Requests in flight, and whether the connection was upgraded (a tunnel
     /// is never idle).
     state: std::sync::Mutex<(usize, bool)>,
 }
 
 impl InFlight {
-    fn new(slot: Arc<Slot>) -> Arc<InFlight> {
+    fn new(slot: SlotRef) -> Arc<InFlight> {
         Arc::new(InFlight {
             slot,
             state: std::sync::Mutex::new((0, false)),

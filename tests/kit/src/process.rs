@@ -74,6 +74,14 @@ impl Siesta {
         Siesta::controller_with_env(bin, group, &args, &[])
     }
 
+    /// A controller of a test group redirecting sleeping Services to the
+    /// proxy Service `siesta-system/<proxy_service>` on `ports` (`FIRST-LAST`).
+    pub fn redirect_controller(bin: &str, group: &str, proxy_service: &str, ports: &str) -> Siesta {
+        let service = format!("siesta-system/{proxy_service}");
+        let args = ["--proxy-service", &service, "--redirect-ports", ports];
+        Siesta::controller(bin, group, &args)
+    }
+
     /// A controller with extra environment (for example another KUBECONFIG).
     pub fn controller_with_env(
         bin: &str,
