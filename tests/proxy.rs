@@ -971,6 +971,20 @@ async fn a_held_http1_client_that_hangs_up_frees_its_place_at_once() {
     assert_eq!(held_within(1).await, 1);
     drop(first);
     assert_eq!(held_within(0).await, 0, "the hang-up freed the place");
+    // A client that sent a body far larger than what is read while held:
+    // its hang-up is seen behind the unread bytes all the same.
+    let mut post =
+        b"POST / HTTP/1.1\r\nHost: hangup.example.test\r\nContent-Length: 65536\r\n\r\n".to_vec();
+    post.resize(post.len() + 65536, b'x');
+    let mut with_body = TcpStream::connect(p.addr).await.unwrap();
+    with_body.write_all(&post).await.unwrap();
+    assert_eq!(held_within(1).await, 1);
+    drop(with_body);
+    assert_eq!(
+        held_within(0).await,
+        0,
+        "the hang-up behind a 64 KiB body freed the place"
+    );
     let mut second = TcpStream::connect(p.addr).await.unwrap();
     second.write_all(request).await.unwrap();
     assert_eq!(

@@ -562,15 +562,17 @@ impl Proxy {
         let settled = match pre {
             Some(settled) => settled,
             None => {
-                let view = RequestView::of(&req, !req.body().is_end_stream());
-                let admission = self.admit(&view);
+                // The view borrows the request: dropped before the wait.
+                let admission = self.admit(&RequestView::of(&req, !req.body().is_end_stream()));
                 self.settle(admission).await
             }
         };
         let (resp, route) = match settled {
             Ok(forward) => {
                 let route = forward.route.clone();
-                let resp = match self.forward(req, conn, forward).await {
+                // Boxed: only a forwarded request needs the forwarder's state,
+                // so a held HTTP/2 stream's task stays as small as its wait.
+                let resp = match Box::pin(self.forward(req, conn, forward)).await {
                     Ok(r) => r.map(Either::Left),
                     Err(refusal) => refusal.response(&self.metrics),
                 };
@@ -712,6 +714,34 @@ mod tests {
         let fut = server::connection(served, stream, "127.0.0.1:1".parse().unwrap(), false);
         let size = std::mem::size_of_val(&fut);
         assert!(size < 1536, "{size} bytes");
+    }
+
+    /// The size of the futures `f` makes.
+    fn future_size<A, Fut: std::future::Future>(_f: impl Fn(A) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    #[test]
+    fn a_held_streams_handler_is_not_as_large_as_a_forward() {
+        // hyper spawns a task of this future for each HTTP/2 stream, and a
+        // held stream keeps it for the whole wait: the forwarder's state
+        // (the larger part) is boxed, allocated only when it forwards.
+        let p = Arc::new(proxy());
+        let d = Arc::new(Downstream::new("127.0.0.1:1".parse().unwrap(), false));
+        let (p2, d2) = (p.clone(), d.clone());
+        let handle = future_size(move |req: Request<Incoming>| {
+            let (p, d) = (p2.clone(), d2.clone());
+            async move { p.handle(req, &d, None).await }
+        });
+        let forward = future_size(move |(req, f): (Request<Incoming>, Forward)| {
+            let (p, d) = (p.clone(), d.clone());
+            async move { p.forward(req, &d, f).await }
+        });
+        assert!(handle < 2048, "{handle} bytes");
+        assert!(
+            handle < forward + 512,
+            "{handle} bytes, forwarding {forward}"
+        );
     }
 
     #[test]

@@ -9,13 +9,15 @@
 //! read so far. Anything this reader is unsure of (HTTP/2 prior knowledge, a
 //! head it cannot parse, one over the size limit) goes to hyper unchanged, and
 //! hyper answers it as before.
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::server::MAX_HEAD_BYTES;
 
@@ -83,6 +85,77 @@ pub async fn hung_up<S: AsyncRead + Unpin>(io: &mut S, buf: &mut Vec<u8>, cap: u
         }
     }
     std::future::pending::<()>().await
+}
+
+/// How a held connection sees its client hang up.
+pub trait HangUp: AsyncRead + Unpin + Send + Sized {
+    /// Resolves when the client hangs up (or the connection fails) while its
+    /// first request waits. Whatever it sends meanwhile stays for hyper:
+    /// unread in the socket, or read into `buf`, up to `cap` bytes in all.
+    fn hung_up<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+        cap: usize,
+    ) -> impl Future<Output = ()> + Send + 'a;
+
+    /// The connection, ready to be read on once the wait has ended otherwise.
+    fn rearm(self) -> io::Result<Self>;
+}
+
+/// A plain TCP connection is watched, not read: its hang-up is the socket's
+/// read side closing (`EPOLLRDHUP`), seen however many body bytes wait unread
+/// in front of it, and those bytes cost the proxy nothing while it waits.
+impl HangUp for TcpStream {
+    fn hung_up<'a>(
+        &'a mut self,
+        _buf: &'a mut Vec<u8>,
+        _cap: usize,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        read_closed(self)
+    }
+
+    fn rearm(self) -> io::Result<TcpStream> {
+        rearm(self)
+    }
+}
+
+/// A TLS connection's bytes must be decrypted to see a close: read, up to `cap`.
+impl HangUp for tokio_rustls::server::TlsStream<TcpStream> {
+    fn hung_up<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+        cap: usize,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        hung_up(self, buf, cap)
+    }
+
+    fn rearm(self) -> io::Result<Self> {
+        Ok(self)
+    }
+}
+
+/// Resolves once the peer has closed its side of `s` (or `s` failed),
+/// without reading from it. It forgets that `s` was readable, so whoever
+/// reads `s` next must [`rearm`] it first.
+pub async fn read_closed(s: &TcpStream) {
+    loop {
+        match s.ready(Interest::READABLE).await {
+            Ok(r) if !r.is_read_closed() && !r.is_error() => {
+                // Bytes wait unread. Forget this readiness, so that the next
+                // wake is new: more bytes, or the close behind them.
+                let _ = s.try_io(Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+            }
+            _ => return,
+        }
+    }
+}
+
+/// `s` registered anew, so that bytes [`read_closed`] left unread wake its
+/// next reader: a new registration reports what the socket has at once.
+pub fn rearm(s: TcpStream) -> io::Result<TcpStream> {
+    TcpStream::from_std(s.into_std()?)
 }
 
 /// Whether a request head announces a body (a length above 0, or chunks).
@@ -248,6 +321,62 @@ mod tests {
         .await
         .unwrap();
         assert!(buf.ends_with(b"GET /next HTTP/1.1\r\n"));
+    }
+
+    /// A client and the server's end of a loopback connection.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (client, listener.accept().await.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_plain_connection_is_seen_closed_behind_bytes_it_left_unread() {
+        let (mut client, mut server) = tcp_pair().await;
+        let body = vec![b'x'; 64 * 1024];
+        client.write_all(&body).await.unwrap();
+        let (mut buf, watch) = (Vec::new(), std::time::Duration::from_millis(200));
+        let waiting = tokio::time::timeout(watch, server.hung_up(&mut buf, 0)).await;
+        assert!(waiting.is_err(), "bytes alone are no hang-up");
+        drop(client);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.hung_up(&mut buf, 0),
+        )
+        .await
+        .expect("the close is seen behind 64 KiB left unread");
+        assert!(buf.is_empty(), "nothing was read");
+        let mut server = server.rearm().unwrap();
+        let mut left = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.read_to_end(&mut left),
+        )
+        .await
+        .expect("rearmed, the unread bytes can be read")
+        .unwrap();
+        assert_eq!(left, body, "every byte is still there for hyper");
+    }
+
+    #[tokio::test]
+    async fn bytes_left_unread_by_a_watch_that_ended_otherwise_are_read_after_rearm() {
+        let (mut client, mut server) = tcp_pair().await;
+        client.write_all(b"body").await.unwrap();
+        let watch = std::time::Duration::from_millis(200);
+        let waited = tokio::time::timeout(watch, server.hung_up(&mut Vec::new(), 0)).await;
+        assert!(waited.is_err(), "still open");
+        let mut server = server.rearm().unwrap();
+        let mut got = [0u8; 4];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.read_exact(&mut got),
+        )
+        .await
+        .expect("the bytes sent during the watch wake the reader")
+        .unwrap();
+        assert_eq!(&got, b"body");
     }
 
     #[tokio::test]

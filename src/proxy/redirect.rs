@@ -20,7 +20,6 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -141,15 +140,16 @@ async fn serve_tcp(listener: TcpListener, proxy: Arc<Proxy>, mut drain: Drain) {
 }
 
 /// One TCP connection: admitted and held like a request, then joined to a
-/// ready endpoint of the Service. While held, up to [`server::HELD_READ`]
-/// bytes the client sends are read (to see a hang-up, which frees its place
-/// at once) and sent on first; the rest waits in the socket.
-async fn splice(proxy: &Proxy, mut client: TcpStream, peer: SocketAddr) {
+/// ready endpoint of the Service. While held, what the client sends waits
+/// unread in the socket, and a hang-up frees its place at once.
+async fn splice(proxy: &Proxy, client: TcpStream, peer: SocketAddr) {
     let admission = proxy.admit_stream();
-    let mut early = Vec::new();
     let settled = tokio::select! {
         settled = proxy.settle(admission) => settled,
-        () = prehold::hung_up(&mut client, &mut early, server::HELD_READ) => return,
+        () = prehold::read_closed(&client) => return,
+    };
+    let Ok(mut client) = prehold::rearm(client) else {
+        return;
     };
     let forward = match settled {
         Ok(f) => f,
@@ -174,9 +174,5 @@ async fn splice(proxy: &Proxy, mut client: TcpStream, peer: SocketAddr) {
     };
     let _ = upstream.set_nodelay(true);
     let _ = client.set_nodelay(true);
-    if upstream.write_all(&early).await.is_err() {
-        return;
-    }
-    drop(early);
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }

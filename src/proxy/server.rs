@@ -21,7 +21,7 @@ use super::admission::{Admission, RequestView};
 use super::drain::Drain;
 use super::h1::{self, Handoff};
 use super::pool::Pool;
-use super::prehold::{self, Head, Rewind, hung_up, read_head};
+use super::prehold::{self, HangUp, Head, Rewind, read_head};
 use super::{Downstream, Proxy, Settled};
 use crate::metrics::ErrorKind;
 use crate::slots::{Admit, Slot, SlotRef};
@@ -44,8 +44,9 @@ const MAX_CONCURRENT_STREAMS: u32 = 1000;
 /// at 64 KiB), so the RFC's window stays (docs/proxy.md).
 pub const H2_STREAM_WINDOW: u32 = 64 * 1024;
 const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
-/// What the pre-hold reader takes in of a held HTTP/1 request's body (or
-/// pipelined requests) while it waits, to see a hang-up; the rest stays unread.
+/// What the pre-hold reader takes in of a held HTTPS request's body (or
+/// pipelined requests) while it waits, to see a hang-up; the rest stays
+/// unread. Plain TCP is watched without reading ([`prehold::HangUp`]).
 pub const HELD_READ: usize = 1024;
 
 pub(super) fn builder() -> auto::Builder<TokioExecutor> {
@@ -176,7 +177,7 @@ async fn tls_connection(
 /// bytes read so far and that request's outcome.
 pub(super) async fn connection<S>(served: Served<'_>, mut io: S, peer: SocketAddr, https: bool)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: HangUp + tokio::io::AsyncWrite + 'static,
 {
     let Served {
         builder,
@@ -227,11 +228,19 @@ where
                     // Only the bytes read and the wait stay allocated while it waits.
                     buf.shrink_to_fit();
                     let cap = buf.len() + HELD_READ;
-                    tokio::select! {
-                        settled = proxy.settle(held) => Some(settled),
+                    let settled = tokio::select! {
+                        settled = proxy.settle(held) => settled,
                         // A client that hangs up frees its place in the queue at once.
-                        () = hung_up(&mut io, &mut buf, cap) => return,
-                    }
+                        () = io.hung_up(&mut buf, cap) => return,
+                    };
+                    io = match io.rearm() {
+                        Ok(io) => io,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "held connection");
+                            return;
+                        }
+                    };
+                    Some(settled)
                 }
                 Some(other) => Some(proxy.settle(other).await),
             }
