@@ -4,7 +4,7 @@
 #   benches/proxy.sh            (run by `make bench`; needs nginx, haproxy, wrk,
 #                                h2load, openssl, python3: tests/deps.sh)
 #
-# BENCH_PARTS (default "http1 https h2 held") picks what runs:
+# BENCH_PARTS (default "http1 https h2 held held-peer upload") picks what runs:
 #   http1  wrk -> {nginx, haproxy, siesta} -> backend, HTTP/1.1 keep-alive;
 #          "counted" is Siesta on a route with a namespace (every request is
 #          recorded as activity)
@@ -13,6 +13,9 @@
 #   held   requests held for 10 sleeping namespaces (needs the local cluster):
 #          RSS of a fresh Siesta and kernel socket memory per held request,
 #          HTTP/1.1 and HTTP/2, without and with bodies (benches/hold.py)
+#   held-peer  after each held line, the same requests held by a fresh nginx
+#          (benches/nginx-held.conf: limit_req's delay, the nginx way to make a
+#          request wait before it is proxied), and Siesta's RSS over nginx's
 #   upload forwarded request bodies (BENCH_UPLOADS of BENCH_UPLOAD_MIB MiB)
 #          through a fresh Siesta to benches/sink.py, which reads each whole:
 #          HTTP/1.1, one HTTP/2 stream at a time, and 8 streams on one
@@ -44,7 +47,7 @@ h2_conns=${BENCH_H2_CONNS:-8}     # h2load -c; times -m: as many requests in fli
 h2_streams=${BENCH_H2_STREAMS:-8} # h2load -m
 held=${BENCH_HELD:-10000}
 body=${BENCH_HELD_BODY:-65536}
-parts=" ${BENCH_PARTS:-http1 https h2 held upload} "
+parts=" ${BENCH_PARTS:-http1 https h2 held held-peer upload} "
 workers=${SIESTA_THREADS:-1}
 target=${CARGO_TARGET_DIR:-target}
 siesta=${SIESTA_BIN:-$target/release/siesta}
@@ -339,52 +342,81 @@ held_config() { # an admin config raising the held-body budget to what BENCH_HEL
   fi
 }
 
-held_phase() { # held_phase LABEL MODE ARGS...: benches/hold.py MODE PORT REQUESTS ARGS against a fresh Siesta
-  local label=$1 mode=$2 port admin
-  shift 2
-  port=$(port); admin=$(port)
+start_nginx_held() { # start_nginx_held: a fresh nginx that holds every request (benches/nginx-held.conf); ports in $held_http, $held_h2c, worker in $started
+  held_http=$(port) held_h2c=$(port)
+  conf[HTTP_PORT]=$held_http conf[H2C_PORT]=$held_h2c
+  render benches/nginx-held.conf "$dir/nginx-held.conf"
+  "${on_proxy[@]}" "$nginx" -e "$dir/error.log" -p "$dir" -c "$dir/nginx-held.conf" & pids+=($!)
+  held_master=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$held_h2c") 2>/dev/null && break; sleep 0.1; done
+  started=$(pgrep -P "$held_master" | head -n1)
+  [ -n "$started" ] || { log "nginx (held) did not start"; cat "$dir/error.log" >&2; exit 1; }
+}
+
+held_phase() { # held_phase PROXY LABEL MODE ARGS...: benches/hold.py MODE PORT REQUESTS ARGS against a fresh PROXY (siesta or nginx)
+  local kind=$1 label=$2 mode=$3 port admin
+  shift 3
   # until the kernel's count settles after the last phase's sockets (10 s at most)
   local m=-1
   for _ in $(seq 20); do [ "$(tcp_pages)" = "$m" ] && break; m=$(tcp_pages); sleep 0.5; done
-  start_siesta "$port" "$admin" "${held_args[@]}"
+  if [ "$kind" = siesta ]; then
+    port=$(port); admin=$(port)
+    start_siesta "$port" "$admin" "${held_args[@]}"
+  else
+    start_nginx_held
+    port=$held_http; [ "$mode" = h2 ] && port=$held_h2c
+  fi
   local proxy=$started rss0 mem0 rss1 mem1 now=0 last=-1 stable=0
   sleep 1
   rss0=$(rss_kib "$proxy"); mem0=$(tcp_pages)
   LIFETIME=300 "${on_load[@]}" python3 benches/hold.py "$mode" "$port" "$held" "$@" >"$dir/hold.out" 2>&1 & pids+=($!)
   local client=$!
   for _ in $(seq 600); do grep -q '^sent' "$dir/hold.out" && break; kill -0 "$client" 2>/dev/null || break; sleep 0.2; done
-  # until every request is held, or the count stays put for 2 s (some refused), 60 s at most
+  # Siesta: until every request is held, or the count stays put for 2 s (some
+  # refused); nginx, which counts nothing: until its RSS stays put for 2 s. 60 s at most.
   for _ in $(seq 300); do
-    now=$(held_now "$admin")
-    if [ "$now" -ge "$held" ]; then break; fi
+    if [ "$kind" = siesta ]; then now=$(held_now "$admin"); else now=$(rss_kib "$proxy"); fi
+    if [ "$kind" = siesta ] && [ "$now" -ge "$held" ]; then break; fi
     if [ "$now" = "$last" ]; then stable=$((stable + 1)); [ "$stable" -ge 10 ] && break; else stable=0; fi
     last=$now
     sleep 0.2
   done
   sleep 1
-  rss1=$(rss_kib "$proxy"); mem1=$(tcp_pages); now=$(held_now "$admin")
+  rss1=$(rss_kib "$proxy"); mem1=$(tcp_pages)
+  if [ "$kind" = siesta ]; then now=$(held_now "$admin"); else now=$held; fi
   stop "$client"
-  stop "$proxy"
+  if [ "$kind" = siesta ]; then stop "$proxy"; else stop "$held_master"; fi
   local sent
   sent=$(tail -n1 "$dir/hold.out")
   if [[ $sent != *requests=* ]]; then log "$label: benches/hold.py failed"; cat "$dir/hold.out" >&2; return 0; fi
-  awk -v l="$label" -v n="$now" -v a="$rss0" -v b="$rss1" -v m0="$mem0" -v m1="$mem1" -v pk="$page_kib" -v s="$sent" 'BEGIN {
+  [ "$kind" = siesta ] && siesta_per=$(awk -v a="$rss0" -v b="$rss1" -v n="$now" 'BEGIN { print (b-a)/(n > 0 ? n : 1) }')
+  awk -v k="$kind" -v l="$label" -v n="$now" -v a="$rss0" -v b="$rss1" -v m0="$mem0" -v m1="$mem1" -v pk="$page_kib" -v s="$sent" -v sp="${siesta_per:-0}" 'BEGIN {
     split(s, kv, " "); for (i in kv) { split(kv[i], x, "="); c[x[1]] = x[2] }
-    d = n > 0 ? n : 1
-    printf "%-36s %d held of %d on %d connections (answered %d, closed %d, streams refused %d), body sent %.1f KiB each;\n", l ":", n, c["requests"], c["connections"], c["answered"], c["closed"], c["refused_streams"], c["body_bytes"] / 1024 / (c["requests"] > 0 ? c["requests"] : 1)
-    printf "%-36s RSS %d -> %d KiB: %.2f KiB, kernel TCP %d -> %d pages: %.2f KiB per held request (targets <= 4)\n", "", a, b, (b-a)/d, m0, m1, (m1-m0)*pk/d
+    # nginx lets the first request through (limit_req delays those after it)
+    if (k != "siesta") n = c["requests"] - c["answered"] - c["refused_streams"]
+    d = n > 0 ? n : 1; per = (b-a)/d; ratio = per > 0 ? sp/per : 0
+    if (k == "siesta") name = l ":"; else name = "  nginx, the same (limit_req):"
+    printf "%-36s %d held of %d on %d connections (answered %d, closed %d, streams refused %d), body sent %.1f KiB each;\n", name, n, c["requests"], c["connections"], c["answered"], c["closed"], c["refused_streams"], c["body_bytes"] / 1024 / (c["requests"] > 0 ? c["requests"] : 1)
+    printf "%-36s RSS %d -> %d KiB: %.2f KiB, kernel TCP %d -> %d pages: %.2f KiB per held request", "", a, b, per, m0, m1, (m1-m0)*pk/d
+    if (k == "siesta") printf " (targets <= 4)\n"; else printf "; Siesta/nginx RSS %.2fx\n", ratio
   }'
 }
 
-held_part() { # every held measurement, each on a fresh Siesta
+held_pair() { # held_pair LABEL MODE ARGS...: the same held requests on a fresh Siesta, then on a fresh nginx
+  held_phase siesta "$@"
+  want held-peer && held_phase nginx "$@"
+  return 0
+}
+
+held_part() { # every held measurement, each on a fresh proxy
   local s=$((held / 10))
   held_config
-  echo "-- held ($held requests for 10 sleeping namespaces; RSS of a fresh Siesta; kernel: /proc/net/sockstat, both ends; $budget)"
-  held_phase "HTTP/1.1, no body" h1 0
-  held_phase "HTTP/2, $s streams/conn, no body" h2 "$s" 0
-  held_phase "HTTP/1.1, $((body / 1024)) KiB body" h1 "$body"
-  held_phase "HTTP/2, 1 stream/conn, body" h2 1 "$body"
-  held_phase "HTTP/2, $s streams/conn, body" h2 "$s" "$body"
+  echo "-- held ($held requests for 10 sleeping namespaces; RSS of a fresh proxy, $placement; kernel: /proc/net/sockstat, both ends; $budget)"
+  held_pair "HTTP/1.1, no body" h1 0
+  held_pair "HTTP/2, $s streams/conn, no body" h2 "$s" 0
+  held_pair "HTTP/1.1, $((body / 1024)) KiB body" h1 "$body"
+  held_pair "HTTP/2, 1 stream/conn, body" h2 1 "$body"
+  held_pair "HTTP/2, $s streams/conn, body" h2 "$s" "$body"
 }
 
 # --- uploads -----------------------------------------------------------------------
