@@ -1485,3 +1485,40 @@ async fn held_requests_with_bodies_share_one_budget_and_the_held_body_arrives_wh
     assert_eq!((status, text.as_str()), (StatusCode::OK, "/plain"));
     remove_namespace(&kube, &ns).await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_is_cut_off_while_others_are_served() {
+    // Half a body, then nothing: on either path the request is given up 30 s
+    // after the last byte (the fast path closes; hyper's path answers 408),
+    // so a stalled body cannot keep its slot and an upstream connection.
+    let (p, _) = fronted_scripted().await;
+    let mut stalled = TcpStream::connect(p.addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /sum HTTP/1.1\r\nHost: app.example.test\r\nContent-Length: 100\r\n\r\nhalf",
+        )
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let other = raw(
+        p.addr,
+        b"GET /drop HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stalled.read_to_end(&mut out))
+        .await
+        .expect("the stalled request is given up")
+        .ok();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(29) && waited < Duration::from_secs(45),
+        "given up after {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}

@@ -15,7 +15,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::headers::{Origin, has_token, set_forwarded, strip_hop_by_hop};
+use super::idle_body::{self, IdleBody};
 use super::routes::Upstream;
+use super::server::HEADER_READ_TIMEOUT;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,19 +28,25 @@ pub enum ForwardError {
     Connect(String),
     #[error("upstream failed: {0}")]
     Upstream(String),
+    /// The client stopped sending its request body.
+    #[error("{0}")]
+    ClientStalled(String),
 }
 
 impl ForwardError {
     pub fn status(&self) -> StatusCode {
-        StatusCode::BAD_GATEWAY
+        match self {
+            ForwardError::ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
     }
 }
 
 /// The pooled upstream clients.
 #[derive(Clone)]
 pub struct Forwarder {
-    h1: Client<HttpConnector, Incoming>,
-    h2c: Client<HttpConnector, Incoming>,
+    h1: Client<HttpConnector, IdleBody<Incoming>>,
+    h2c: Client<HttpConnector, IdleBody<Incoming>>,
 }
 
 impl Default for Forwarder {
@@ -112,8 +120,13 @@ impl Forwarder {
         }
 
         let client = if h2 { &self.h2c } else { &self.h1 };
+        // A body the client stops sending is given up after the same 30 s
+        // the fast path and the head allow.
+        let req = req.map(|body| IdleBody::new(body, HEADER_READ_TIMEOUT));
         let mut resp = client.request(req).await.map_err(|e| {
-            if e.is_connect() {
+            if idle_body::stalled(&e) {
+                ForwardError::ClientStalled(e.to_string())
+            } else if e.is_connect() {
                 ForwardError::Connect(e.to_string())
             } else {
                 ForwardError::Upstream(e.to_string())

@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod h1;
 pub mod headers;
 pub mod hold;
+pub mod idle_body;
 pub mod ingress;
 pub mod limits;
 pub mod pool;
@@ -517,6 +518,10 @@ impl Refusal {
             ),
             Refusal::WakePage(host) => {
                 return wake_page::page(&host).map(|b| Either::Right(Full::new(b)));
+            }
+            Refusal::Upstream(e @ forward::ForwardError::ClientStalled(_)) => {
+                tracing::debug!(error = %e, "request body");
+                (e.status(), "request body timed out\n", false)
             }
             Refusal::Upstream(e) => {
                 tracing::debug!(error = %e, "upstream");
