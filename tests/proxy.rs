@@ -1522,3 +1522,64 @@ async fn a_client_that_stops_sending_its_body_is_cut_off_while_others_are_served
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answer_is_let_go_and_so_is_the_upstream() {
+    // A backend that answers with an endless body and notes when its
+    // connection is dropped: the proxy gave up the request.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (gone_tx, mut gone) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let gone = gone_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_request(&mut s, &mut buf).await.is_none() {
+                    return;
+                }
+                let head = b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n";
+                let chunk = vec![b'z'; 64 * 1024];
+                let mut ok = s.write_all(head).await.is_ok();
+                while ok {
+                    ok = s.write_all(&chunk).await.is_ok();
+                }
+                let _ = gone.send(tokio::time::Instant::now());
+            });
+        }
+    });
+    let p = start_proxy(
+        &format!("routes:\n{}", route("endless.example.test", backend, None)),
+        ProxyLimits::default(),
+        None,
+    )
+    .await;
+    let mut reader = TcpStream::connect(p.addr).await.unwrap();
+    reader
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: endless.example.test\r\n\r\n")
+        .await
+        .unwrap();
+    // It reads the head and a little, then nothing.
+    let mut first = [0u8; 4096];
+    let n = reader.read(&mut first).await.unwrap();
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let started = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(60), gone.recv())
+        .await
+        .expect("the upstream connection is let go")
+        .unwrap();
+    let waited = ended - started;
+    assert!(
+        waited >= Duration::from_secs(29) && waited < Duration::from_secs(45),
+        "let go after {waited:?}"
+    );
+    // The client's connection was closed too: what was sent drains, then it ends.
+    let mut rest = Vec::new();
+    let drained =
+        tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut rest)).await;
+    assert!(drained.is_ok(), "the client connection ends");
+}

@@ -15,9 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::headers::{Origin, has_token, set_forwarded, strip_hop_by_hop};
-use super::idle_body::{self, IdleBody};
 use super::routes::Upstream;
-use super::server::HEADER_READ_TIMEOUT;
+use super::stall::{self, IdleBody, STALL_TIMEOUT};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -122,9 +121,9 @@ impl Forwarder {
         let client = if h2 { &self.h2c } else { &self.h1 };
         // A body the client stops sending is given up after the same 30 s
         // the fast path and the head allow.
-        let req = req.map(|body| IdleBody::new(body, HEADER_READ_TIMEOUT));
+        let req = req.map(|body| IdleBody::new(body, STALL_TIMEOUT));
         let mut resp = client.request(req).await.map_err(|e| {
-            if idle_body::stalled(&e) {
+            if stall::stalled(&e) {
                 ForwardError::ClientStalled(e.to_string())
             } else if e.is_connect() {
                 ForwardError::Connect(e.to_string())

@@ -28,7 +28,6 @@ pub mod gateway;
 pub mod h1;
 pub mod headers;
 pub mod hold;
-pub mod idle_body;
 pub mod ingress;
 pub mod limits;
 pub mod pool;
@@ -37,6 +36,7 @@ pub mod redirect;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod stall;
 pub mod target;
 pub mod wake_page;
 

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::server::MAX_HEAD_BYTES;
+use super::stall::SendTimeout;
 
 /// The first read's buffer; most request heads fit.
 const FIRST_READ: usize = 1024;
@@ -119,8 +120,23 @@ impl HangUp for TcpStream {
     }
 }
 
+/// The listener's connections: watched as above, under their send timeout.
+impl HangUp for SendTimeout<TcpStream> {
+    fn hung_up<'a>(
+        &'a mut self,
+        _buf: &'a mut Vec<u8>,
+        _cap: usize,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        read_closed(self.get_ref())
+    }
+
+    fn rearm(self) -> io::Result<Self> {
+        self.try_map(rearm)
+    }
+}
+
 /// A TLS connection's bytes must be decrypted to see a close: read, up to `cap`.
-impl HangUp for tokio_rustls::server::TlsStream<TcpStream> {
+impl HangUp for tokio_rustls::server::TlsStream<SendTimeout<TcpStream>> {
     fn hung_up<'a>(
         &'a mut self,
         buf: &'a mut Vec<u8>,

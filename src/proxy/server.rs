@@ -22,6 +22,7 @@ use super::drain::Drain;
 use super::h1::{self, Handoff};
 use super::pool::Pool;
 use super::prehold::{self, HangUp, Head, Rewind, read_head};
+use super::stall::{STALL_TIMEOUT, SendTimeout};
 use super::{Downstream, Proxy, Settled};
 use crate::metrics::ErrorKind;
 use crate::slots::{Admit, Slot, SlotRef};
@@ -96,6 +97,8 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // A client that stops reading what it is sent is let go.
+        let stream = SendTimeout::new(stream, STALL_TIMEOUT);
         let (builder, proxy, tls, drain, pool) = (
             builder.clone(),
             proxy.clone(),
@@ -160,7 +163,7 @@ pub(super) struct Served<'a> {
 async fn tls_connection(
     served: Served<'_>,
     acceptor: TlsAcceptor,
-    stream: tokio::net::TcpStream,
+    stream: SendTimeout<tokio::net::TcpStream>,
     peer: SocketAddr,
 ) {
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
