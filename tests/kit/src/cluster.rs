@@ -95,8 +95,16 @@ pub fn service_account_kubeconfig(namespace: &str, account: &str) -> tempfile::N
     f
 }
 
-/// Apply only the ServiceAccounts and RBAC objects of the shipped Kustomize base.
+/// Apply only the ServiceAccounts and RBAC objects of the shipped Kustomize base,
+/// once per test process: tests that call it at the same time would otherwise
+/// race in `kubectl apply` (both see an object missing, one create fails with
+/// AlreadyExists), and every later caller waits until the first has applied.
 pub fn apply_shipped_rbac() {
+    static APPLIED: std::sync::Once = std::sync::Once::new();
+    APPLIED.call_once(apply_shipped_rbac_now);
+}
+
+fn apply_shipped_rbac_now() {
     let deploy = crate::root().join("deploy");
     let rendered = kubectl(&["kustomize", deploy.to_str().expect("a UTF-8 path")], None);
     let keep = [
@@ -116,4 +124,31 @@ pub fn apply_shipped_rbac() {
         .map(str::to_string)
         .collect();
     kubectl(&["apply", "-f", "-"], Some(&docs.join("\n---\n")));
+    // The API server's authorizer learns new bindings from a watch: a process
+    // started on a fresh cluster a moment after the apply could be refused.
+    // Wait until it grants a right of each shipped role.
+    let controller = "system:serviceaccount:siesta-system:siesta-controller";
+    let proxy = "system:serviceaccount:siesta-system:siesta-proxy";
+    for (who, right) in [
+        (controller, ["patch", "namespaces", "-A"]),
+        (controller, ["update", "leases", "-nsiesta-system"]),
+        (proxy, ["watch", "ingresses.networking.k8s.io", "-A"]),
+    ] {
+        let granted = || {
+            Command::new("kubectl")
+                .args(["auth", "can-i", "--quiet", "--as", who])
+                .args(right)
+                .env("KUBECONFIG", kubeconfig())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !granted() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{who} is not granted {right:?} 30 s after the shipped RBAC was applied"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
