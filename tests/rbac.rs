@@ -47,7 +47,10 @@ async fn the_controller_needs_nothing_beyond_its_shipped_role() {
     };
     annotate_namespace(&c, &ns, json!({"siesta.dev/action": "sleep"})).await;
     eventually("asleep", Duration::from_secs(30), || state("asleep")).await;
+    // The state is written before the pass scales: wait until the pass is
+    // done, or the scale-up below is what the pass records and stops.
     replicas_become::<Deployment>(&c, &ns, "web", 0).await;
+    replicas_become::<StatefulSet>(&c, &ns, "db", 0).await;
     // someone else's change: an Event on the workload, then a wake
     scale::<StatefulSet>(&c, &ns, "db", 2).await;
     eventually("released", Duration::from_secs(15), || async {
