@@ -68,6 +68,16 @@ fn scripted_answer(name: &str, req: &Seen) -> Vec<u8> {
         "/answer/connection-length" => {
             b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\nhello".to_vec()
         }
+        // Chunks and a length that disagree: a client reading by the length
+        // would take the rest of the body for a second answer.
+        "/answer/chunked-and-length" => {
+            let body = format!("hello{POISON}");
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+            .into_bytes()
+        }
         // A switch nobody asked for.
         "/answer/101" => {
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nRAW-TUNNEL-BYTES".to_vec()
@@ -214,6 +224,9 @@ async fn honest_get(to: SocketAddr, target: &str) -> String {
 
 // ---------- request smuggling ----------
 
+/// An answer hidden in a body, for the client to misread.
+const POISON: &str = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON";
+
 /// A body that is itself a request, for the upstream to misread.
 const SMUGGLED: &str = "GET /admin HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 10.6.6.6\r\n\r\n";
 
@@ -300,6 +313,68 @@ async fn an_answer_naming_its_length_in_connection_keeps_its_length() {
 }
 
 #[tokio::test]
+async fn an_answer_with_chunks_and_a_length_reaches_the_client_by_its_chunks() {
+    // RFC 9112 6.3: the chunks frame the answer and the proxy drops the
+    // length, on both paths; a client never gets the length with the body.
+    let (p, _) = one_backend().await;
+    let text = exchange(
+        "127.0.0.1",
+        p.addr,
+        b"GET /answer/chunked-and-length HTTP/1.1\r\nHost: app.test\r\n\r\n\
+          GET /next HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let first = text
+        .split("HTTP/1.1 200 OK")
+        .nth(1)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(!first.contains("content-length: 5"), "{text:?}");
+    assert!(first.contains("transfer-encoding: chunked"), "{text:?}");
+    assert!(
+        text.contains(&format!("hello{POISON}")),
+        "the whole body, as a body: {text:?}"
+    );
+    assert!(text.ends_with("app GET /next"), "{text:?}");
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_a_400_and_nothing_of_it_is_delivered() {
+    let (p, log) = one_backend().await;
+    for bad in [
+        // a chunk size past u64
+        "ffffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        // a bare LF after the size
+        "3\nabc\r\n0\r\n\r\n",
+        // no CRLF after the chunk's data
+        "3\r\nabcX\r\n0\r\n\r\n",
+    ] {
+        let attack = format!(
+            "POST /bad-chunks HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n{bad}"
+        );
+        let text = exchange(
+            "127.0.0.2",
+            p.addr,
+            attack.as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(statuses(&text), [400], "{bad:?}: {text}");
+        assert!(
+            honest_get(p.addr, "/ok").await.ends_with("app GET /ok"),
+            "{bad:?}"
+        );
+    }
+    let seen = log.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|r| r.target != "/bad-chunks"),
+        "no malformed body reached the upstream whole: {seen:#?}"
+    );
+    assert_eq!(seen.iter().filter(|r| r.target == "/ok").count(), 3);
+}
+
+#[tokio::test]
 async fn conflicting_lengths_and_obsolete_framing_are_refused_not_forwarded() {
     let (p, log) = one_backend().await;
     for attack in [
@@ -344,8 +419,9 @@ async fn a_length_and_chunks_go_upstream_as_chunks_alone() {
 
 // ---------- routing ----------
 
-#[tokio::test]
-async fn routing_sees_the_normalised_path_and_the_upstream_gets_it() {
+/// A proxy routing `app.test` to a `root` backend and `app.test/api` to an
+/// `api` one, with their logs.
+async fn root_and_api() -> (Running, Log, Log) {
     let (root, root_log) = recording_backend("root").await;
     let (api, api_log) = recording_backend("api").await;
     let p = start(
@@ -356,6 +432,21 @@ async fn routing_sees_the_normalised_path_and_the_upstream_gets_it() {
         ProxyLimits::default(),
     )
     .await;
+    (p, root_log, api_log)
+}
+
+/// The targets a backend received, in order.
+fn targets(log: &Log) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn routing_sees_the_normalised_path_and_the_upstream_gets_it() {
+    let (p, root_log, api_log) = root_and_api().await;
     for version in ["HTTP/1.1", "HTTP/1.0"] {
         let ask = |target: &str| {
             format!("GET {target} {version}\r\nHost: app.test\r\nConnection: close\r\n\r\n")
@@ -383,18 +474,30 @@ async fn routing_sees_the_normalised_path_and_the_upstream_gets_it() {
             assert_eq!(statuses(&text), [400], "{version} {refused}: {text}");
         }
     }
-    let targets = |log: &Log| -> Vec<String> {
-        log.lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.target.clone())
-            .collect()
-    };
     assert_eq!(targets(&root_log), ["/x", "/x"]);
     assert_eq!(
         targets(&api_log),
         ["/api?x=1", "/api/v?q=/../", "/api/v"].repeat(2)
     );
+}
+
+#[tokio::test]
+async fn a_fragment_is_neither_routed_nor_forwarded() {
+    // A raw `#` cannot be in a request target; hyper's parser cuts it and
+    // what follows, and so does every path, before routing.
+    let (p, root_log, api_log) = root_and_api().await;
+    for (target, answer) in [
+        ("/api#/../x", "api GET /api"),
+        ("/x#/../../api/y", "root GET /x"),
+        ("/api/v?q#/../../x", "api GET /api/v?q"),
+        ("/x#frag", "root GET /x"),
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n");
+        let text = exchange("127.0.0.1", p.addr, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(text.ends_with(answer), "{target}: {text}");
+    }
+    assert_eq!(targets(&api_log), ["/api", "/api/v?q"]);
+    assert_eq!(targets(&root_log), ["/x", "/x"]);
 }
 
 // ---------- upgrades ----------
@@ -688,6 +791,8 @@ fn cases() -> impl proptest::strategy::Strategy<Value = Vec<Case>> {
         "//a",
         "/a/..%2fb",
         "/%61",
+        "/a#/../b",
+        "/a?x#/../b",
         "*",
         "http://app.test/abs",
     ]);
@@ -751,7 +856,9 @@ fn cases() -> impl proptest::strategy::Strategy<Value = Vec<Case>> {
     // through it before: it must encode them as hyper's path does.
     let plain = (
         method,
-        prop::sample::select(vec!["/", "/a", "/a?x=1", "/a/../b", "//a", "/%61/b"]),
+        prop::sample::select(vec![
+            "/", "/a", "/a?x=1", "/a/../b", "//a", "/%61/b", "/b#/../a",
+        ]),
         prop::collection::vec(
             prop::sample::select(vec![
                 "keep-alive",
@@ -1009,8 +1116,9 @@ fn final_answers(mut raw: &[u8]) -> Vec<(u16, Vec<u8>)> {
 }
 
 /// Generated upstream answers, hostile ones included (conflicting lengths,
-/// Connection naming the length, junk after a chunk size, bare LF in the
-/// trailers, interim answers, close-delimited bodies), reach a client the
+/// Connection naming the length, chunks or another coding beside a length,
+/// junk after a chunk size, bare LF in the trailers, interim answers,
+/// close-delimited bodies), reach a client the
 /// same way through the fast path and through hyper's path: the same final
 /// answers, read whole, with the same bodies.
 #[test]
@@ -1043,6 +1151,9 @@ fn answers_reach_the_client_the_same_way_on_both_paths() {
         "chunked-trailer",
         "chunked-trailer-bare-lf",
         "chunked-not-last",
+        "chunked-and-length",
+        "length-and-chunked",
+        "not-chunked-and-length",
         "close",
     ]);
     let connection = prop::sample::select(vec![
@@ -1087,6 +1198,9 @@ fn answers_reach_the_client_the_same_way_on_both_paths() {
             "chunked-trailer" => ("Transfer-Encoding: chunked\r\nTrailer: x-t\r\n".into(), chunks("", "x-t: 1\r\n"), false),
             "chunked-trailer-bare-lf" => ("Transfer-Encoding: chunked\r\n".into(), chunks("", "x-t: 1\nx-u: 2\r\n"), false),
             "chunked-not-last" => ("Transfer-Encoding: chunked, identity\r\n".into(), body.clone(), true),
+            "chunked-and-length" => (format!("Transfer-Encoding: chunked\r\nContent-Length: {}\r\n", n / 2), chunks("", ""), false),
+            "length-and-chunked" => (format!("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n", n + 7), chunks("", ""), false),
+            "not-chunked-and-length" => (format!("Transfer-Encoding: gzip\r\nContent-Length: {}\r\n", n / 2), body.clone(), true),
             _ => (String::new(), body.clone(), true),
         };
         let mut answer = format!("{interim}HTTP/1.1 {status}\r\n{conn}{head}\r\n").into_bytes();

@@ -30,12 +30,16 @@ pub enum ForwardError {
     /// The client stopped sending its request body.
     #[error("{0}")]
     ClientStalled(String),
+    /// The client's request body was malformed (bad chunk framing) or cut.
+    #[error("{0}")]
+    ClientBody(String),
 }
 
 impl ForwardError {
     pub fn status(&self) -> StatusCode {
         match self {
             ForwardError::ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            ForwardError::ClientBody(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -125,6 +129,8 @@ impl Forwarder {
         let mut resp = client.request(req).await.map_err(|e| {
             if stall::stalled(&e) {
                 ForwardError::ClientStalled(e.to_string())
+            } else if stall::bad_body(&e) {
+                ForwardError::ClientBody(e.to_string())
             } else if e.is_connect() {
                 ForwardError::Connect(e.to_string())
             } else {

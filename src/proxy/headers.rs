@@ -9,7 +9,9 @@
 //!    proxy writes itself. Without that exception `Connection: content-length`
 //!    would strip the length of a body that is still forwarded, and the
 //!    upstream would read the body as a second request (request smuggling);
-//! 3. `TE: trailers` survives (gRPC needs it);
+//! 3. `TE: trailers` survives (gRPC needs it), and a message framed by
+//!    `Transfer-Encoding` loses its `Content-Length`, which does not describe
+//!    the body (RFC 9112 6.3: an intermediary removes it before forwarding);
 //! 4. requests get `X-Forwarded-For` (the client appended to the first value
 //!    the client sent), `X-Forwarded-Proto` and `X-Forwarded-Host` (replaced).
 //!
@@ -111,6 +113,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .get_all(header::TE)
         .iter()
         .any(|v| has_token(v.as_bytes(), "trailers"));
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     for name in &gone {
         headers.remove(name);
     }
@@ -276,6 +281,23 @@ mod tests {
         assert!(dropped(b"X-A", &connection, true));
         assert!(dropped(b"transfer-encoding", &connection, false));
         assert!(!dropped(b"transfer-encoding", &connection, true));
+    }
+
+    #[test]
+    fn a_message_framed_by_transfer_encoding_loses_its_length() {
+        for te in ["chunked", "gzip"] {
+            let mut h = map(&[
+                ("transfer-encoding", te),
+                ("content-length", "5"),
+                ("x-a", "1"),
+            ]);
+            strip_hop_by_hop(&mut h);
+            let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, ["x-a"], "{te}");
+        }
+        let mut h = map(&[("content-length", "5")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["content-length"], "5");
     }
 
     #[test]

@@ -523,6 +523,10 @@ impl Refusal {
                 tracing::debug!(error = %e, "request body");
                 (e.status(), "request body timed out\n", false)
             }
+            Refusal::Upstream(e @ forward::ForwardError::ClientBody(_)) => {
+                tracing::debug!(error = %e, "request body");
+                (e.status(), "malformed request body\n", false)
+            }
             Refusal::Upstream(e) => {
                 tracing::debug!(error = %e, "upstream");
                 metrics.error(ErrorKind::ProxyUpstream);

@@ -60,6 +60,13 @@ impl Stall {
 #[error("the client sent no part of its request body for {0:?}")]
 pub struct Stalled(pub Duration);
 
+/// The error a request body ends with when the client sent it wrong (bad
+/// chunk framing, say) or cut it: the client's fault, answered 400, never
+/// counted as the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed: {0}")]
+pub struct BadBody(#[source] BoxError);
+
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// `inner`, failing with [`Stalled`] once it has made its reader wait `idle`
@@ -94,7 +101,7 @@ where
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             this.stall.progressed();
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            return Poll::Ready(frame.map(|f| f.map_err(|e| BadBody(e.into()).into())));
         }
         match this.stall.poll_expired(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(Stalled(this.stall.limit).into()))),
@@ -202,9 +209,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
 
 /// Whether `e` (a client error, say) was caused by a stalled request body.
 pub fn stalled(e: &(dyn StdError + 'static)) -> bool {
+    caused_by::<Stalled>(e)
+}
+
+/// Whether `e` was caused by a request body the client sent wrong or cut.
+pub fn bad_body(e: &(dyn StdError + 'static)) -> bool {
+    caused_by::<BadBody>(e)
+}
+
+fn caused_by<T: StdError + 'static>(e: &(dyn StdError + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(e) = cause {
-        if e.is::<Stalled>() {
+        if e.is::<T>() {
             return true;
         }
         cause = e.source();

@@ -2,6 +2,9 @@
 //! HTTP/1.1 fast path, the pre-hold reader and hyper's path) before routing,
 //! recording and forwarding:
 //!
+//! - a fragment (`#` and what follows) is never part of a request (RFC
+//!   9112 3.2, RFC 3986 3.5): it is cut off, neither routed nor forwarded,
+//!   as hyper's parser does before the request reaches the proxy;
 //! - the query is not part of the path: routes, `ignorePaths` and activity
 //!   see the path alone; the query is forwarded as it came;
 //! - percent-encoded unreserved characters (`%41`, `%2E`, `%7E`, ...) are
@@ -63,6 +66,13 @@ fn unreserved(b: u8) -> bool {
 /// Normalise a request target (origin-form: path, then `?query`).
 /// `allow_encoded_slashes`: keep `%2F` and `%5C` as they are instead of refusing.
 pub fn normalize(raw: &str, allow_encoded_slashes: bool) -> Result<Target<'_>, BadTarget> {
+    if let Some(i) = raw.find('#') {
+        let cut = normalize(&raw[..i], allow_encoded_slashes)?;
+        return Ok(Target {
+            target: Cow::Owned(cut.target.into_owned()),
+            path_len: cut.path_len,
+        });
+    }
     let (path, query) = match raw.find('?') {
         Some(i) => (&raw[..i], &raw[i..]),
         None => (raw, ""),
@@ -173,6 +183,23 @@ mod tests {
             Ok(("/api".into(), "/api?x=/../y".into()))
         );
         assert!(!normalize("/api/v1?x=1", false).unwrap().changed());
+    }
+
+    #[test]
+    fn a_fragment_is_cut_off_before_routing_and_forwarding() {
+        for (raw, path, target) in [
+            ("/api#/../public", "/api", "/api"),
+            ("/x#/../../api/y", "/x", "/x"),
+            ("/api/x#frag", "/api/x", "/api/x"),
+            ("/api/x?q#/../../public", "/api/x", "/api/x?q"),
+            ("/a#?b", "/a", "/a"),
+            ("/a/../b#c", "/b", "/b"),
+        ] {
+            let t = normalize(raw, false).unwrap();
+            assert_eq!((t.path(), &*t.target), (path, target), "{raw}");
+            assert!(t.changed(), "{raw}: the upstream must not get the fragment");
+        }
+        assert_eq!(norm("#/api"), Err(BadTarget::NotAPath));
     }
 
     #[test]
