@@ -9,7 +9,16 @@
 //!
 //! Used by the audit webhook (evictable until authenticated, for good) and the
 //! proxy (evictable while reading a request head, again between requests).
-use std::collections::BTreeMap;
+//!
+//! The audit webhook admits each connection with its peer's address
+//! ([`Slots::admit_fairly_from`]): then the connection evicted is the oldest
+//! of the peer holding the most evictable ones, so a crowd of reconnect loops
+//! from a few addresses evicts its own connections, never the one new
+//! connection of the API server before it has read its head. The proxy's
+//! peers are a few load balancers, and it admits without addresses (oldest
+//! first, no per-peer table).
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -30,6 +39,8 @@ struct Table {
     open: usize,
     /// Evictable connections by the order they became so: oldest first.
     evictable: BTreeMap<u64, Arc<Signal>>,
+    /// How many of them each peer holds (connections admitted with one).
+    by_peer: HashMap<IpAddr, usize>,
     next: u64,
 }
 
@@ -41,6 +52,7 @@ struct Signal {
     task: OnceLock<AbortHandle>,
     /// Its key in `Table::evictable` while it is there, else 0 (keys start at 1).
     key: AtomicU64,
+    peer: Option<IpAddr>,
 }
 
 /// What [`Slots::admit`] did.
@@ -70,13 +82,17 @@ impl Slots {
 
     /// A slot for a new connection, evictable from the start.
     pub fn admit(self: &Arc<Self>) -> Admit {
+        self.admit_as(None)
+    }
+
+    fn admit_as(self: &Arc<Self>, peer: Option<IpAddr>) -> Admit {
         let mut t = self.table();
         let evicted = if t.open < self.limit && t.evictable.len() < self.max_evictable {
             false
-        } else if let Some((_, oldest)) = t.evictable.pop_first() {
-            oldest.key.store(0, Ordering::Relaxed);
-            oldest.evicted.store(true, Ordering::Release);
-            if let Some(task) = oldest.task.get() {
+        } else if let Some(victim) = t.victim() {
+            t.keep(&victim);
+            victim.evicted.store(true, Ordering::Release);
+            if let Some(task) = victim.task.get() {
                 task.abort();
             }
             t.open -= 1;
@@ -85,7 +101,10 @@ impl Slots {
             return Admit::Full;
         };
         t.open += 1;
-        let signal = Arc::new(Signal::default());
+        let signal = Arc::new(Signal {
+            peer,
+            ..Signal::default()
+        });
         t.make_evictable(&signal);
         let slot = Slot(SlotRef {
             slots: self.clone(),
@@ -104,6 +123,18 @@ impl Slots {
     /// slot before the choice is made, so an accept loop that takes many
     /// connections in one go does not evict connections it has not let read.
     pub async fn admit_fairly(self: &Arc<Self>) -> Admit {
+        self.yield_if_full().await;
+        self.admit()
+    }
+
+    /// [`Slots::admit_fairly`] for a connection from `peer`, which evicts
+    /// the oldest connection of the peer holding the most evictable ones.
+    pub async fn admit_fairly_from(self: &Arc<Self>, peer: IpAddr) -> Admit {
+        self.yield_if_full().await;
+        self.admit_as(Some(peer.to_canonical()))
+    }
+
+    async fn yield_if_full(&self) {
         let full = {
             let t = self.table();
             t.open >= self.limit || t.evictable.len() >= self.max_evictable
@@ -111,7 +142,6 @@ impl Slots {
         if full {
             tokio::task::yield_now().await;
         }
-        self.admit()
     }
 
     /// Connections counted now, and how many of them are evictable.
@@ -126,13 +156,38 @@ impl Table {
         self.next += 1;
         signal.key.store(self.next, Ordering::Relaxed);
         self.evictable.insert(self.next, signal.clone());
+        if let Some(peer) = signal.peer {
+            *self.by_peer.entry(peer).or_default() += 1;
+        }
     }
 
     fn keep(&mut self, signal: &Signal) {
         let key = signal.key.swap(0, Ordering::Relaxed);
         if key != 0 {
             self.evictable.remove(&key);
+            if let Some(peer) = signal.peer
+                && let Some(n) = self.by_peer.get_mut(&peer)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.by_peer.remove(&peer);
+                }
+            }
         }
+    }
+
+    /// The evictable connection to evict: the oldest, or with peers, the
+    /// oldest of the peer holding the most (the audit webhook's at most 192:
+    /// one pass over them).
+    fn victim(&self) -> Option<Arc<Signal>> {
+        let most = self.by_peer.values().copied().max();
+        self.evictable
+            .values()
+            .find(|s| match (most, s.peer) {
+                (Some(most), Some(peer)) => self.by_peer.get(&peer) == Some(&most),
+                _ => true,
+            })
+            .cloned()
     }
 }
 
@@ -241,6 +296,45 @@ mod tests {
             slots.counts(),
             (3, 2),
             "an evicted slot is not counted twice"
+        );
+    }
+
+    #[test]
+    fn with_peers_the_oldest_of_the_peer_holding_most_is_evicted() {
+        let slots = Slots::new(5, 5);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let from = |ip: &str| slot(rt.block_on(slots.admit_fairly_from(ip.parse().unwrap())));
+        let legit = from("10.0.0.1");
+        let crowd: Vec<_> = (0..4).map(|_| from("10.0.0.2")).collect();
+        // The crowd reconnects: each new connection evicts one of its own,
+        // oldest first, never the lone connection of another address.
+        let mut again = Vec::new();
+        for (i, old) in crowd.iter().enumerate() {
+            again.push(from("10.0.0.2"));
+            assert!(is_evicted(old), "{i}");
+            assert!(!is_evicted(&legit), "{i}");
+        }
+        // A second address: each new one evicts from whichever holds more,
+        // the older connection on a tie (2 and 2: the first address's).
+        let other: Vec<_> = (0..4).map(|_| from("10.0.0.3")).collect();
+        let gone = |v: &[Slot]| v.iter().map(is_evicted).collect::<Vec<_>>();
+        assert_eq!(gone(&again), [true, true, true, false]);
+        assert_eq!(gone(&other), [true, false, false, false]);
+        assert!(!is_evicted(&legit));
+        // Alone among peers holding one each, the oldest goes.
+        let slots = Slots::new(2, 2);
+        let from = |ip: &str| slot(rt.block_on(slots.admit_fairly_from(ip.parse().unwrap())));
+        let (a, b) = (from("10.0.0.1"), from("10.0.0.2"));
+        let _c = from("10.0.0.3");
+        assert!(is_evicted(&a) && !is_evicted(&b));
+        assert_eq!(slots.counts(), (2, 2));
+        b.keep();
+        assert_eq!(
+            slots.table().by_peer.len(),
+            1,
+            "a kept connection leaves the count"
         );
     }
 

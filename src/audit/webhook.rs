@@ -274,7 +274,7 @@ impl Webhook {
                 metrics.audit_refused(AuditRefusal::PeerConnections);
                 continue;
             };
-            let slot = match slots.admit_fairly().await {
+            let slot = match slots.admit_fairly_from(peer.ip()).await {
                 Admit::Free(slot) => slot,
                 Admit::Evicted(slot) => {
                     metrics.audit_refused(AuditRefusal::Evicted);
