@@ -116,3 +116,40 @@ async fn a_persons_kubectl_request_is_activity_and_a_kube_system_service_account
         .env("KUBECONFIG", kubeconfig())
         .output();
 }
+
+/// Activity for a name that is no namespace of the cluster (any request's
+/// namespace counts, a 404 included) is dropped at its first Lease write,
+/// not retried at every flush; a real namespace's Lease is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_for_a_namespace_that_does_not_exist_is_dropped_at_its_first_write() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use siesta::activity::{Activity, LeaseSink};
+    use siesta::model::Source;
+    let client = siesta_test_kit::client().await;
+    let real = siesta_test_kit::namespace(&client, "activity-real", "audit-none", &[]).await;
+    let missing = unique("activity-missing");
+    let metrics = Arc::new(siesta::metrics::Metrics::new());
+    let reporter = Reporter::new(
+        Arc::new(AllAwake),
+        Some(Arc::new(LeaseSink(client.clone()))),
+        None,
+        metrics,
+    );
+    for ns in [&real, &missing] {
+        reporter.report(Activity {
+            namespace: ns.clone(),
+            at: chrono::Utc::now(),
+            source: Source::Api,
+            detail: "alice get".into(),
+        });
+    }
+    assert_eq!(reporter.flush().await, 0, "no write counted as failed");
+    assert!(reporter.seen(&real).is_some());
+    assert_eq!(reporter.seen(&missing), None, "dropped from the book");
+    assert_eq!(reporter.flush().await, 0, "and not written again");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &real);
+    assert!(
+        leases.get_opt("siesta-activity").await.unwrap().is_some(),
+        "the real namespace's Activity Lease is written"
+    );
+}

@@ -251,7 +251,7 @@ impl Sink for Counting {
         &self,
         namespace: String,
         seen: Seen,
-    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    ) -> futures::future::BoxFuture<'static, Result<(), siesta::activity::WriteError>> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.write(namespace, seen)
     }

@@ -29,6 +29,18 @@ pub struct Activity {
     pub detail: String,
 }
 
+/// An RFC 1123 label, as Kubernetes namespace names are: activity is only
+/// ever counted for a name that can be a namespace.
+pub fn valid_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-')
+}
+
 /// Where a reporter learns whether a namespace sleeps: its recorded state and
 /// when that began. The controller and the proxy back it with a Namespace watch.
 pub trait NamespaceStates: Send + Sync + 'static {
@@ -63,13 +75,24 @@ struct Entry {
     wake_requested_for: Option<Option<DateTime<Utc>>>,
 }
 
+/// Why a [`Sink`] write did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The namespace does not exist: the activity is dropped, not retried.
+    #[error("the namespace does not exist")]
+    NoNamespace,
+    /// Anything else; retried at the next flush.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Writes activity somewhere durable; the Lease in a cluster.
 pub trait Sink: Send + Sync + 'static {
     fn write(
         &self,
         namespace: String,
         seen: Seen,
-    ) -> futures::future::BoxFuture<'static, Result<(), String>>;
+    ) -> futures::future::BoxFuture<'static, Result<(), WriteError>>;
 }
 
 /// The Activity Lease sink.
@@ -80,13 +103,17 @@ impl Sink for LeaseSink {
         &self,
         namespace: String,
         seen: Seen,
-    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+    ) -> futures::future::BoxFuture<'static, Result<(), WriteError>> {
         let client = self.0.clone();
         Box::pin(async move {
             lease::record(&client, &namespace, &seen)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    // Creating the Lease in a namespace that is not there.
+                    kube::Error::Api(ae) if ae.code == 404 => WriteError::NoNamespace,
+                    e => WriteError::Failed(e.to_string()),
+                })
         })
     }
 }
@@ -174,14 +201,27 @@ impl Reporter {
             if let Some(sink) = self.inner.sink.clone() {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = sink.write(namespace.clone(), seen).await {
-                        tracing::warn!(%namespace, error = %e, "wake request: activity lease write failed");
-                        me.inner.metrics.error(ErrorKind::LeaseWrite);
-                        me.forget_wake_request(&namespace);
+                    match sink.write(namespace.clone(), seen).await {
+                        Ok(()) => {}
+                        Err(WriteError::NoNamespace) => me.forget(&namespace),
+                        Err(e) => {
+                            tracing::warn!(%namespace, error = %e, "wake request: activity lease write failed");
+                            me.inner.metrics.error(ErrorKind::LeaseWrite);
+                            me.forget_wake_request(&namespace);
+                        }
                     }
                 });
             }
         }
+    }
+
+    /// Drop what this process holds for a namespace that does not exist
+    /// (activity for any name an API request used, a 404 included): the book
+    /// keeps only namespaces that are there.
+    fn forget(&self, namespace: &str) {
+        tracing::debug!(%namespace, "activity for a namespace that does not exist dropped");
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(namespace);
     }
 
     fn forget_wake_request(&self, namespace: &str) {
@@ -234,19 +274,25 @@ impl Reporter {
         };
         let mut failed = 0;
         for (namespace, seen) in dirty {
-            if let Err(e) = sink.write(namespace.clone(), seen).await {
-                tracing::warn!(%namespace, error = %e, "activity lease write failed");
-                self.inner.metrics.error(ErrorKind::LeaseWrite);
-                failed += 1;
-                if let Some(entry) = self
-                    .inner
-                    .entries
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&namespace)
-                {
-                    entry.dirty = true;
+            let e = match sink.write(namespace.clone(), seen).await {
+                Ok(()) => continue,
+                Err(WriteError::NoNamespace) => {
+                    self.forget(&namespace);
+                    continue;
                 }
+                Err(e) => e,
+            };
+            tracing::warn!(%namespace, error = %e, "activity lease write failed");
+            self.inner.metrics.error(ErrorKind::LeaseWrite);
+            failed += 1;
+            if let Some(entry) = self
+                .inner
+                .entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&namespace)
+            {
+                entry.dirty = true;
             }
         }
         failed
@@ -282,7 +328,7 @@ mod tests {
             &self,
             ns: String,
             seen: Seen,
-        ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        ) -> futures::future::BoxFuture<'static, Result<(), WriteError>> {
             self.0.fetch_add(1, Ordering::SeqCst);
             self.1.lock().unwrap().push((ns, seen));
             Box::pin(async { Ok(()) })
@@ -321,6 +367,51 @@ mod tests {
             sink.0.load(Ordering::SeqCst),
             1,
             "nothing new, nothing written"
+        );
+    }
+
+    /// A sink for a cluster where only `team-a` exists.
+    struct OnlyTeamA(AtomicUsize);
+    impl Sink for Arc<OnlyTeamA> {
+        fn write(
+            &self,
+            ns: String,
+            _seen: Seen,
+        ) -> futures::future::BoxFuture<'static, Result<(), WriteError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                match ns.as_str() {
+                    "team-a" => Ok(()),
+                    "flaky" => Err(WriteError::Failed("timeout".into())),
+                    _ => Err(WriteError::NoNamespace),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn activity_for_a_namespace_that_does_not_exist_is_dropped_not_retried() {
+        let sink = Arc::new(OnlyTeamA(AtomicUsize::new(0)));
+        let r = Reporter::new(
+            Arc::new(AllAwake),
+            Some(Arc::new(sink.clone())),
+            None,
+            Arc::default(),
+        );
+        let t0 = Utc::now() - chrono::Duration::seconds(10);
+        for ns in ["team-a", "no-such-ns", "flaky"] {
+            r.report(http(ns, t0));
+        }
+        assert_eq!(r.flush().await, 1, "only the flaky write failed");
+        assert!(r.seen("team-a").is_some());
+        assert_eq!(r.seen("no-such-ns"), None, "dropped from the book");
+        assert!(r.seen("flaky").is_some(), "kept to retry");
+        let writes = sink.0.load(Ordering::SeqCst);
+        assert_eq!(r.flush().await, 1);
+        assert_eq!(
+            sink.0.load(Ordering::SeqCst),
+            writes + 1,
+            "the next flush retries the flaky one alone"
         );
     }
 

@@ -14,6 +14,10 @@ pub enum Ignored {
     Unanswered,
     /// Cluster-scoped, or a namespace-less request.
     NoNamespace,
+    /// A namespace that is no RFC 1123 label (`TEAM-A`, `a/../b`, a NUL, 64
+    /// or more bytes): no such namespace can exist, so counting it would only
+    /// grow the activity book and retry Lease writes that cannot succeed.
+    BadNamespace,
     /// A `system:` identity other than a service account: a component or node.
     Component,
     /// A service account of kube-system (or another system namespace).
@@ -197,6 +201,9 @@ impl Rules {
         let Some(namespace) = event.namespace() else {
             return Verdict::Ignore(Ignored::NoNamespace);
         };
+        if !crate::activity::valid_namespace(namespace) {
+            return Verdict::Ignore(Ignored::BadNamespace);
+        }
         if self.verbs.contains(event.verb.as_str()) {
             return Verdict::Ignore(Ignored::Verb);
         }
@@ -369,6 +376,10 @@ mod tests {
         }
         fn stage(mut self, s: &str) -> Line {
             self.stage = s.into();
+            self
+        }
+        fn namespace(mut self, n: &str) -> Line {
+            self.namespace = Some(n.into());
             self
         }
         fn cluster_scoped(mut self) -> Line {
@@ -566,6 +577,38 @@ mod tests {
         assert_eq!(
             Rules::default().judge(&event),
             Verdict::Ignore(Ignored::Unanswered)
+        );
+    }
+
+    #[test]
+    fn a_namespace_that_cannot_exist_counts_nowhere() {
+        let long = "a".repeat(64);
+        for bad in [
+            "TEAM-A",
+            "team-a/../kube-system",
+            r"team\u0000a",
+            "-team",
+            "team-",
+            "team.a",
+            "",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                judge(Line::person().namespace(bad)),
+                Verdict::Ignore(if bad.is_empty() {
+                    Ignored::NoNamespace
+                } else {
+                    Ignored::BadNamespace
+                }),
+                "{bad:?}"
+            );
+        }
+        let longest = "a".repeat(63);
+        assert_eq!(
+            judge(Line::person().namespace(&longest)),
+            Verdict::Count {
+                namespace: longest.leak()
+            }
         );
     }
 

@@ -374,7 +374,7 @@ fn parse_route(raw: &RawRoute) -> Result<(String, PathMatch, Route), String> {
     }
     let namespace = match raw.namespace.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(ns) if valid_namespace(ns) => Some(Arc::from(ns)),
+        Some(ns) if crate::activity::valid_namespace(ns) => Some(Arc::from(ns)),
         Some(ns) => return Err(format!("namespace {ns:?} is not a valid namespace name")),
     };
     Ok((
@@ -401,17 +401,6 @@ fn valid_host_rule(host: &str) -> Result<(), String> {
     } else {
         Err(format!("host {host:?} is not a host name, *.domain or *"))
     }
-}
-
-/// An RFC 1123 label, as Kubernetes namespace names are.
-pub fn valid_namespace(ns: &str) -> bool {
-    !ns.is_empty()
-        && ns.len() <= 63
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !ns.starts_with('-')
-        && !ns.ends_with('-')
 }
 
 /// Read and parse a routes file.
