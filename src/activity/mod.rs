@@ -344,15 +344,20 @@ mod tests {
         }
     }
 
+    /// A reporter where nobody sleeps, writing into `sink`.
+    fn awake_into(sink: impl Sink) -> Reporter {
+        Reporter::new(
+            Arc::new(AllAwake),
+            Some(Arc::new(sink)),
+            None,
+            Arc::default(),
+        )
+    }
+
     #[tokio::test]
     async fn awake_activity_is_coalesced_until_flush() {
         let sink = Arc::new(CountingSink::default());
-        let r = Reporter::new(
-            Arc::new(AllAwake),
-            Some(Arc::new(sink.clone())),
-            None,
-            Arc::default(),
-        );
+        let r = awake_into(sink.clone());
         let t0 = Utc::now() - chrono::Duration::seconds(10);
         for i in 0..100 {
             r.report(http("team-a", t0 + chrono::Duration::milliseconds(i)));
@@ -392,12 +397,7 @@ mod tests {
     #[tokio::test]
     async fn activity_for_a_namespace_that_does_not_exist_is_dropped_not_retried() {
         let sink = Arc::new(OnlyTeamA(AtomicUsize::new(0)));
-        let r = Reporter::new(
-            Arc::new(AllAwake),
-            Some(Arc::new(sink.clone())),
-            None,
-            Arc::default(),
-        );
+        let r = awake_into(sink.clone());
         let t0 = Utc::now() - chrono::Duration::seconds(10);
         for ns in ["team-a", "no-such-ns", "flaky"] {
             r.report(http(ns, t0));
