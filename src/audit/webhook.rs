@@ -152,14 +152,18 @@ impl Auth {
         if !self.required() || (self.client_certs && verified_client_cert) {
             return true;
         }
-        match (
-            &self.token,
-            authorization.and_then(|a| a.strip_prefix(b"Bearer ")),
-        ) {
-            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given.trim_ascii()),
+        match (&self.token, authorization.and_then(bearer)) {
+            (Some(token), Some(given)) => constant_time_eq(token.as_bytes(), given),
             _ => false,
         }
     }
+}
+
+/// The token of a `Bearer` credential (RFC 6750 2.1; the scheme is
+/// case-insensitive, RFC 9110 11.1).
+fn bearer(authorization: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = authorization.split_at_checked(7)?;
+    (scheme.eq_ignore_ascii_case(b"bearer ")).then(|| token.trim_ascii())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -769,16 +773,21 @@ mod tests {
             .await,
             401
         );
-        assert_eq!(
-            post(
-                addr,
-                "/audit",
-                "authorization: Bearer s3cret\r\n",
-                body.as_bytes()
-            )
-            .await,
-            200
-        );
+        for (header, status) in [
+            ("authorization: Bearer s3cret\r\n", 200),
+            ("authorization: bearer s3cret\r\n", 200),
+            ("authorization: BEARER  s3cret\r\n", 200),
+            ("authorization: Bearers3cret\r\n", 401),
+            ("authorization: Basic s3cret\r\n", 401),
+            ("authorization: Bearer s3cre\r\n", 401),
+            ("authorization: Bearer s3crett\r\n", 401),
+        ] {
+            assert_eq!(
+                post(addr, "/audit", header, body.as_bytes()).await,
+                status,
+                "{header:?}"
+            );
+        }
     }
 
     #[tokio::test]
