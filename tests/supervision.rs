@@ -76,6 +76,17 @@ fn exited(mut child: Child, within: Duration) -> (std::process::ExitStatus, Stri
     }
 }
 
+/// SIGTERM, then a clean exit within `within`; its stderr.
+fn terminated(child: Child, within: Duration) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    let (status, stderr) = exited(child, within);
+    assert!(status.success(), "a clean stop: {status}\n{stderr}");
+    stderr
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_releases_the_leader_lease_at_once() {
     let c = client().await;
@@ -89,18 +100,54 @@ async fn sigterm_releases_the_leader_lease_at_once() {
         holder(&c, &lease_ns).await.as_deref() == Some("replica-term")
     })
     .await;
-    let pid = child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("send SIGTERM");
-    let (status, stderr) = exited(child, Duration::from_secs(20));
-    assert!(status.success(), "a clean stop: {status}\n{stderr}");
+    let stderr = terminated(child, Duration::from_secs(20));
     assert_eq!(
         holder(&c, &lease_ns).await,
         None,
         "the lease is free for a standby at once\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_the_controller_when_the_api_server_is_unreachable() {
+    // Nothing listens on port 1: the first list never completes.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- {name: dead, cluster: {server: 'http://127.0.0.1:1'}}\n\
+         contexts:\n- {name: dead, context: {cluster: dead, user: u}}\ncurrent-context: dead\n\
+         users:\n- {name: u, user: {token: x}}\n",
+    )
+    .unwrap();
+    let admin = free_port();
+    let child = Command::new(SIESTA)
+        .args([
+            "controller",
+            "--audit-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SIESTA_LOG", "info")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the controller");
+    // Serving (its admin port answers) while it cannot list.
+    eventually(
+        "the admin port answers",
+        Duration::from_secs(20),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", admin))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    // Before, it logged "shutting down" and waited for the first list forever.
+    terminated(child, Duration::from_secs(15));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -85,6 +85,8 @@ impl Triggers {
 /// buffers small (a page of 500 workloads' metadata is about 2 MB of JSON);
 /// the extra requests happen only at start and after a lost watch.
 const LIST_PAGE: u32 = 100;
+/// How long the last activity write may hold a shutdown.
+const FINAL_FLUSH: Duration = Duration::from_secs(10);
 
 /// Keep of a Namespace only what reconciles read: name, uid, resourceVersion,
 /// labels (admin policies select by them) and `siesta.dev/` annotations. With
@@ -312,7 +314,16 @@ pub async fn run(settings: Settings) -> crate::Result<()> {
     ready.set(false);
     stop_trigger.stop();
     leading.await;
-    reporter.flush().await;
+    // The last activity is written if the API server answers in time; an
+    // unreachable one does not hold the shutdown past the grace.
+    if tokio::time::timeout(FINAL_FLUSH, reporter.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "activity not written at shutdown: the API server did not answer in {FINAL_FLUSH:?}"
+        );
+    }
     drop(tasks);
     match ended {
         Some(ended) => Err(crate::Error::Other(ended.to_string())),
@@ -444,8 +455,12 @@ async fn lead(
         LostLease,
         Stop,
     }
-    let _ = states.wait_until_ready().await;
     let stopped = futures::FutureExt::shared(Box::pin(stop.requested()));
+    // A stop before the first list (the API server unreachable) ends it too.
+    tokio::select! {
+        _ = states.wait_until_ready() => {}
+        _ = stopped.clone() => return,
+    }
     loop {
         tokio::select! {
             _ = leader::acquire(&client, &election) => {}
