@@ -118,8 +118,9 @@ fn render(namespace: &str, seen: &Seen, base: Option<Lease>) -> Lease {
 
 /// Write `seen` into the namespace's Activity Lease unless it already holds
 /// something as new: create it if missing, replace it guarded by its
-/// resourceVersion otherwise, and retry on a conflict. Returns what the Lease
-/// holds afterwards.
+/// resourceVersion otherwise, and retry on a conflict or a Lease deleted in
+/// between. Returns what the Lease holds afterwards; a 404 is left only by
+/// the create, when the namespace does not exist.
 pub async fn record(client: &kube::Client, namespace: &str, seen: &Seen) -> kube::Result<Seen> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let pp = PostParams {
@@ -129,23 +130,32 @@ pub async fn record(client: &kube::Client, namespace: &str, seen: &Seen) -> kube
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = match api.get_opt(NAME).await? {
-            None => api
-                .create(&pp, &render(namespace, seen, None))
-                .await
-                .map(|_| seen.clone()),
+        let (result, replacing) = match api.get_opt(NAME).await? {
+            None => (
+                api.create(&pp, &render(namespace, seen, None))
+                    .await
+                    .map(|_| seen.clone()),
+                false,
+            ),
             Some(current) => {
                 let mut merged = read(&current);
                 if !merged.merge(seen) {
                     return Ok(merged);
                 }
-                api.replace(NAME, &pp, &render(namespace, &merged, Some(current)))
-                    .await
-                    .map(|_| merged)
+                (
+                    api.replace(NAME, &pp, &render(namespace, &merged, Some(current)))
+                        .await
+                        .map(|_| merged),
+                    true,
+                )
             }
         };
         match result {
-            Err(kube::Error::Api(e)) if (e.code == 409) && attempt < 5 => continue,
+            Err(kube::Error::Api(e))
+                if (e.code == 409 || (e.code == 404 && replacing)) && attempt < 5 =>
+            {
+                continue;
+            }
             other => return other,
         }
     }

@@ -110,7 +110,7 @@ impl Sink for LeaseSink {
                 .await
                 .map(|_| ())
                 .map_err(|e| match e {
-                    // Creating the Lease in a namespace that is not there.
+                    // Only the create leaves a 404: the namespace is not there.
                     kube::Error::Api(ae) if ae.code == 404 => WriteError::NoNamespace,
                     e => WriteError::Failed(e.to_string()),
                 })
