@@ -306,19 +306,19 @@ mod tests {
             .build()
             .unwrap();
         let from = |ip: &str| slot(rt.block_on(slots.admit_fairly_from(ip.parse().unwrap())));
-        let legit = from("10.0.0.1");
-        let crowd: Vec<_> = (0..4).map(|_| from("10.0.0.2")).collect();
+        let legit = from("127.0.0.1");
+        let crowd: Vec<_> = (0..4).map(|_| from("127.0.0.2")).collect();
         // The crowd reconnects: each new connection evicts one of its own,
         // oldest first, never the lone connection of another address.
         let mut again = Vec::new();
         for (i, old) in crowd.iter().enumerate() {
-            again.push(from("10.0.0.2"));
+            again.push(from("127.0.0.2"));
             assert!(is_evicted(old), "{i}");
             assert!(!is_evicted(&legit), "{i}");
         }
         // A second address: each new one evicts from whichever holds more,
         // the older connection on a tie (2 and 2: the first address's).
-        let other: Vec<_> = (0..4).map(|_| from("10.0.0.3")).collect();
+        let other: Vec<_> = (0..4).map(|_| from("127.0.0.3")).collect();
         let gone = |v: &[Slot]| v.iter().map(is_evicted).collect::<Vec<_>>();
         assert_eq!(gone(&again), [true, true, true, false]);
         assert_eq!(gone(&other), [true, false, false, false]);
@@ -326,8 +326,8 @@ mod tests {
         // Alone among peers holding one each, the oldest goes.
         let slots = Slots::new(2, 2);
         let from = |ip: &str| slot(rt.block_on(slots.admit_fairly_from(ip.parse().unwrap())));
-        let (a, b) = (from("10.0.0.1"), from("10.0.0.2"));
-        let _c = from("10.0.0.3");
+        let (a, b) = (from("127.0.0.1"), from("127.0.0.2"));
+        let _c = from("127.0.0.3");
         assert!(is_evicted(&a) && !is_evicted(&b));
         assert_eq!(slots.counts(), (2, 2));
         b.keep();

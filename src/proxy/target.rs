@@ -66,17 +66,22 @@ fn unreserved(b: u8) -> bool {
 /// Normalise a request target (origin-form: path, then `?query`).
 /// `allow_encoded_slashes`: keep `%2F` and `%5C` as they are instead of refusing.
 pub fn normalize(raw: &str, allow_encoded_slashes: bool) -> Result<Target<'_>, BadTarget> {
-    if let Some(i) = raw.find('#') {
-        let cut = normalize(&raw[..i], allow_encoded_slashes)?;
+    // One pass over the target: the query starts at the first `?`, a
+    // fragment at the first `#` (before the query or in it).
+    let b = raw.as_bytes();
+    let (path_end, fragment) = match memchr::memchr2(b'?', b'#', b) {
+        Some(i) if b[i] == b'#' => (i, Some(i)),
+        Some(i) => (i, memchr::memchr(b'#', &b[i..]).map(|j| i + j)),
+        None => (b.len(), None),
+    };
+    if let Some(end) = fragment {
+        let cut = normalize(&raw[..end], allow_encoded_slashes)?;
         return Ok(Target {
             target: Cow::Owned(cut.target.into_owned()),
             path_len: cut.path_len,
         });
     }
-    let (path, query) = match raw.find('?') {
-        Some(i) => (&raw[..i], &raw[i..]),
-        None => (raw, ""),
-    };
+    let (path, query) = raw.split_at(path_end);
     if !path.starts_with('/') {
         return Err(BadTarget::NotAPath);
     }
